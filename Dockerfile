@@ -1,0 +1,92 @@
+# Sentiment inference service: FastAPI + a TensorFlow SavedModel (CPU).
+#
+# Targets:
+#   runtime (default, last stage)  the API server with the shipped model at /models/sentiment/1
+#   train                          `python -m training ...` that publishes new versions into /models
+#
+# Build: BUILDAH_FORMAT=docker podman build -t sentiment-service .      (docker build works as-is)
+#        podman build --target train -t sentiment-service-train .
+#
+# Layer order is chosen for the cache: the ~600 MB dependency layer depends only on the
+# dependency list extracted from pyproject.toml, so editing code, the model, or any other part of
+# pyproject.toml (ruff/mypy/pytest config) does not reinstall TensorFlow.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- base: shared interpreter settings ---------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+# One fixed non-root uid/gid for the api and train images, so both can write the shared model
+# volume and Kubernetes' runAsNonRoot can verify it numerically.
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin app
+
+# --- requirements: pyproject.toml -> requirements files -----------------------------------------
+# Only the dependency lists leave this stage, so the install layers below are keyed on them alone.
+FROM base AS requirements
+COPY pyproject.toml /src/pyproject.toml
+RUN python -c "import tomllib, pathlib; \
+project = tomllib.loads(pathlib.Path('/src/pyproject.toml').read_text())['project']; \
+pathlib.Path('/src/requirements.txt').write_text('\n'.join(project['dependencies']) + '\n'); \
+pathlib.Path('/src/requirements-train.txt').write_text('\n'.join(project['optional-dependencies']['train']) + '\n')"
+
+# --- deps: the service's virtualenv --------------------------------------------------------------
+FROM base AS deps
+COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
+# Headers (tensorflow/include, ~290 MB) and libclang (~60 MB, used only by TF's C++ tooling)
+# are never touched when serving or training from Python; dropping them shrinks the image ~25%.
+RUN python -m venv "$VIRTUAL_ENV" \
+ && pip install --upgrade pip \
+ && pip install -r /tmp/requirements.txt \
+ && rm -rf "$VIRTUAL_ENV"/lib/python3.11/site-packages/tensorflow/include \
+           "$VIRTUAL_ENV"/lib/python3.11/site-packages/clang \
+           "$VIRTUAL_ENV"/lib/python3.11/site-packages/libclang-*.dist-info
+
+# --- train-deps: adds the `train` extra -----------------------------------------------------------
+FROM deps AS train-deps
+COPY --from=requirements /src/requirements-train.txt /tmp/requirements-train.txt
+RUN pip install -r /tmp/requirements-train.txt
+
+# --- train: publishes model versions into /models/<name>/<N> --------------------------------------
+FROM base AS train
+COPY --from=train-deps /opt/venv /opt/venv
+WORKDIR /srv
+COPY training/ /srv/training/
+# The shipped model too: whichever service first mounts the fresh `models` volume seeds it the same
+# way, so the first trained version is always 2.
+COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
+RUN install -d -o 10001 -g 10001 /data
+# The user has no home; downloads (--cache-dir), matplotlib and Keras caches go under /tmp.
+ENV HOME=/tmp
+USER 10001:10001
+ENTRYPOINT ["python", "-m", "training"]
+CMD ["--help"]
+
+# --- runtime: the API server ---------------------------------------------------------------------
+FROM base AS runtime
+LABEL org.opencontainers.image.title="sentiment-service" \
+      org.opencontainers.image.description="FastAPI sentiment inference service (TensorFlow SavedModel, CPU)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /srv
+COPY app/ /srv/app/
+# The model dir belongs to the app user: a named volume mounted at /models is seeded from here and
+# the train service (same uid) publishes new versions next to the shipped one.
+COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
+ENV SENTIMENT_MODEL_BASE_PATH=/models/sentiment \
+    SENTIMENT_MODEL_NAME=sentiment
+USER 10001:10001
+EXPOSE 8000
+# Readiness, not liveness: "healthy" means the model is loaded and warmed. slim has no curl.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
+# uvicorn is PID 1 and handles SIGTERM itself: it stops accepting, drains in-flight requests for
+# up to the graceful timeout, then runs the app's lifespan shutdown (k8s grace period is longer).
+CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+     "--timeout-graceful-shutdown", "20", "--no-server-header"]
