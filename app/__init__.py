@@ -1,0 +1,1 @@
+"""Sentiment inference service: a FastAPI app serving a TensorFlow SavedModel."""

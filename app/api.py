@@ -1,0 +1,242 @@
+"""HTTP routes: validate the body, hand texts to the batcher, shape the answer.
+
+Prediction routes are ``async def`` and only await the batcher, so no request costs a
+thread-pool hop; the model runs on the batcher's own thread. Answers are serialized with
+orjson straight into a Response, skipping FastAPI's response-model pass on the hot path
+(the ``response_model`` declarations still document them in OpenAPI).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from app.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    error_body,
+)
+from app.metrics import CONTENT_TYPE_LATEST
+from app.predictor import SIGNATURE_NAME, Predictor
+from app.schemas import (
+    BatchPredictRequest,
+    BatchPredictResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelCard,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+    TFServingModelStatusResponse,
+    TFServingPredictRequest,
+    TFServingPredictResponse,
+)
+from app.service import Service
+
+_JSON = "application/json"
+
+
+def _error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+_PREDICTION_ERRORS = _error_docs(401, 413, 422, 429, 503)
+
+ops_router = APIRouter(tags=["operations"])
+api_router = APIRouter(tags=["predictions"])
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type=_JSON)
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def _score(service: Service, texts: Sequence[str]) -> tuple[list[float], Predictor]:
+    """Check the limits that depend on settings, then score via the micro-batcher."""
+    service.registry.require_live()
+    max_chars = service.settings.max_text_chars
+    for text in texts:
+        if len(text) > max_chars:
+            raise InvalidInputError(f"A text is longer than {max_chars} characters.")
+    scored = await service.batcher.submit(texts)
+    return scored.probabilities, scored.tag
+
+
+def _labelled(service: Service, probabilities: list[float], predictor: Predictor) -> list[str]:
+    threshold = predictor.decision_threshold
+    labels = ["positive" if p >= threshold else "negative" for p in probabilities]
+    positives = labels.count("positive")
+    if positives:
+        service.metrics.positive_predictions.inc(positives)
+    if positives != len(labels):
+        service.metrics.negative_predictions.inc(len(labels) - positives)
+    return labels
+
+
+def _check_batch_size(service: Service, count: int) -> None:
+    limit = service.settings.max_batch_items
+    if count > limit:
+        raise PayloadTooLargeError(f"At most {limit} texts per request.")
+
+
+@api_router.post(
+    "/v1/predict",
+    response_model=PredictResponse,
+    responses=_PREDICTION_ERRORS,
+    summary="Score one text",
+)
+async def predict(body: PredictRequest, request: Request) -> Response:
+    """P(positive) and label for one review; concurrent calls share model calls."""
+    service = _service(request)
+    probabilities, predictor = await _score(service, (body.text,))
+    probability = probabilities[0]
+    label = _labelled(service, probabilities, predictor)[0]
+    return _json(
+        {"label": label, "probability": probability, "model_version": predictor.version_label}
+    )
+
+
+@api_router.post(
+    "/v1/predict/batch",
+    response_model=BatchPredictResponse,
+    responses=_PREDICTION_ERRORS,
+    summary="Score several texts",
+)
+async def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
+    """One prediction per text, in input order, all from the same model version."""
+    service = _service(request)
+    _check_batch_size(service, len(body.texts))
+    probabilities, predictor = await _score(service, body.texts)
+    labels = _labelled(service, probabilities, predictor)
+    predictions = [
+        {"label": label, "probability": probability}
+        for label, probability in zip(labels, probabilities, strict=True)
+    ]
+    return _json({"predictions": predictions, "model_version": predictor.version_label})
+
+
+@api_router.post(
+    "/v1/models/{name}:predict",
+    response_model=TFServingPredictResponse,
+    responses={**_PREDICTION_ERRORS, **_error_docs(404)},
+    summary="TF Serving compatible predict",
+)
+async def tf_serving_predict(
+    name: str, body: TFServingPredictRequest, request: Request
+) -> Response:
+    """TF Serving's REST predict: ``instances`` answers ``predictions``, ``inputs`` ``outputs``."""
+    service = _service(request)
+    if name != service.settings.model_name:
+        raise ModelNotFoundError(f"Model {name!r} is not served here.")
+    if body.signature_name not in (None, SIGNATURE_NAME):
+        raise InvalidInputError(f"Only the {SIGNATURE_NAME!r} signature is served.")
+    if (body.instances is None) == (body.inputs is None):
+        raise InvalidInputError("Send exactly one of 'instances' or 'inputs'.")
+    texts = body.texts()
+    if not texts:
+        raise InvalidInputError("At least one text is required.")
+    _check_batch_size(service, len(texts))
+    probabilities, predictor = await _score(service, texts)
+    _labelled(service, probabilities, predictor)
+    key = "predictions" if body.instances is not None else "outputs"
+    return _json({key: [[probability] for probability in probabilities]})
+
+
+@api_router.get(
+    "/v1/models/{name}",
+    response_model=TFServingModelStatusResponse,
+    responses=_error_docs(401, 404, 503),
+    summary="TF Serving compatible model status",
+)
+async def tf_serving_model_status(name: str, request: Request) -> Response:
+    """The live version in TF Serving's GetModelStatus shape."""
+    service = _service(request)
+    if name != service.settings.model_name:
+        raise ModelNotFoundError(f"Model {name!r} is not served here.")
+    predictor = service.registry.require_live()
+    status = {
+        "version": predictor.version_label,
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
+    return _json({"model_version_status": [status]})
+
+
+@api_router.get(
+    "/v1/model",
+    response_model=ModelCard,
+    responses=_error_docs(401, 503),
+    summary="Model card of the live version",
+)
+async def model_card(request: Request) -> Response:
+    """The live version's ``model_card.json`` as published by training."""
+    predictor = _service(request).registry.require_live()
+    return _json(predictor.card_document)
+
+
+@ops_router.get("/healthz", response_model=HealthResponse, summary="Liveness")
+async def healthz() -> Response:
+    """Always 200 while the process serves HTTP, even before a model is loaded."""
+    return _json({"status": "ok"})
+
+
+@ops_router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    responses=_error_docs(503),
+    summary="Readiness",
+)
+async def readyz(request: Request) -> Response:
+    """200 only when a verified, warm model is live; 503 otherwise."""
+    live = _service(request).registry.live
+    if live is None:
+        error = NotReadyError()
+        return Response(
+            error_body(error.error_type, error.message),
+            status_code=error.status_code,
+            media_type=_JSON,
+        )
+    return _json({"status": "ready", "model_version": live.version_label})
+
+
+@ops_router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Metrics in the Prometheus text format."""
+    return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def api_key_dependency(expected_key: str) -> Any:
+    """A dependency accepting ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``."""
+    expected = expected_key.encode()
+
+    async def require_api_key(
+        api_key: str | None = Security(_api_key_header),
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> None:
+        presented = api_key if api_key is not None else (bearer.credentials if bearer else None)
+        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+            raise UnauthorizedError()
+
+    return Depends(require_api_key)

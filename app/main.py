@@ -1,0 +1,109 @@
+"""Application factory: ``uvicorn app.main:create_app --factory``.
+
+Importing this module does no I/O and loads no model; ``create_app`` wires one instance of
+everything, and its lifespan loads, verifies and warms the model before the server reports
+startup complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app import api
+from app.batching import MicroBatcher
+from app.errors import install_error_handlers
+from app.metrics import ServiceMetrics
+from app.middleware import ServiceMiddleware
+from app.predictor import Predictor
+from app.registry import ModelRegistry
+from app.service import Service
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = """
+Scores English text (movie reviews) as positive or negative with a TensorFlow SavedModel.
+
+Every error has the shape `{"error": {"type": "...", "message": "..."}}`; `type` is one of
+`invalid_input` (422), `payload_too_large` (413), `overloaded` (429), `not_ready` (503),
+`inference_failed` (503), `unauthorized` (401), `model_not_found` / `not_found` (404),
+`method_not_allowed` (405), `internal_error` (500).
+"""
+
+
+def configure_tensorflow_threads(settings: Settings) -> None:
+    """Apply TF thread settings; only possible before TF's runtime starts in this process."""
+    import tensorflow as tf
+
+    try:
+        if settings.tf_intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_op_threads)
+        if settings.tf_inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_op_threads)
+    except RuntimeError:
+        logger.debug("TensorFlow already initialized; keeping its thread settings")
+
+
+def _configure_logging(settings: Settings) -> None:
+    app_logger = logging.getLogger("app")
+    app_logger.setLevel(settings.log_level.upper())
+    if not logging.getLogger().handlers and not app_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        app_logger.addHandler(handler)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build one independent service instance (its own model, batcher and metrics)."""
+    settings = settings or Settings()
+    _configure_logging(settings)
+    metrics = ServiceMetrics()
+    registry = ModelRegistry(settings.model_base_path, settings.model_name, metrics)
+    batcher: MicroBatcher[Predictor] = MicroBatcher(
+        registry.score,
+        max_batch_size=settings.max_batch_size,
+        max_wait_seconds=settings.max_batch_wait_ms / 1000,
+        queue_size=settings.queue_size,
+        on_batch=metrics.observe_batch,
+    )
+    metrics.track_queue_depth(lambda: batcher.depth)
+    service = Service(settings=settings, registry=registry, batcher=batcher, metrics=metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(configure_tensorflow_threads, settings)
+        await asyncio.to_thread(registry.refresh)
+        batcher.start()
+        watcher: asyncio.Task[None] | None = None
+        if settings.reload_interval_seconds > 0:
+            watcher = asyncio.create_task(
+                registry.watch(settings.reload_interval_seconds), name="model-watcher"
+            )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await batcher.drain(timeout_seconds=settings.graceful_shutdown_seconds)
+            logger.info("shut down cleanly")
+
+    app = FastAPI(
+        title="Sentiment inference service",
+        version="1.0.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.include_router(api.ops_router)
+    auth = [api.api_key_dependency(settings.api_key.get_secret_value())] if settings.api_key else []
+    app.include_router(api.api_router, dependencies=auth)
+    return app

@@ -1,0 +1,165 @@
+"""One loaded, verified and warmed SavedModel version.
+
+The SavedModel and its ``model_card.json`` are the whole contract with training: the graph
+does its own preprocessing, and the card's recorded samples let us prove at load time that
+this export computes what training measured. A version that can't prove it is never served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+
+from app.errors import BrokenModelError
+from app.schemas import ModelCard
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "text"
+OUTPUT_NAME = "probability"
+SAMPLE_TOLERANCE = 1e-5
+CARD_FILE = "model_card.json"
+
+Probabilities = npt.NDArray[np.float32]
+
+
+class Predictor:
+    """Scores texts with one model version; safe to call from one thread at a time or many."""
+
+    def __init__(
+        self,
+        version: int,
+        path: Path,
+        card: ModelCard,
+        card_document: dict[str, Any],
+        serving_function: Callable[..., Any],
+        string_constant: Callable[[Sequence[str]], Any],
+        owner: Any = None,
+    ) -> None:
+        self.version = version
+        self.version_label = str(version)
+        self.path = path
+        self.card = card
+        self.card_document = card_document
+        self.decision_threshold = card.decision_threshold
+        self._serving_function = serving_function
+        self._string_constant = string_constant
+        # The signature's variables belong to the loaded object: keep it alive with us.
+        self._owner = owner
+
+    @classmethod
+    def load(cls, path: Path, *, warmup_batch_sizes: Sequence[int] = (1, 8, 64)) -> Predictor:
+        """Load, verify against the card's samples and warm the version in ``path``.
+
+        Raises BrokenModelError for anything wrong with the directory, so a caller can refuse
+        the version without knowing TensorFlow's many exception types.
+        """
+        started = time.perf_counter()
+        try:
+            version = int(path.name)
+        except ValueError as exc:
+            raise BrokenModelError(f"{path.name!r} is not an integer version") from exc
+        card, card_document = _read_card(path)
+        if not (path / "saved_model.pb").is_file():
+            raise BrokenModelError(f"version {version}: saved_model.pb is missing")
+
+        import tensorflow as tf  # deferred: importing app modules must stay cheap
+
+        try:
+            loaded = tf.saved_model.load(str(path))
+            serving_function = loaded.signatures[SIGNATURE_NAME]
+        except Exception as exc:
+            raise BrokenModelError(
+                f"version {version}: SavedModel failed to load ({type(exc).__name__})"
+            ) from exc
+
+        def string_constant(texts: Sequence[str]) -> Any:
+            return tf.constant(texts, dtype=tf.string)
+
+        predictor = cls(
+            version, path, card, card_document, serving_function, string_constant, loaded
+        )
+        predictor.verify_samples()
+        predictor.warm_up(warmup_batch_sizes)
+        logger.info(
+            "model version %d loaded, verified and warm in %.2fs",
+            version,
+            time.perf_counter() - started,
+        )
+        return predictor
+
+    def predict_probabilities(self, texts: Sequence[str]) -> Probabilities:
+        """P(positive) for each text, via the concrete serving function (never Keras predict).
+
+        Blocking and CPU-bound: call it from a worker thread, never from the event loop.
+        """
+        outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
+        probabilities: Probabilities = outputs[OUTPUT_NAME].numpy().reshape(-1)
+        if probabilities.shape[0] != len(texts):
+            raise BrokenModelError(
+                f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
+            )
+        return probabilities
+
+    def label_for(self, probability: float) -> str:
+        """The card's decision rule."""
+        return "positive" if probability >= self.decision_threshold else "negative"
+
+    def verify_samples(self) -> None:
+        """Replay the card's recorded samples; a mismatch means a broken or foreign export."""
+        samples = self.card.samples
+        try:
+            texts = [str(sample["text"]) for sample in samples]
+            expected = np.array([float(sample["probability"]) for sample in samples])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokenModelError(f"version {self.version}: malformed card samples") from exc
+        if not texts:
+            raise BrokenModelError(f"version {self.version}: the card records no samples")
+        try:
+            actual = self.predict_probabilities(texts).astype(np.float64)
+        except BrokenModelError:
+            raise
+        except Exception as exc:
+            raise BrokenModelError(
+                f"version {self.version}: serving function failed ({type(exc).__name__})"
+            ) from exc
+        worst = float(np.max(np.abs(actual - expected)))
+        if not worst <= SAMPLE_TOLERANCE:
+            raise BrokenModelError(
+                f"version {self.version}: sample replay differs by {worst:.3g} "
+                f"(tolerance {SAMPLE_TOLERANCE})"
+            )
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run a few calls so the first real requests don't pay one-time initialization."""
+        text = str(self.card.samples[0]["text"])
+        try:
+            for size in batch_sizes:
+                self.predict_probabilities([text] * size)
+        except Exception as exc:
+            raise BrokenModelError(
+                f"version {self.version}: warm-up failed ({type(exc).__name__})"
+            ) from exc
+
+
+def _read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
+    card_path = path / CARD_FILE
+    try:
+        document = json.loads(card_path.read_bytes())
+        if not isinstance(document, dict):
+            raise ValueError("card is not a JSON object")
+        card = ModelCard.model_validate(document)
+    except FileNotFoundError as exc:
+        raise BrokenModelError(f"{path.name}: {CARD_FILE} is missing") from exc
+    except (ValueError, ValidationError) as exc:
+        raise BrokenModelError(f"{path.name}: {CARD_FILE} is invalid") from exc
+    return card, document

@@ -1,0 +1,204 @@
+"""Request and response bodies; their examples make up the OpenAPI documentation.
+
+Limits that depend on settings (characters per text, texts per batch) are checked in the
+routes, because a schema class is shared by every app instance in the process.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _reject_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be empty or whitespace only")
+    return text
+
+
+ReviewText = Annotated[str, AfterValidator(_reject_blank)]
+Label = Literal["positive", "negative"]
+
+_EXAMPLE_TEXT = "This movie was wonderful, I loved every minute of it."
+
+
+class PredictRequest(BaseModel):
+    """One text to score."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": _EXAMPLE_TEXT}]}
+    )
+
+    text: ReviewText = Field(description="Raw English review text.")
+
+
+class BatchPredictRequest(BaseModel):
+    """Several texts to score in one request."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"texts": [_EXAMPLE_TEXT, "Terrible acting, a waste of time."]}]
+        },
+    )
+
+    texts: list[ReviewText] = Field(min_length=1, description="Raw English review texts.")
+
+
+class Prediction(BaseModel):
+    """The score of one text."""
+
+    label: Label = Field(description="'positive' when probability >= the decision threshold.")
+    probability: float = Field(ge=0, le=1, description="P(positive) from the model.")
+
+
+class PredictResponse(Prediction):
+    """The score of one text and the model version that produced it."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [{"label": "positive", "probability": 0.9123, "model_version": "1"}]
+        },
+    )
+
+    model_version: str = Field(description="Version directory of the model that scored it.")
+
+
+class BatchPredictResponse(BaseModel):
+    """One prediction per input text, in input order."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": [
+                        {"label": "positive", "probability": 0.9123},
+                        {"label": "negative", "probability": 0.0836},
+                    ],
+                    "model_version": "1",
+                }
+            ]
+        },
+    )
+
+    predictions: list[Prediction]
+    model_version: str = Field(description="Version of the model that scored every text.")
+
+
+class TextInstance(BaseModel):
+    """TF Serving's row format with the signature's named input."""
+
+    text: ReviewText
+
+
+class TFServingPredictRequest(BaseModel):
+    """TF Serving REST predict body: row format (``instances``) or columnar (``inputs``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"instances": [_EXAMPLE_TEXT, "Terrible acting, a waste of time."]},
+                {"instances": [{"text": _EXAMPLE_TEXT}]},
+                {"inputs": {"text": [_EXAMPLE_TEXT]}},
+            ]
+        },
+    )
+
+    signature_name: str | None = Field(default=None, description="Only 'serving_default'.")
+    instances: list[ReviewText | TextInstance] | None = Field(default=None, min_length=1)
+    inputs: list[ReviewText] | dict[Literal["text"], list[ReviewText]] | None = None
+
+    def texts(self) -> list[str]:
+        """The texts to score, whichever format the client used."""
+        if self.instances is not None:
+            return [
+                item.text if isinstance(item, TextInstance) else item for item in self.instances
+            ]
+        if isinstance(self.inputs, dict):
+            return self.inputs["text"]
+        return self.inputs or []
+
+
+class TFServingPredictResponse(BaseModel):
+    """TF Serving's row-format answer: one ``[P(positive)]`` per instance."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"predictions": [[0.9123]]}]})
+
+    predictions: list[list[float]] | None = None
+    outputs: list[list[float]] | None = Field(
+        default=None, description="Returned instead of predictions for columnar 'inputs'."
+    )
+
+
+class VersionStatusDetail(BaseModel):
+    error_code: str = "OK"
+    error_message: str = ""
+
+
+class ModelVersionStatus(BaseModel):
+    version: str
+    state: str = "AVAILABLE"
+    status: VersionStatusDetail = Field(default_factory=VersionStatusDetail)
+
+
+class TFServingModelStatusResponse(BaseModel):
+    """TF Serving's GetModelStatus answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_version_status": [
+                        {
+                            "version": "1",
+                            "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    model_version_status: list[ModelVersionStatus]
+
+
+class ModelCard(BaseModel):
+    """The live version's model card as published by training (extra fields kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: int
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_version: str
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="Machine-readable error type, e.g. 'invalid_input'.")
+    message: str = Field(description="Human-readable explanation; never echoes input text.")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape every failing request gets."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": {"type": "invalid_input", "message": "text: Field required"}}]
+        }
+    )
+
+    error: ErrorDetail

@@ -1,0 +1,21 @@
+"""The per-app objects routes need, bundled so ``app.state`` holds exactly one thing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.batching import MicroBatcher
+from app.metrics import ServiceMetrics
+from app.predictor import Predictor
+from app.registry import ModelRegistry
+from app.settings import Settings
+
+
+@dataclass(slots=True)
+class Service:
+    """Everything one app instance owns; created by ``create_app``, never global."""
+
+    settings: Settings
+    registry: ModelRegistry
+    batcher: MicroBatcher[Predictor]
+    metrics: ServiceMetrics

@@ -1,0 +1,122 @@
+"""Service configuration: the one place that reads the environment.
+
+Every knob is an environment variable with the ``SENTIMENT_`` prefix (for example
+``SENTIMENT_MODEL_BASE_PATH``), so the same image runs unchanged on a laptop, in a container
+and under Kubernetes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """All runtime settings of the service, validated once at startup."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENTIMENT_",
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
+    )
+
+    model_base_path: Path = Field(
+        default=Path("model/sentiment"),
+        description=(
+            "Directory holding integer version sub-directories (TF Serving layout); the highest "
+            "verified version is served. Relative paths resolve against the working directory."
+        ),
+    )
+    model_name: str = Field(
+        default="sentiment",
+        min_length=1,
+        description="Model name accepted by the TF Serving compatible routes /v1/models/{name}.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "When set, every route except /healthz, /readyz and /metrics requires this key in "
+            "the X-API-Key header or as 'Authorization: Bearer <key>'. Unset: auth is off."
+        ),
+    )
+    max_text_chars: int = Field(
+        default=20_000,
+        ge=1,
+        description="Maximum characters in one text; longer texts are rejected with 422.",
+    )
+    max_batch_items: int = Field(
+        default=256,
+        ge=1,
+        description="Maximum texts in one batch or TF Serving request; more are rejected with 413.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Maximum request body size in bytes, enforced before parsing (413).",
+    )
+    reload_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "How often the model base directory is polled for a newer version; 0 disables "
+            "hot reload."
+        ),
+    )
+    max_batch_size: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Most texts gathered from concurrent requests into one model call. A single "
+            "request with more texts is still scored in one call."
+        ),
+    )
+    max_batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Extra time the batcher waits for more requests when a batch is not full. 0 (the "
+            "default) is greedy batching: requests that arrive while the model is busy are "
+            "batched together, and an idle service adds no wait at all."
+        ),
+    )
+    queue_size: int = Field(
+        default=512,
+        ge=1,
+        description="Most requests waiting for the model; beyond it requests get 429 at once.",
+    )
+    tf_intra_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "TensorFlow intra-op threads per process (0 = TensorFlow's default). One keeps "
+            "the model on one core so the event loop keeps the other."
+        ),
+    )
+    tf_inter_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description="TensorFlow inter-op threads per process (0 = TensorFlow's default).",
+    )
+    host: str = Field(default="127.0.0.1", description="Bind address used by `python -m app`.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port used by `python -m app`.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Uvicorn worker processes for `python -m app`; each holds its own model.",
+    )
+    log_level: LogLevel = Field(default="info", description="Log level of the service.")
+    access_log: bool = Field(
+        default=False,
+        description="Uvicorn access log; off by default because it costs ~30% at low latency.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, how long in-flight requests may take before the server exits.",
+    )
