@@ -80,13 +80,15 @@ COPY app/ /srv/app/
 # the train service (same uid) publishes new versions next to the shipped one.
 COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
 ENV SENTIMENT_MODEL_BASE_PATH=/models/sentiment \
-    SENTIMENT_MODEL_NAME=sentiment
+    SENTIMENT_MODEL_NAME=sentiment \
+    SENTIMENT_HOST=0.0.0.0 \
+    SENTIMENT_PORT=8000
 USER 10001:10001
 EXPOSE 8000
 # Readiness, not liveness: "healthy" means the model is loaded and warmed. slim has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
-# uvicorn is PID 1 and handles SIGTERM itself: it stops accepting, drains in-flight requests for
-# up to the graceful timeout, then runs the app's lifespan shutdown (k8s grace period is longer).
-CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
-     "--timeout-graceful-shutdown", "20", "--no-server-header"]
+# `python -m app` is uvicorn (uvloop + httptools) configured from SENTIMENT_* settings, as PID 1 in
+# exec form so it receives SIGTERM: it stops accepting, drains in-flight requests for up to
+# SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS (30), then exits 0. Orchestrators must wait longer than that.
+CMD ["python", "-m", "app"]
