@@ -31,6 +31,11 @@ class ServiceMetrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self.requests_in_progress = Gauge(
+            "sentiment_http_requests_in_progress",
+            "HTTP requests received and not yet answered.",
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "sentiment_http_request_duration_seconds",
             "Time from request start to the end of the response, by route template.",

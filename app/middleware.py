@@ -34,6 +34,7 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self.metrics.requests_in_progress.inc()
         status = 500
         response_started = False
 
@@ -63,6 +64,7 @@ class ServiceMiddleware:
             if not response_started:
                 await _send_error(send_recording_status, 500, "internal_error", "Internal error.")
         finally:
+            self.metrics.requests_in_progress.dec()
             route = scope.get("route")
             route_label = getattr(route, "path", _UNMATCHED_ROUTE)
             self.metrics.requests.labels(route_label, scope["method"], str(status)).inc()

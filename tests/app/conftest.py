@@ -1,0 +1,158 @@
+"""Fixtures serving the real SavedModel from a per-test copy of the model base directory.
+
+Each test gets its own base directory (a copy of the shipped ``model/sentiment`` version, or
+the team's staging copy until the shipped one lands) so reload tests can publish versions
+into it the way training does: write ``.tmp-*`` then rename to the integer name.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_BASE = REPO_ROOT / "model" / "sentiment"
+STAGING_BASE = Path("/tmp/team/model/sentiment")
+
+
+def _newest_version(base: Path) -> Path | None:
+    versions = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit() and p.is_dir())
+    return versions[-1][1] if versions else None
+
+
+@pytest.fixture(scope="session")
+def source_version_dir() -> Path:
+    """The newest version of the shipped model (staging copy only if none is shipped yet)."""
+    for base in (SHIPPED_BASE, STAGING_BASE):
+        if base.is_dir() and (found := _newest_version(base)) is not None:
+            return found
+    pytest.fail("no model version found under model/sentiment or /tmp/team/model/sentiment")
+
+
+@pytest.fixture(scope="session")
+def model_card(source_version_dir: Path) -> dict[str, Any]:
+    card: dict[str, Any] = json.loads((source_version_dir / "model_card.json").read_text())
+    return card
+
+
+Publisher = Callable[..., Path]
+
+
+def publish_version(
+    base: Path,
+    source: Path,
+    version: int,
+    mutate: Callable[[Path], None] | None = None,
+) -> Path:
+    """Publish ``source`` as ``base/<version>`` atomically (copy to .tmp-*, then rename)."""
+    staging = base / f".tmp-{uuid.uuid4().hex}"
+    shutil.copytree(source, staging)
+    if mutate is not None:
+        mutate(staging)
+    target = base / str(version)
+    staging.rename(target)  # atomic, like training: never a half-written integer dir
+    return target
+
+
+@pytest.fixture
+def model_base(tmp_path: Path, source_version_dir: Path) -> Path:
+    """A model base directory holding version 1 (a copy of the shipped model)."""
+    base = tmp_path / "sentiment"
+    base.mkdir()
+    publish_version(base, source_version_dir, 1)
+    return base
+
+
+@pytest.fixture
+def publish(model_base: Path, source_version_dir: Path) -> Publisher:
+    """Publish a copy of the shipped model into ``model_base`` as a given version."""
+
+    def _publish(version: int, mutate: Callable[[Path], None] | None = None) -> Path:
+        return publish_version(model_base, source_version_dir, version, mutate)
+
+    return _publish
+
+
+@pytest.fixture
+def make_settings(model_base: Path) -> Callable[..., Settings]:
+    """Settings for tests: the per-test model base, no watcher unless asked for."""
+
+    def _make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"model_base_path": model_base, "reload_interval_seconds": 0}
+        values.update(overrides)
+        return Settings(**values)
+
+    return _make
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """The app with its lifespan running (model loaded, verified, warm)."""
+    with TestClient(create_app(make_settings())) as test_client:
+        yield test_client
+
+
+def _assert_error(response: Any, status: int, error_type: str) -> dict[str, Any]:
+    """The response is the documented error shape with this status and type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["type"] == error_type
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body
+
+
+def tamper_sample(version_dir: Path) -> None:
+    """Shift one recorded sample probability: the export no longer matches its card."""
+    card_path = version_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["samples"][0]["probability"] = min(1.0, card["samples"][0]["probability"] + 0.01)
+    card_path.write_text(json.dumps(card))
+
+
+def remove_graph(version_dir: Path) -> None:
+    """Simulate a half-written version: the graph file never arrived."""
+    (version_dir / "saved_model.pb").unlink()
+
+
+@pytest.fixture(scope="session")
+def assert_error() -> Callable[[Any, int, str], dict[str, Any]]:
+    """Checker for the one documented error shape (a fixture, so tests import nothing)."""
+    return _assert_error
+
+
+_BREAKERS: dict[str, Callable[[Path], None]] = {
+    "tampered_sample": tamper_sample,
+    "missing_graph": remove_graph,
+}
+
+
+@pytest.fixture
+def publish_broken(publish: Publisher) -> Callable[[int, str], Path]:
+    """Publish a broken copy: 'tampered_sample' or 'missing_graph'."""
+
+    def _publish_broken(version: int, how: str) -> Path:
+        return publish(version, _BREAKERS[how])
+
+    return _publish_broken
+
+
+@pytest.fixture
+def publish_into(source_version_dir: Path) -> Callable[..., Path]:
+    """Publish the shipped model into any base dir, optionally broken ('tampered_sample', ...)."""
+
+    def _publish_into(base: Path, version: int, how: str | None = None) -> Path:
+        return publish_version(base, source_version_dir, version, _BREAKERS[how] if how else None)
+
+    return _publish_into

@@ -1,0 +1,354 @@
+"""Every route and error path, through the app with its lifespan running and the real model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+SECRET_REVIEW = "zq-private-review-marker this film was fine"
+
+
+def test_healthz_and_readyz_when_model_is_live(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "model_version": "1"}
+
+
+def test_predict_replays_card_samples(client: TestClient, model_card: dict[str, Any]) -> None:
+    threshold = model_card["decision_threshold"]
+    for sample in model_card["samples"]:
+        response = client.post("/v1/predict", json={"text": sample["text"]})
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"label", "probability", "model_version"}
+        assert body["model_version"] == "1"
+        assert body["probability"] == pytest.approx(sample["probability"], abs=1e-5)
+        assert body["label"] == ("positive" if body["probability"] >= threshold else "negative")
+
+
+def test_batch_predictions_keep_input_order(client: TestClient, model_card: dict[str, Any]) -> None:
+    texts = [sample["text"] for sample in model_card["samples"]]
+    texts = texts + list(reversed(texts))
+    response = client.post("/v1/predict/batch", json={"texts": texts})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == "1"
+    assert len(body["predictions"]) == len(texts)
+    for text, prediction in zip(texts, body["predictions"], strict=True):
+        single = client.post("/v1/predict", json={"text": text}).json()
+        assert prediction["probability"] == pytest.approx(single["probability"], abs=1e-6)
+        assert prediction["label"] == single["label"]
+
+
+def test_tf_serving_predict_row_and_columnar_formats(
+    client: TestClient, model_card: dict[str, Any]
+) -> None:
+    texts = [sample["text"] for sample in model_card["samples"]]
+    expected = [sample["probability"] for sample in model_card["samples"]]
+
+    rows = client.post("/v1/models/sentiment:predict", json={"instances": texts})
+    assert rows.status_code == 200
+    assert set(rows.json()) == {"predictions"}
+    assert [p[0] for p in rows.json()["predictions"]] == pytest.approx(expected, abs=1e-5)
+
+    named = client.post(
+        "/v1/models/sentiment:predict",
+        json={"signature_name": "serving_default", "instances": [{"text": t} for t in texts]},
+    )
+    assert [p[0] for p in named.json()["predictions"]] == pytest.approx(expected, abs=1e-5)
+
+    columnar = client.post("/v1/models/sentiment:predict", json={"inputs": {"text": texts}})
+    assert [p[0] for p in columnar.json()["outputs"]] == pytest.approx(expected, abs=1e-5)
+
+
+def test_tf_serving_model_status_and_route_disambiguation(
+    client: TestClient, assert_error: Callable[..., Any]
+) -> None:
+    status = client.get("/v1/models/sentiment")
+    assert status.status_code == 200
+    assert status.json() == {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    assert_error(client.get("/v1/models/other"), 404, "model_not_found")
+    # GET on the predict path must not be mistaken for a model called "sentiment:predict".
+    assert_error(client.get("/v1/models/sentiment:predict"), 404, "model_not_found")
+    assert_error(
+        client.post("/v1/models/other:predict", json={"instances": ["good"]}),
+        404,
+        "model_not_found",
+    )
+
+
+def test_tf_serving_predict_rejects_bad_bodies(
+    client: TestClient, assert_error: Callable[..., Any]
+) -> None:
+    url = "/v1/models/sentiment:predict"
+    assert_error(client.post(url, json={}), 422, "invalid_input")
+    assert_error(client.post(url, json={"instances": []}), 422, "invalid_input")
+    assert_error(client.post(url, json={"instances": ["a"], "inputs": ["b"]}), 422, "invalid_input")
+    assert_error(
+        client.post(url, json={"signature_name": "other", "instances": ["a"]}), 422, "invalid_input"
+    )
+    assert_error(client.post(url, json={"instances": [" "]}), 422, "invalid_input")
+
+
+def test_model_card_route_returns_live_card(client: TestClient, model_card: dict[str, Any]) -> None:
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    assert response.json() == model_card
+
+
+def test_metrics_count_requests_predictions_and_model(client: TestClient) -> None:
+    client.post("/v1/predict", json={"text": "A wonderful, moving film."})
+    client.post("/v1/predict", json={"text": ""})
+    text = client.get("/metrics").text
+    assert (
+        'sentiment_http_requests_total{method="POST",route="/v1/predict",status="200"} 1.0' in text
+    )
+    assert (
+        'sentiment_http_requests_total{method="POST",route="/v1/predict",status="422"} 1.0' in text
+    )
+    assert 'sentiment_http_request_duration_seconds_count{route="/v1/predict"} 2.0' in text
+    assert 'sentiment_model_info{name="sentiment",version="1"} 1.0' in text
+    assert 'sentiment_model_reloads_total{outcome="success"} 1.0' in text
+    assert "sentiment_model_ready 1.0" in text
+    assert "sentiment_batch_size_texts_count" in text
+    assert "sentiment_queue_depth 0.0" in text
+    predicted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("sentiment_predictions_total{")
+    )
+    assert predicted == 1.0
+
+
+def test_openapi_documents_every_route_with_examples(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/healthz",
+        "/readyz",
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/models/{name}:predict",
+        "/v1/models/{name}",
+        "/v1/model",
+        "/metrics",
+    } <= set(schema["paths"])
+    assert schema["components"]["schemas"]["PredictRequest"]["examples"]
+    predict_responses = schema["paths"]["/v1/predict"]["post"]["responses"]
+    assert {"200", "413", "422", "429", "503"} <= set(predict_responses)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"text": ""}, "empty"),
+        ({"text": " \n\t "}, "whitespace only"),
+        ({"text": 5}, "wrong type"),
+        ({}, "missing field"),
+        ({"text": "fine", "extra": 1}, "unknown field"),
+        ({"texts": ["fine"]}, "batch body on the single route"),
+    ],
+)
+def test_predict_rejects_invalid_bodies(
+    client: TestClient, assert_error: Callable[..., Any], body: Any, why: str
+) -> None:
+    assert_error(client.post("/v1/predict", json=body), 422, "invalid_input")
+
+
+def test_malformed_json_and_wrong_content_type_are_422(
+    client: TestClient, assert_error: Callable[..., Any]
+) -> None:
+    json_header = {"content-type": "application/json"}
+    assert_error(
+        client.post("/v1/predict", content=b'{"text": "unterminated', headers=json_header),
+        422,
+        "invalid_input",
+    )
+    assert_error(
+        client.post(
+            "/v1/predict", content=b'{"text": "fine"}', headers={"content-type": "text/plain"}
+        ),
+        422,
+        "invalid_input",
+    )
+    assert_error(client.post("/v1/predict", content=b'{"text": "fine"}'), 422, "invalid_input")
+
+
+def test_size_limits(
+    make_settings: Callable[..., Settings], assert_error: Callable[..., Any]
+) -> None:
+    settings = make_settings(max_text_chars=50, max_batch_items=3, max_body_bytes=2048)
+    with TestClient(create_app(settings)) as client:
+        assert_error(client.post("/v1/predict", json={"text": "x" * 51}), 422, "invalid_input")
+        assert client.post("/v1/predict", json={"text": "x" * 50}).status_code == 200
+        assert_error(
+            client.post("/v1/predict/batch", json={"texts": ["ok", "x" * 51]}), 422, "invalid_input"
+        )
+        assert_error(client.post("/v1/predict/batch", json={"texts": []}), 422, "invalid_input")
+        assert_error(
+            client.post("/v1/predict/batch", json={"texts": ["a", "b", "c", "d"]}),
+            413,
+            "payload_too_large",
+        )
+        assert_error(
+            client.post("/v1/models/sentiment:predict", json={"instances": ["a"] * 4}),
+            413,
+            "payload_too_large",
+        )
+        # Declared length over the limit: refused before a byte of the body is read.
+        assert_error(
+            client.post("/v1/predict", json={"text": "y" * 4000}), 413, "payload_too_large"
+        )
+
+        # Chunked upload with no Content-Length: counted while it streams.
+        def chunks() -> Any:
+            yield b'{"text": "'
+            for _ in range(10):
+                yield b"z" * 512
+            yield b'"}'
+
+        assert_error(
+            client.post(
+                "/v1/predict", content=chunks(), headers={"content-type": "application/json"}
+            ),
+            413,
+            "payload_too_large",
+        )
+        assert client.get("/healthz").status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'status="413"' in metrics
+
+
+def test_unknown_route_and_wrong_method(
+    client: TestClient, assert_error: Callable[..., Any]
+) -> None:
+    assert_error(client.get("/v2/nothing"), 404, "not_found")
+    assert_error(client.get("/v1/predict"), 405, "method_not_allowed")
+
+
+def test_errors_never_echo_review_text(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    responses = [
+        client.post("/v1/predict", json={"text": SECRET_REVIEW, "extra": SECRET_REVIEW}),
+        client.post("/v1/predict", json={"text": [SECRET_REVIEW]}),
+        client.post(
+            "/v1/predict",
+            content=('{"text": "' + SECRET_REVIEW).encode(),
+            headers={"content-type": "application/json"},
+        ),
+        client.post("/v1/predict/batch", json={"texts": [SECRET_REVIEW, "  "]}),
+    ]
+    for response in responses:
+        assert response.status_code == 422
+        assert "zq-private" not in response.text
+    assert "zq-private" not in caplog.text
+
+
+def test_not_ready_without_a_model_then_ready_when_one_is_published(
+    tmp_path: Path, publish_into: Callable[..., Path], assert_error: Callable[..., Any]
+) -> None:
+    empty_base = tmp_path / "empty"
+    empty_base.mkdir()
+    settings = Settings(model_base_path=empty_base, reload_interval_seconds=0.1)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert_error(client.get("/readyz"), 503, "not_ready")
+        assert_error(client.post("/v1/predict", json={"text": "good"}), 503, "not_ready")
+        assert_error(client.post("/v1/predict/batch", json={"texts": ["good"]}), 503, "not_ready")
+        assert_error(
+            client.post("/v1/models/sentiment:predict", json={"instances": ["good"]}),
+            503,
+            "not_ready",
+        )
+        assert_error(client.get("/v1/model"), 503, "not_ready")
+        assert "sentiment_model_ready 0.0" in client.get("/metrics").text
+
+        publish_into(empty_base, 7)
+        assert _wait_until(lambda: client.get("/readyz").status_code == 200, seconds=20)
+        assert client.post("/v1/predict", json={"text": "good"}).json()["model_version"] == "7"
+
+
+def test_startup_falls_back_past_a_broken_newest_version(
+    make_settings: Callable[..., Settings], publish_broken: Callable[[int, str], Path]
+) -> None:
+    publish_broken(2, "tampered_sample")
+    with TestClient(create_app(make_settings())) as client:
+        assert client.get("/readyz").json()["model_version"] == "1"
+        metrics = client.get("/metrics").text
+        assert 'sentiment_model_reloads_total{outcome="failure"} 1.0' in metrics
+
+
+def test_only_broken_versions_mean_not_ready(
+    tmp_path: Path, publish_into: Callable[..., Path], assert_error: Callable[..., Any]
+) -> None:
+    base = tmp_path / "broken"
+    base.mkdir()
+    publish_into(base, 1, "tampered_sample")
+    publish_into(base, 2, "missing_graph")
+    with TestClient(
+        create_app(Settings(model_base_path=base, reload_interval_seconds=0))
+    ) as client:
+        assert_error(client.get("/readyz"), 503, "not_ready")
+        assert_error(client.post("/v1/predict", json={"text": "good"}), 503, "not_ready")
+
+
+def test_api_key_guards_everything_but_health_and_metrics(
+    make_settings: Callable[..., Settings], assert_error: Callable[..., Any]
+) -> None:
+    with TestClient(create_app(make_settings(api_key="s3cret"))) as client:
+        body = {"text": "good"}
+        assert_error(client.post("/v1/predict", json=body), 401, "unauthorized")
+        assert_error(
+            client.post("/v1/predict", json=body, headers={"X-API-Key": "wrong"}),
+            401,
+            "unauthorized",
+        )
+        assert_error(
+            client.post("/v1/predict/batch", json={"texts": ["good"]}), 401, "unauthorized"
+        )
+        assert_error(client.get("/v1/models/sentiment"), 401, "unauthorized")
+        assert_error(client.get("/v1/model"), 401, "unauthorized")
+        assert_error(
+            client.post("/v1/models/sentiment:predict", json={"instances": ["good"]}),
+            401,
+            "unauthorized",
+        )
+        # The key is checked before the body: no validation detail leaks to anonymous callers.
+        assert_error(client.post("/v1/predict", json={"text": ""}), 401, "unauthorized")
+        ok_header = client.post("/v1/predict", json=body, headers={"X-API-Key": "s3cret"})
+        assert ok_header.status_code == 200
+        ok_bearer = client.post(
+            "/v1/predict", json=body, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert ok_bearer.status_code == 200
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert client.get(path).status_code == 200
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,216 @@
+"""Micro-batching behaviour with the real model: matching, back-pressure, failure isolation.
+
+The only fake in the suite lives here: a thin wrapper at the predictor boundary that holds a
+model call on a gate (so requests pile up deterministically) or fails a call on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from fastapi.testclient import TestClient
+
+from app.batching import MicroBatcher
+from app.errors import InferenceError, NotReadyError, OverloadedError
+from app.main import create_app
+from app.predictor import Predictor
+from app.settings import Settings
+
+GATE_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def predictor(source_version_dir: Path) -> Predictor:
+    return Predictor.load(source_version_dir)
+
+
+def _texts(count: int) -> list[str]:
+    words = ["wonderful", "dull", "brilliant", "awful", "moving", "boring", "fine", "bad"]
+    return [
+        f"A {words[i % len(words)]} film, scene {i} " + "really " * (i % 5) for i in range(count)
+    ]
+
+
+PredictFunction = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+
+
+class GatedScorer:
+    """Scores with the real model, but calls wait until the gate opens; may fail on purpose."""
+
+    def __init__(self, predictor: Predictor, poison: str | None = None) -> None:
+        self.predictor = predictor
+        self.predict: PredictFunction = predictor.predict_probabilities
+        self.poison = poison
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+        self.entered.set()
+        assert self.gate.wait(GATE_TIMEOUT), "test never opened the gate"
+        self.batches.append(list(texts))
+        if self.poison is not None and any(self.poison in text for text in texts):
+            raise RuntimeError("simulated model failure")
+        return self.predict(texts), self.predictor
+
+
+async def _wait_for(event: threading.Event) -> None:
+    assert await asyncio.to_thread(event.wait, GATE_TIMEOUT)
+
+
+def test_batched_results_equal_one_at_a_time_and_stay_matched(predictor: Predictor) -> None:
+    singles = _texts(30)
+    groups = [_texts(33)[30:], ["Short.", "A much longer review " * 40]]
+    requests: list[Sequence[str]] = [[text] for text in singles] + groups
+    expected = [
+        [float(predictor.predict_probabilities([text])[0]) for text in request]
+        for request in requests
+    ]
+    scorer = GatedScorer(predictor)
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(scorer, max_batch_size=16, queue_size=100)
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(request)) for request in requests]
+        await asyncio.sleep(0.05)  # every request is queued behind the gated first call
+        scorer.gate.set()
+        results = await asyncio.gather(*tasks)
+        await batcher.drain(timeout_seconds=5)
+        return results
+
+    results = asyncio.run(scenario())
+    sizes = [len(batch) for batch in scorer.batches]
+    assert sum(sizes) == sum(len(request) for request in requests)
+    assert max(sizes) > 1, "concurrent requests were not batched"
+    assert all(size <= 16 for size in sizes)
+    for request, want, got in zip(requests, expected, results, strict=True):
+        assert len(got.probabilities) == len(request)
+        assert got.probabilities == pytest.approx(want, abs=1e-6)
+        assert got.tag is predictor
+
+
+def test_full_queue_refuses_at_once_and_queued_requests_still_complete(
+    predictor: Predictor,
+) -> None:
+    scorer = GatedScorer(predictor)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(scorer, max_batch_size=4, queue_size=3)
+        batcher.start()
+        running = asyncio.create_task(batcher.submit(["in the model"]))
+        await _wait_for(scorer.entered)
+        queued = [asyncio.create_task(batcher.submit([f"queued {i}"])) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 3
+        with pytest.raises(OverloadedError):
+            await asyncio.wait_for(batcher.submit(["one too many"]), timeout=1)
+        scorer.gate.set()
+        results = await asyncio.gather(running, *queued)
+        assert [len(result.probabilities) for result in results] == [1, 1, 1, 1]
+        await batcher.drain(timeout_seconds=5)
+        with pytest.raises(NotReadyError):
+            await batcher.submit(["after shutdown"])
+
+    asyncio.run(scenario())
+
+
+def test_failing_model_call_fails_only_its_batch(predictor: Predictor) -> None:
+    scorer = GatedScorer(predictor, poison="POISON")
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(scorer, max_batch_size=2, queue_size=10)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(["first, alone"]))
+        await _wait_for(scorer.entered)
+        # Queued behind the gate: greedy batches of two are [POISON, bystander], [c, d].
+        rest = [
+            asyncio.create_task(batcher.submit([text]))
+            for text in ("POISON review", "bystander", "third", "fourth")
+        ]
+        await asyncio.sleep(0.01)
+        scorer.gate.set()
+        outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+        after = await batcher.submit(["after the failure"])
+        await batcher.drain(timeout_seconds=5)
+        return [*outcomes, after]
+
+    outcomes = asyncio.run(scenario())
+    assert scorer.batches[1] == ["POISON review", "bystander"]
+    assert isinstance(outcomes[1], InferenceError) and isinstance(outcomes[2], InferenceError)
+    for index in (0, 3, 4, 5):
+        assert not isinstance(outcomes[index], BaseException), outcomes[index]
+        assert len(outcomes[index].probabilities) == 1
+
+
+@pytest.fixture
+def gated_app(
+    make_settings: Callable[..., Settings],
+) -> Iterator[tuple[TestClient, GatedScorer]]:
+    """The app with its live model wrapped so the test controls when model calls finish."""
+    app = create_app(make_settings(queue_size=1, max_batch_size=1))
+    with TestClient(app) as client:
+        live = app.state.service.registry.live
+        scorer = GatedScorer(live, poison="POISON")
+
+        def gated_predict(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            return scorer(list(texts))[0]
+
+        live.predict_probabilities = gated_predict
+        try:
+            yield client, scorer
+        finally:
+            scorer.gate.set()
+            del live.predict_probabilities  # back to the class's method
+
+
+def test_app_answers_429_when_the_queue_is_full(
+    gated_app: tuple[TestClient, GatedScorer], assert_error: Callable[..., Any]
+) -> None:
+    client, scorer = gated_app
+    results: dict[str, Any] = {}
+
+    def post(name: str) -> None:
+        results[name] = client.post("/v1/predict", json={"text": f"request {name}"})
+
+    first = threading.Thread(target=post, args=("first",))
+    first.start()
+    assert scorer.entered.wait(GATE_TIMEOUT)
+    second = threading.Thread(target=post, args=("second",))
+    second.start()
+    service = client.app.state.service  # type: ignore[attr-defined]
+    for _ in range(200):
+        if service.batcher.depth == 1:
+            break
+        threading.Event().wait(0.01)
+    assert service.batcher.depth == 1
+    overloaded = client.post("/v1/predict", json={"text": "third"})
+    assert_error(overloaded, 429, "overloaded")
+    assert overloaded.headers["retry-after"] == "1"
+    scorer.gate.set()
+    first.join(GATE_TIMEOUT)
+    second.join(GATE_TIMEOUT)
+    assert results["first"].status_code == 200
+    assert results["second"].status_code == 200
+    assert 'status="429"' in client.get("/metrics").text
+
+
+def test_app_model_failure_is_a_clean_503_and_the_next_request_works(
+    gated_app: tuple[TestClient, GatedScorer],
+    assert_error: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, scorer = gated_app
+    scorer.gate.set()
+    failed = client.post("/v1/predict", json={"text": "POISON zq-secret-text"})
+    assert_error(failed, 503, "inference_failed")
+    assert "zq-secret" not in failed.text
+    assert "zq-secret" not in caplog.text
+    assert "model call failed" in caplog.text
+    assert client.post("/v1/predict", json={"text": "a fine film"}).status_code == 200

@@ -1,0 +1,190 @@
+"""A real uvicorn server in a subprocess on a free 127.0.0.1 port, driven with httpx."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A service subprocess and its log file."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, port: int) -> None:
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"server not ready in {STARTUP_SECONDS}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+def _metric_values(exposition: str) -> dict[str, float]:
+    values = {}
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _env(model_base: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(
+        SENTIMENT_MODEL_BASE_PATH=str(model_base),
+        SENTIMENT_RELOAD_INTERVAL_SECONDS="0",
+        SENTIMENT_PORT=str(port),
+        SENTIMENT_HOST="127.0.0.1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture
+def uvicorn_server(model_base: Path, tmp_path: Path) -> Iterator[Server]:
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    server = Server(command, _env(model_base, port), tmp_path / "uvicorn.log", port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_uvicorn_serves_the_shipped_model(
+    uvicorn_server: Server, model_card: dict[str, Any]
+) -> None:
+    sample = model_card["samples"][0]
+    with httpx.Client(base_url=uvicorn_server.url, timeout=10) as client:
+        response = client.post("/v1/predict", json={"text": sample["text"]})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["model_version"] == "1"
+        assert body["probability"] == pytest.approx(sample["probability"], abs=1e-5)
+
+        texts = [s["text"] for s in model_card["samples"]]
+        batch = client.post("/v1/predict/batch", json={"texts": texts}).json()
+        assert [p["probability"] for p in batch["predictions"]] == pytest.approx(
+            [s["probability"] for s in model_card["samples"]], abs=1e-5
+        )
+        compat = client.post("/v1/models/sentiment:predict", json={"instances": texts})
+        assert len(compat.json()["predictions"]) == len(texts)
+
+        bad = client.post("/v1/predict", json={"text": "zq-e2e-secret", "oops": 1})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["type"] == "invalid_input"
+        assert client.get("/healthz").status_code == 200
+        assert "sentiment_http_requests_total" in client.get("/metrics").text
+    assert "zq-e2e-secret" not in uvicorn_server.log()
+    assert "Traceback" not in uvicorn_server.log()
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_zero(
+    model_base: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    server = Server(
+        [sys.executable, "-m", "app"],
+        _env(model_base, port, SENTIMENT_MAX_BODY_BYTES=str(8 * 1024 * 1024)),
+        tmp_path / "app.log",
+        port,
+    )
+    try:
+        server.wait_ready()
+        # Heavy requests (~70 ms of model time each, a few ms to upload and parse) so that
+        # many are received and still queued when SIGTERM lands.
+        texts = [f"Review {i}: a wonderful mess of ideas. " * 400 for i in range(256)]
+        results: list[tuple[int | str, float]] = []
+        lock = threading.Lock()
+
+        def post() -> None:
+            try:
+                with httpx.Client(base_url=server.url, timeout=60) as client:
+                    status: int | str = client.post(
+                        "/v1/predict/batch", json={"texts": texts}
+                    ).status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            with lock:
+                results.append((status, time.monotonic()))
+
+        threads = [threading.Thread(target=post) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        # Signal only once the server has received every request (a connection still in the
+        # listen backlog is not in flight: a stopping server rightly never accepts it).
+        deadline = time.monotonic() + 30
+        all_received = False
+        with httpx.Client(base_url=server.url, timeout=5) as probe:
+            while time.monotonic() < deadline and not all_received:
+                metrics = _metric_values(probe.get("/metrics").text)
+                in_progress = metrics["sentiment_http_requests_in_progress"] - 1  # the probe
+                answered = metrics.get(
+                    'sentiment_http_requests_total{method="POST",route="/v1/predict/batch",'
+                    'status="200"}',
+                    0.0,
+                )
+                all_received = in_progress + answered == len(threads) and in_progress >= 2
+        assert all_received, "the requests were never all in flight together"
+        sigterm_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(60)
+        exit_code = server.process.wait(60)
+
+        assert [status for status, _ in results] == [200] * len(threads)
+        assert any(finished > sigterm_at for _, finished in results), "nothing was in flight"
+        assert exit_code == 0, server.log()
+        assert "shut down cleanly" in server.log() or "Finished server process" in server.log()
+    finally:
+        server.stop()
