@@ -19,6 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    TF_CPP_MIN_LOG_LEVEL=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 # One fixed non-root uid/gid for the api and train images, so both can write the shared model
@@ -54,8 +55,9 @@ COPY --from=requirements /src/requirements-train.txt /tmp/requirements-train.txt
 RUN pip install -r /tmp/requirements-train.txt
 
 # --- train: publishes model versions into /models/<name>/<N> --------------------------------------
-FROM base AS train
-COPY --from=train-deps /opt/venv /opt/venv
+# Built on the dependency stages rather than COPY --from: they hold nothing but the venv (no
+# compilers, no caches), and sharing their layers saves a 1.3 GB copy per build and on disk.
+FROM train-deps AS train
 WORKDIR /srv
 COPY training/ /srv/training/
 # The shipped model too: whichever service first mounts the fresh `models` volume seeds it the same
@@ -69,11 +71,10 @@ ENTRYPOINT ["python", "-m", "training"]
 CMD ["--help"]
 
 # --- runtime: the API server ---------------------------------------------------------------------
-FROM base AS runtime
+FROM deps AS runtime
 LABEL org.opencontainers.image.title="sentiment-service" \
       org.opencontainers.image.description="FastAPI sentiment inference service (TensorFlow SavedModel, CPU)" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=deps /opt/venv /opt/venv
 WORKDIR /srv
 COPY app/ /srv/app/
 # The model dir belongs to the app user: a named volume mounted at /models is seeded from here and
