@@ -1,0 +1,21 @@
+# One line per task. Every task installs what it needs first (into .venv), so on a fresh machine
+# `make serve` and `make test` are the whole setup.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+ARGS  ?=
+
+.PHONY: install serve test lint format train bench container-test clean
+
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e '.[dev]' && touch $(STAMP)
+
+serve: install ; $(PY) -m app $(ARGS)
+test: lint ; $(PY) -m pytest $(ARGS)
+lint: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+format: install ; $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+train: install ; $(PY) -m training $(ARGS)
+bench: install ; $(PY) -m bench $(ARGS)
+container-test: install ; bash scripts/container-test.sh
+clean: ; rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""Train → export → reload → predict end to end on a small slice of the real IMDB data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training import export as export_lib
+from training.model import PRESETS
+from training.train import main, run
+
+QUICK = dict(epochs=2)
+
+
+@pytest.fixture(scope="module")
+def trained(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import dataclasses
+
+    output = tmp_path_factory.mktemp("models")
+    params = dataclasses.replace(PRESETS["tutorial"], epochs=2, max_tokens=2000)
+    run(str(real_imdb_archive), output, "sentiment", params, "tutorial", limit=1500, verbose=0)
+    return output / "sentiment"
+
+
+def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
+    assert export_lib.existing_versions(trained) == [1]
+    assert not list(trained.glob(".tmp-*")), "the staging directory is gone after publishing"
+    version = trained / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "training_curves.png").is_file()
+    card = json.loads((version / "model_card.json").read_text())
+    assert card["version"] == 1 and card["preset"] == "tutorial"
+    assert set(card["metrics"]["test"]) == {"accuracy", "loss", "roc_auc", "examples"}
+    assert card["metrics"]["test"]["examples"] == 1500
+    assert len(card["data"]["sha256"]) == 64
+    assert card["hyperparameters"]["max_tokens"] == 2000
+
+
+def test_export_takes_raw_strings_and_returns_probabilities(trained: Path) -> None:
+    serve = tf.saved_model.load(str(trained / "1")).signatures["serving_default"]
+    _, inputs = serve.structured_input_signature
+    assert list(inputs) == ["text"] and inputs["text"].dtype == tf.string
+    assert set(serve.structured_outputs) == {"probability", "logit"}
+    out = serve(text=tf.constant(["An excellent film.", "Awful.", ""]))
+    probability, logit = out["probability"].numpy(), out["logit"].numpy()
+    assert probability.shape == (3, 1)
+    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), atol=1e-6)
+
+
+def test_recorded_samples_replay_exactly(trained: Path) -> None:
+    card = json.loads((trained / "1" / "model_card.json").read_text())
+    texts = [s["text"] for s in card["samples"]]
+    served = export_lib.served_probabilities(trained / "1", texts)
+    np.testing.assert_allclose(served, [s["probability"] for s in card["samples"]], atol=1e-6)
+
+
+def test_a_second_run_publishes_the_next_version(trained: Path, real_imdb_archive: Path) -> None:
+    code = main(
+        [
+            "--data",
+            str(real_imdb_archive),
+            "--output-dir",
+            str(trained.parent),
+            "--limit",
+            "300",
+            "--epochs",
+            "1",
+            "--max-tokens",
+            "500",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert export_lib.existing_versions(trained) == [1, 2]
+    assert (trained / "1" / "saved_model.pb").is_file(), "earlier versions are never touched"
+
+
+def test_failure_mid_export_publishes_nothing(
+    real_imdb_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    base = tmp_path / "sentiment"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "marker").write_text("published earlier")
+
+    def broken_plot(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("training.train.plot_history", broken_plot)
+    params = dataclasses.replace(PRESETS["tutorial"], epochs=1, max_tokens=500)
+    with pytest.raises(OSError, match="disk full"):
+        run(str(real_imdb_archive), tmp_path, "sentiment", params, "tutorial", limit=200, verbose=0)
+    assert sorted(p.name for p in base.iterdir()) == ["1"], "no new version and no staging left"
+    assert (base / "1" / "marker").read_text() == "published earlier"
+
+
+def test_export_that_disagrees_with_keras_is_refused(trained: Path) -> None:
+    card = json.loads((trained / "1" / "model_card.json").read_text())
+    texts = [s["text"] for s in card["samples"]]
+    wrong = np.array([s["probability"] for s in card["samples"]]) + 1e-3
+    with pytest.raises(export_lib.ExportError, match="differs"):
+        export_lib.verify_export(trained / "1", texts, wrong)
+
+
+def test_bad_data_exits_with_a_clear_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood,1\nbad,7\n")
+    assert main(["--data", str(bad), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "bad.csv: row 3" in caplog.text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("saved_model.pb"))
