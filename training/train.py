@@ -107,6 +107,7 @@ def train(
         epochs=params.epochs,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the dataset reshuffles itself each epoch
     )
 
 
