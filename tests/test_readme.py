@@ -1,0 +1,36 @@
+"""The README's first screen stays true: its curl example gets exactly the reply it shows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = re.compile(
+    r"\$ curl -s localhost:8000(?P<path>\S+) .*?-d '(?P<body>[^']+)'\n(?P<reply>.+)"
+)
+
+
+def test_quick_start_curl_reply_matches_the_shipped_model() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    first_screen = readme.split("\n---\n", 1)[0]
+    assert "make serve" in first_screen and "make test" in first_screen
+    match = EXAMPLE.search(first_screen)
+    assert match, "the README's first screen must show a curl and its literal reply"
+    settings = Settings(
+        model_base_path=REPO_ROOT / "model" / "sentiment", reload_interval_seconds=0
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.post(match["path"], json=json.loads(match["body"]))
+    assert response.status_code == 200
+    shown, actual = json.loads(match["reply"]), response.json()
+    assert actual["label"] == shown["label"]
+    assert actual["model_version"] == shown["model_version"]
+    assert actual["probability"] == pytest.approx(shown["probability"], abs=1e-6)
