@@ -1,0 +1,222 @@
+"""Start, watch and stop the uvicorn servers under test, as real subprocesses on 127.0.0.1.
+
+The benchmark measures servers exactly as they are deployed: `uvicorn <factory> --factory` with
+uvloop and httptools and no access log, in their own processes. This module also reads the
+servers' CPU time and resident memory from /proc so the report can show where the cores went and
+whether memory stays flat under overload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running uvicorn subprocess and where to reach it."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _process_tree(root_pid: int) -> list[int]:
+    """The root and all its descendants (uvicorn --workers N forks children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [root_pid]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds used so far by a process tree."""
+    total = 0
+    for pid in _process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the comm field: state is [0], utime [11], stime [12] (fields 14/15 in proc(5)).
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
+def rss_mib(root_pid: int) -> float:
+    """Resident memory (VmRSS) of a process tree in MiB."""
+    total_kib = 0
+    for pid in _process_tree(root_pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024.0
+
+
+def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment minus any SENTIMENT_* setting, plus the benchmark's own.
+
+    A stray SENTIMENT_API_KEY or QUEUE_SIZE in the shell would silently change what is measured.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SENTIMENT_")}
+    env.update(extra)
+    return env
+
+
+def start_server(
+    name: str, factory: str, env: Mapping[str, str], cwd: Path, workers: int = 1
+) -> Server:
+    """Start `uvicorn <factory> --factory` on a free port; does not wait for readiness."""
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix=f"bench-{name}-", suffix=".log", delete=False
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=_clean_environment(env),
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    log_file.close()
+    logger.info("started %s (pid %d) on port %d", name, process.pid, port)
+    return Server(name=name, process=process, port=port, log_path=Path(log_file.name))
+
+
+def get_status(port: int, path: str, timeout_s: float = 2.0) -> int:
+    """Status code of a GET, or 0 if the server does not answer."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def post_json(port: int, path: str, body: bytes, timeout_s: float = 30.0) -> tuple[int, bytes]:
+    """One blocking POST, for smoke checks outside the measured phases."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
+    try:
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wait_ready(server: Server, path: str, timeout_s: float) -> None:
+    """Poll `path` until it answers 200; fail loudly (with the server's log) otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
+            )
+        if get_status(server.port, path) == 200:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f}s:\n{server.log_tail()}")
+
+
+def stop_server(server: Server, timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    with contextlib.suppress(OSError):
+        server.log_path.unlink()
+
+
+@contextlib.contextmanager
+def running_server(
+    name: str,
+    factory: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    ready_path: str,
+    ready_timeout_s: float = 180.0,
+    workers: int = 1,
+) -> Iterator[Server]:
+    """A ready server for the duration of the block, always stopped afterwards."""
+    server = start_server(name, factory, env, cwd, workers)
+    try:
+        wait_ready(server, ready_path, ready_timeout_s)
+        yield server
+    finally:
+        stop_server(server)
