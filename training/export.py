@@ -21,6 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.calibration import LengthTemperature, token_counts
+from training.model import tokenize
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_NAME = "serving_default"
@@ -38,12 +41,17 @@ def write_saved_model(
     vectorizer: keras.layers.TextVectorization,
     model: keras.Model,
     path: Path,
-    temperature: float = 1.0,
+    calibration: LengthTemperature | None = None,
+    never_empty: bool = False,
 ) -> None:
     """Write a SavedModel whose `serving_default` maps raw `text` to `probability` and `logit`.
 
-    `temperature` divides the logit (calibration); 1.0 leaves the model's own scores.
+    `calibration` divides the logit by T(n) of the text's real-token count; the default (T = 1)
+    leaves the model's own scores. The served `logit` is the calibrated one, so
+    `probability == sigmoid(logit)` holds for every client. `never_empty` must match training
+    (see `training.model.tokenize`).
     """
+    calibration = calibration or LengthTemperature()
     archive = keras.export.ExportArchive()
     archive.track(vectorizer)
     archive.track(model)
@@ -52,7 +60,8 @@ def write_saved_model(
         input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)]
     )
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        logit = model(vectorizer(text), training=False) / temperature
+        token_ids = tokenize(vectorizer, text, never_empty)
+        logit = calibration.apply(model(token_ids, training=False), token_counts(token_ids))
         return {"probability": tf.sigmoid(logit), "logit": logit}
 
     archive.add_endpoint(SIGNATURE_NAME, serve)
@@ -63,11 +72,14 @@ def reference_probabilities(
     vectorizer: keras.layers.TextVectorization,
     model: keras.Model,
     texts: Sequence[str],
-    temperature: float = 1.0,
+    calibration: LengthTemperature | None = None,
+    never_empty: bool = False,
 ) -> np.ndarray:
     """Probabilities computed by the in-memory Keras objects, the yardstick for the export."""
-    logits = model(vectorizer(tf.constant(list(texts))), training=False).numpy()[:, 0]
-    return np.asarray(tf.sigmoid(logits / temperature).numpy(), dtype=np.float64)
+    calibration = calibration or LengthTemperature()
+    token_ids = tokenize(vectorizer, tf.constant(list(texts)), never_empty)
+    logits = calibration.apply(model(token_ids, training=False), token_counts(token_ids))
+    return np.asarray(tf.sigmoid(logits).numpy()[:, 0], dtype=np.float64)
 
 
 def served_probabilities(path: Path, texts: Sequence[str]) -> np.ndarray:

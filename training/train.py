@@ -18,9 +18,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training import calibration as calibration_lib
 from training import data as data_lib
 from training import export as export_lib
-from training.model import DEFAULT_PRESET, PRESETS, Hyperparameters, build_model, build_vectorizer
+from training.model import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Hyperparameters,
+    build_model,
+    build_vectorizer,
+    tokenize,
+)
 
 logger = logging.getLogger("training")
 
@@ -30,6 +38,8 @@ HAND_WRITTEN_SAMPLES = (
     "This movie was wonderful, I loved every minute of it.",
     "Terrible acting, a boring plot and a complete waste of time.",
     "It was fine.",
+    "I loved it!",
+    "not good",
 )
 
 
@@ -64,10 +74,14 @@ def adapt_vectorizer(params: Hyperparameters, texts: list[str]) -> keras.layers.
     return vectorizer
 
 
-def vectorize(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> np.ndarray:
+def vectorize(
+    vectorizer: keras.layers.TextVectorization, texts: list[str], never_empty: bool
+) -> np.ndarray:
     """Tokenize once up front; the tutorial re-tokenizes every epoch, which dominates its time."""
     chunks = [
-        vectorizer(tf.constant(texts[start : start + VECTORIZE_CHUNK])).numpy()
+        tokenize(
+            vectorizer, tf.constant(texts[start : start + VECTORIZE_CHUNK]), never_empty
+        ).numpy()
         for start in range(0, len(texts), VECTORIZE_CHUNK)
     ]
     return np.concatenate(chunks)
@@ -114,22 +128,50 @@ def train(
 # --- evaluate -----------------------------------------------------------------------------
 
 
+def predict_logits(model: keras.Model, token_ids: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(token_ids, batch_size=1024, verbose=0)[:, 0], dtype=np.float64)
+
+
 def evaluate(
-    model: keras.Model, token_ids: np.ndarray, labels: np.ndarray
+    logits: np.ndarray,
+    labels: np.ndarray,
+    token_ids: np.ndarray,
+    calibration: calibration_lib.LengthTemperature,
 ) -> dict[str, float | int | None]:
-    """Accuracy and loss at the 0.5 threshold, and ROC AUC (threshold-free) from the logits."""
+    """Accuracy at the 0.5 threshold, ROC AUC (threshold-free), and the served (calibrated)
+    probabilities' loss and 15-bin ECE, beside the ECE the raw logits would have had."""
     from sklearn.metrics import roc_auc_score
 
-    logits = model.predict(token_ids, batch_size=1024, verbose=0)[:, 0]
-    loss = float(keras.losses.BinaryCrossentropy(from_logits=True)(labels, logits))
+    counts = calibration_lib.token_counts(token_ids).numpy()[:, 0]
+    calibrated = calibration.apply_numpy(logits, counts)
     accuracy = float(np.mean((logits >= 0) == (labels == 1)))
     roc_auc = float(roc_auc_score(labels, logits)) if len(np.unique(labels)) == 2 else None
     return {
         "accuracy": round(accuracy, 4),
-        "loss": round(loss, 4),
+        "loss": round(calibration_lib.binary_nll(calibrated, labels), 4),
         "roc_auc": None if roc_auc is None else round(roc_auc, 4),
+        "ece": round(calibration_lib.expected_calibration_error(_sigmoid(calibrated), labels), 4),
+        "ece_uncalibrated": round(
+            calibration_lib.expected_calibration_error(_sigmoid(logits), labels), 4
+        ),
         "examples": len(labels),
     }
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))
+
+
+def fit_calibration(
+    params: Hyperparameters, logits: np.ndarray, labels: np.ndarray, token_ids: np.ndarray
+) -> calibration_lib.LengthTemperature:
+    """Fit the preset's calibration on validation data only (the test split stays a report)."""
+    if params.calibration == "none":
+        return calibration_lib.LengthTemperature()
+    if params.calibration == "temperature":
+        return calibration_lib.fit_temperature(logits, labels)
+    counts = calibration_lib.token_counts(token_ids).numpy()[:, 0]
+    return calibration_lib.fit_length_temperature(logits, labels, counts)
 
 
 def plot_history(history: keras.callbacks.History, path: Path) -> None:
@@ -198,39 +240,83 @@ def run(
     )
 
     vectorizer = adapt_vectorizer(params, fit_split.texts)
-    fit_ids = vectorize(vectorizer, fit_split.texts)
-    validation_ids = vectorize(vectorizer, validation_split.texts)
-    test_ids = vectorize(vectorizer, test_texts)
+    fit_texts, fit_labels = fit_split.texts, fit_split.labels
+    if params.snippets_per_review > 0:
+        snippets = data_lib.short_snippets(
+            fit_split.texts, fit_split.labels, params.snippets_per_review, params.seed
+        )
+        fit_texts, fit_labels = (
+            fit_texts + snippets.texts,
+            np.concatenate([fit_labels, snippets.labels]),
+        )
+        logger.info("Added %d short training snippets", len(snippets.texts))
+    fit_ids = vectorize(vectorizer, fit_texts, params.mask_padding)
+    validation_ids = vectorize(vectorizer, validation_split.texts, params.mask_padding)
+    test_ids = vectorize(vectorizer, test_texts, params.mask_padding)
+    # Short texts are where a bag of words is least calibrated, so they are held out too.
+    validation_snippets = data_lib.short_snippets(
+        validation_split.texts, validation_split.labels, 1.0, params.seed + 1
+    )
+    validation_snippet_ids = vectorize(vectorizer, validation_snippets.texts, params.mask_padding)
 
     model = build_model(params)
     history = train(
         model,
         params,
-        as_dataset(fit_ids, fit_split.labels, params.batch_size, shuffle_seed=params.seed),
+        as_dataset(fit_ids, fit_labels, params.batch_size, shuffle_seed=params.seed),
         as_dataset(validation_ids, validation_split.labels, 1024),
         verbose,
     )
 
-    metrics = {
-        "validation": evaluate(model, validation_ids, validation_split.labels),
-        "test": evaluate(model, test_ids, test_labels),
-    }
-    logger.info(
-        "Test: accuracy %.4f, loss %.4f, ROC AUC %s on %d reviews",
-        metrics["test"]["accuracy"],
-        metrics["test"]["loss"],
-        metrics["test"]["roc_auc"],
-        metrics["test"]["examples"],
+    validation_logits = predict_logits(model, validation_ids)
+    snippet_logits = predict_logits(model, validation_snippet_ids)
+    calibration_texts = (
+        np.concatenate([validation_ids, validation_snippet_ids])
+        if len(snippet_logits)
+        else validation_ids
     )
+    calibration = fit_calibration(
+        params,
+        np.concatenate([validation_logits, snippet_logits]),
+        np.concatenate([validation_split.labels, validation_snippets.labels]),
+        calibration_texts,
+    )
+    logger.info("Calibration (%s): %s", params.calibration, calibration)
+    metrics = {
+        "validation": evaluate(
+            validation_logits, validation_split.labels, validation_ids, calibration
+        ),
+        "validation_snippets": evaluate(
+            snippet_logits, validation_snippets.labels, validation_snippet_ids, calibration
+        ),
+        "test": evaluate(predict_logits(model, test_ids), test_labels, test_ids, calibration),
+    }
+    for split, figures in metrics.items():
+        logger.info(
+            "%s: accuracy %.4f, loss %.4f, ROC AUC %s, ECE %.4f (uncalibrated %.4f) on %d",
+            split,
+            figures["accuracy"],
+            figures["loss"],
+            figures["roc_auc"],
+            figures["ece"],
+            figures["ece_uncalibrated"],
+            figures["examples"],
+        )
 
     staging = export_lib.create_staging_dir(output_dir / name)
     try:
-        export_lib.write_saved_model(vectorizer, model, staging)
+        export_lib.write_saved_model(
+            vectorizer, model, staging, calibration, never_empty=params.mask_padding
+        )
         samples = pick_samples(test_texts, test_labels, params.seed)
-        expected = export_lib.reference_probabilities(vectorizer, model, samples)
+        expected = export_lib.reference_probabilities(
+            vectorizer, model, samples, calibration, never_empty=params.mask_padding
+        )
         served = export_lib.verify_export(staging, samples, expected)
         plot_history(history, staging / "training_curves.png")
-        card = model_card(name, preset, params, dataset, limit, metrics, history, samples, served)
+        card = model_card(
+            name, preset, params, dataset, limit, metrics, history, samples, served, calibration
+        )
         version_dir = export_lib.publish(staging, output_dir / name, card)
     except BaseException:
         export_lib.discard(staging)
@@ -250,6 +336,7 @@ def model_card(
     history: keras.callbacks.History,
     samples: list[str],
     served: np.ndarray,
+    calibration: calibration_lib.LengthTemperature,
 ) -> dict[str, Any]:
     return {
         "name": name,
@@ -259,6 +346,15 @@ def model_card(
         "data": {"source": dataset.source, "sha256": dataset.sha256, "limit": limit},
         "hyperparameters": params.to_dict(),
         "epochs_trained": len(history.history["loss"]),
+        "calibration": {
+            "method": params.calibration,
+            "formula": "probability = sigmoid(logit_raw / T(n)), T(n) = a + b / sqrt(n), "
+            "n = real (non-padding) tokens incl. bigrams",
+            "temperature": calibration.a,
+            **calibration.to_dict(),
+            "fitted_on": "validation split + one short snippet per validation review",
+            "ece_bins": calibration_lib.ECE_BINS,
+        },
         "metrics": metrics,
         "samples": [
             {"text": t, "probability": float(p)} for t, p in zip(samples, served, strict=True)
@@ -315,9 +411,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             continue
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
-            type=type(field.default),
+            type=_parse_bool if isinstance(field.default, bool) else type(field.default),
             default=None,
-            help=f"override the preset (tutorial: {field.default})",
+            help=f"override the preset (tutorial: {field.default}, "
+            f"default: {getattr(PRESETS['default'], field.name)})",
         )
     parser.add_argument(
         "--patience",
@@ -331,6 +428,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no Keras progress output")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def hyperparameters_from(args: argparse.Namespace) -> Hyperparameters:
