@@ -175,8 +175,26 @@ def api_container(images: dict[str, str]) -> Iterator[tuple[str, str]]:
     podman = images["podman"]
     name = f"sentiment-ct-{uuid.uuid4().hex[:8]}"
     port = free_port()
+    # Run it the way deploy/k8s runs it: read-only root, no capabilities, no privilege escalation.
     run(
-        [podman, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", images["api"]],
+        [
+            podman,
+            "run",
+            "-d",
+            "--pull=never",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8000",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            images["api"],
+        ],
     )
     try:
         yield name, f"http://127.0.0.1:{port}"
@@ -287,7 +305,7 @@ def test_compose_retraining_publishes_a_version_the_running_api_picks_up(
     compose, env, base_url = compose_stack
 
     # --no-build: the images were just built by the module fixture; compose reuses them.
-    run([*compose, "up", "-d", "--no-build", "api"], env=env)
+    run([*compose, "up", "-d", "--no-build", "--pull", "never", "api"], env=env)
     wait_ready(
         base_url,
         READY_TIMEOUT,
