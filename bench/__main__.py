@@ -33,7 +33,12 @@ from pathlib import Path
 
 import orjson
 
-from bench.inprocess import InProcessResult, measure_serving_throughput, newest_version_dir
+from bench.inprocess import (
+    InProcessResult,
+    load_serving_function,
+    measure_serving_throughput,
+    newest_version_dir,
+)
 from bench.loadclient import LoadResult, LoadSpec, run_load
 from bench.servers import HOST, Server, cpu_seconds, post_json, rss_mib, running_server
 from bench.texts import DEFAULT_DATA, load_review_texts
@@ -69,15 +74,39 @@ class Options:
     overload_queue_size: int
     overload_duration_s: float
     inprocess_runs: int
+    rounds: int
     strict: bool
+
+
+Slice = tuple[LoadResult, float, float]
+"""One load round: the client's result, the server's CPU seconds and the wall seconds."""
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One measured load phase plus the server's CPU use during it."""
+    """One server's load phase (all rounds pooled) plus its CPU use during it.
+
+    Requests/s is the median of the rounds' rates: the machine is shared, and a burst of
+    someone else's work during one round should not decide the figure.
+    """
 
     load: LoadResult
-    server_cpu_cores: float
+    round_rates: list[float]
+    server_cpu_s: float
+    wall_s: float
+
+    @property
+    def requests_per_s(self) -> float:
+        return statistics.median(self.round_rates) if self.round_rates else 0.0
+
+    @property
+    def server_cpu_cores(self) -> float:
+        return self.server_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        """Server CPU per answered request: unlike req/s, barely moved by a busy machine."""
+        return 1000.0 * self.server_cpu_s / self.load.completed if self.load.completed else 0.0
 
 
 def _default_model_base() -> Path:
@@ -110,7 +139,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--texts", type=int, default=400, help="how many review texts to use")
     parser.add_argument("--concurrency", type=_int_list, default=[1, 16, 64])
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured phase")
+    parser.add_argument(
+        "--duration", type=float, default=4.5, help="measured seconds per server and phase"
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per phase")
     parser.add_argument("--max-requests", type=int, default=60_000, help="requests per phase")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -118,7 +149,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--overload-concurrency", type=int, default=512)
     parser.add_argument("--overload-queue-size", type=int, default=64)
     parser.add_argument("--overload-duration", type=float, default=4.0)
-    parser.add_argument("--inprocess-runs", type=int, default=7)
+    parser.add_argument("--inprocess-runs", type=int, default=9)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds each phase's duration is split into (robust to a busy machine)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     return Options(
@@ -135,6 +172,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         overload_queue_size=args.overload_queue_size,
         overload_duration_s=args.overload_duration,
         inprocess_runs=args.inprocess_runs,
+        rounds=max(1, args.rounds),
         strict=args.strict,
     )
 
@@ -155,30 +193,34 @@ class Bench:
             for start in range(0, len(texts), max(1, len(texts) // 8))
         ]
 
-    def drive(
+    def warm_up(self, server: Server, path: str, bodies: Sequence[bytes], concurrency: int) -> None:
+        if self.options.warmup_s > 0:
+            spec = LoadSpec(
+                HOST, server.port, path, bodies, concurrency, 10**9, self.options.warmup_s
+            )
+            self.client_pool.submit(run_load, spec).result()
+
+    def one_round(
         self,
         server: Server,
         path: str,
         bodies: Sequence[bytes],
         concurrency: int,
         duration_s: float,
-        warmup_s: float,
-    ) -> Measured:
-        """Warm up, then one bounded measured load phase; the client runs in its own process."""
-        options = self.options
-        if warmup_s > 0:
-            warmup = LoadSpec(HOST, server.port, path, bodies, concurrency, 10**9, warmup_s)
-            self.client_pool.submit(run_load, warmup).result()
+    ) -> Slice:
+        """One bounded load slice (client in its own process) and the server's CPU cores."""
         spec = LoadSpec(
-            HOST, server.port, path, bodies, concurrency, options.max_requests, duration_s
+            HOST, server.port, path, bodies, concurrency, self.options.max_requests, duration_s
         )
         cpu_before = cpu_seconds(server.pid)
         wall_before = time.perf_counter()
         load = self.client_pool.submit(run_load, spec).result()
         wall = time.perf_counter() - wall_before
-        cores = (cpu_seconds(server.pid) - cpu_before) / wall if wall > 0 else 0.0
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+        cores = server_cpu / wall if wall > 0 else 0.0
         logger.info(
-            "%s %s c=%d: %.0f req/s p50 %.2f ms p99 %.2f ms %s timeouts=%d errors=%d",
+            "%s %s c=%d: %.0f req/s p50 %.2f ms p99 %.2f ms %s timeouts=%d errors=%d "
+            "server %.2f cores, client %.2f cores",
             server.name,
             path,
             concurrency,
@@ -188,8 +230,31 @@ class Bench:
             load.status_counts,
             load.timeouts,
             load.errors,
+            cores,
+            load.client_cpu_share,
         )
-        return Measured(load=load, server_cpu_cores=cores)
+        return load, server_cpu, wall
+
+    def compare(
+        self, servers: Sequence[Server], path: str, bodies: Sequence[bytes], concurrency: int
+    ) -> list[Measured]:
+        """Warm every server, then alternate short rounds between them.
+
+        Alternating (A B A B A B rather than A A A B B B) exposes both servers to the same
+        background load, so their ratio stays meaningful on a busy machine.
+        """
+        for server in servers:
+            self.warm_up(server, path, bodies, concurrency)
+        rounds = self.options.rounds
+        slices: list[list[Slice]] = [[] for _ in servers]
+        for _ in range(rounds):
+            for index, server in enumerate(servers):
+                slices[index].append(
+                    self.one_round(
+                        server, path, bodies, concurrency, self.options.duration_s / rounds
+                    )
+                )
+        return [_pool(server_slices) for server_slices in slices]
 
     def service_env(self, **overrides: str) -> dict[str, str]:
         env = {
@@ -216,25 +281,23 @@ class Results:
     overload_rss_mib: tuple[float, float, float]
     text_count: int
     median_chars: int
+    load_average: str
 
 
 def run_benchmark(options: Options) -> Results:
     context = multiprocessing.get_context("spawn")
     version_dir = newest_version_dir(options.model_base)
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as client_pool:
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=context) as client_pool,
+        ProcessPoolExecutor(max_workers=1, mp_context=context) as tf_pool,
+    ):
         bench = Bench(options, client_pool)
-        logger.info("measuring the serving function in process (batch %d)", options.batch_size)
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as tf_pool:
-            inprocess = tf_pool.submit(
-                measure_serving_throughput,
-                version_dir,
-                bench.texts,
-                options.batch_size,
-                options.inprocess_runs,
-            ).result()
-
+        logger.info("loading the SavedModel in a separate process for the in-process yardstick")
+        tf_pool.submit(load_serving_function, version_dir).result()
         single: dict[int, tuple[Measured, Measured]] = {}
         batch: dict[int, Measured] = {}
+        inprocess_rates: list[float] = []
+        inprocess_cpu: list[float] = []
         with (
             running_server("ceiling", CEILING_FACTORY, {}, REPO_ROOT, "/readyz") as ceiling,
             running_server(
@@ -245,85 +308,107 @@ def run_benchmark(options: Options) -> Results:
             bench.smoke_check(service, PREDICT_PATH, bench.single_bodies[0])
             bench.smoke_check(service, BATCH_PATH, bench.batch_bodies[0])
             for concurrency in options.concurrency:
-                measured_ceiling = bench.drive(
-                    ceiling,
-                    PREDICT_PATH,
-                    bench.single_bodies,
-                    concurrency,
-                    options.duration_s,
-                    options.warmup_s,
-                )
-                measured_service = bench.drive(
-                    service,
-                    PREDICT_PATH,
-                    bench.single_bodies,
-                    concurrency,
-                    options.duration_s,
-                    options.warmup_s,
+                measured_service, measured_ceiling = bench.compare(
+                    [service, ceiling], PREDICT_PATH, bench.single_bodies, concurrency
                 )
                 single[concurrency] = (measured_service, measured_ceiling)
+            # The batch endpoint alternates with the in-process serving function, for the same
+            # reason the service alternates with the ceiling.
             for concurrency in options.batch_concurrency:
-                batch[concurrency] = bench.drive(
-                    service,
-                    BATCH_PATH,
-                    bench.batch_bodies,
-                    concurrency,
-                    options.duration_s,
-                    options.warmup_s,
-                )
+                bench.warm_up(service, BATCH_PATH, bench.batch_bodies, concurrency)
+            batch_slices: dict[int, list[Slice]] = {
+                concurrency: [] for concurrency in options.batch_concurrency
+            }
+            inprocess_runs_per_round = max(1, options.inprocess_runs // options.rounds)
+            for _ in range(options.rounds):
+                inprocess_round = tf_pool.submit(
+                    measure_serving_throughput,
+                    version_dir,
+                    bench.texts,
+                    options.batch_size,
+                    runs=inprocess_runs_per_round,
+                    run_seconds=options.duration_s / options.rounds / inprocess_runs_per_round,
+                ).result()
+                inprocess_rates.extend(inprocess_round.texts_per_s_runs)
+                inprocess_cpu.extend(inprocess_round.cpu_ms_per_text_runs)
+                for concurrency in options.batch_concurrency:
+                    batch_slices[concurrency].append(
+                        bench.one_round(
+                            service,
+                            BATCH_PATH,
+                            bench.batch_bodies,
+                            concurrency,
+                            options.duration_s / options.rounds,
+                        )
+                    )
+            batch = {concurrency: _pool(slices) for concurrency, slices in batch_slices.items()}
 
         overload_env = bench.service_env(SENTIMENT_QUEUE_SIZE=str(options.overload_queue_size))
         with running_server(
             "service-small-queue", SERVICE_FACTORY, overload_env, REPO_ROOT, "/readyz"
         ) as small:
-            bench.drive(small, PREDICT_PATH, bench.single_bodies, 16, options.warmup_s, 0.0)
+            bench.warm_up(small, PREDICT_PATH, bench.single_bodies, 16)
             rss_before = rss_mib(small.pid)
-            overload = bench.drive(
-                small,
-                PREDICT_PATH,
-                bench.single_bodies,
-                options.overload_concurrency,
-                options.overload_duration_s,
-                0.0,
-            )
-            rss_after_first = rss_mib(small.pid)
-            second = bench.drive(
-                small,
-                PREDICT_PATH,
-                bench.single_bodies,
-                options.overload_concurrency,
-                options.overload_duration_s,
-                0.0,
-            )
-            rss_after_second = rss_mib(small.pid)
+            bursts = []
+            rss_after: list[float] = []
+            for _ in range(2):
+                bursts.append(
+                    bench.one_round(
+                        small,
+                        PREDICT_PATH,
+                        bench.single_bodies,
+                        options.overload_concurrency,
+                        options.overload_duration_s,
+                    )
+                )
+                rss_after.append(rss_mib(small.pid))
     return Results(
         single=single,
         batch=batch,
-        inprocess=inprocess,
-        overload=_merge(overload, second),
-        overload_rss_mib=(rss_before, rss_after_first, rss_after_second),
+        inprocess=InProcessResult(
+            batch_size=options.batch_size,
+            texts_per_s_runs=inprocess_rates,
+            cpu_ms_per_text_runs=inprocess_cpu,
+        ),
+        overload=_pool(bursts),
+        overload_rss_mib=(rss_before, rss_after[0], rss_after[1]),
         text_count=len(bench.texts),
         median_chars=round(statistics.median(len(text) for text in bench.texts)),
+        load_average=_load_average(),
     )
 
 
-def _merge(first: Measured, second: Measured) -> Measured:
-    """Both overload bursts as one tally (latency figures are not quoted for overload)."""
-    statuses = dict(first.load.status_counts)
-    for status, count in second.load.status_counts.items():
-        statuses[status] = statuses.get(status, 0) + count
-    load = LoadResult(
-        concurrency=first.load.concurrency,
-        completed=first.load.completed + second.load.completed,
-        elapsed_s=first.load.elapsed_s + second.load.elapsed_s,
-        latencies_s=first.load.latencies_s + second.load.latencies_s,
+def _load_average() -> str:
+    """The 1/5/15-minute load averages: a busy machine explains noisy figures."""
+    try:
+        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _pool(slices: Sequence[Slice]) -> Measured:
+    """Rounds of one server as one tally: counts and latencies pooled, rates kept per round."""
+    statuses: dict[int, int] = {}
+    for load, _, _ in slices:
+        for status, count in load.status_counts.items():
+            statuses[status] = statuses.get(status, 0) + count
+    loads = [load for load, _, _ in slices]
+    pooled = LoadResult(
+        concurrency=loads[0].concurrency,
+        completed=sum(load.completed for load in loads),
+        elapsed_s=sum(load.elapsed_s for load in loads),
+        latencies_s=[latency for load in loads for latency in load.latencies_s],
         status_counts=dict(sorted(statuses.items())),
-        timeouts=first.load.timeouts + second.load.timeouts,
-        errors=first.load.errors + second.load.errors,
-        client_cpu_s=first.load.client_cpu_s + second.load.client_cpu_s,
+        timeouts=sum(load.timeouts for load in loads),
+        errors=sum(load.errors for load in loads),
+        client_cpu_s=sum(load.client_cpu_s for load in loads),
     )
-    cores = statistics.fmean([first.server_cpu_cores, second.server_cpu_cores])
-    return Measured(load=load, server_cpu_cores=cores)
+    return Measured(
+        load=pooled,
+        round_rates=[load.requests_per_s for load in loads],
+        server_cpu_s=sum(cpu for _, cpu, _ in slices),
+        wall_s=sum(wall for _, _, wall in slices),
+    )
 
 
 def _statuses(load: LoadResult) -> str:
@@ -346,19 +431,21 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
         f"{platform.python_version()}; one uvicorn worker per server (uvloop, httptools, no "
         f"access log); load client: raw asyncio sockets in its own process; "
         f"{results.text_count} real IMDB test reviews (median {results.median_chars} "
-        f"characters); each phase {options.warmup_s:g} s warm-up then "
-        f"≤ {options.duration_s:g} s or ≤ {options.max_requests} requests; model "
-        f"`{options.model_base}`."
+        f"characters); per server and phase {options.warmup_s:g} s warm-up, then "
+        f"{options.rounds} rounds of ≤ {options.duration_s / options.rounds:g} s (≤ "
+        f"{options.max_requests} requests) alternating with the server compared against; "
+        f"req/s is the median over rounds, p50/p99 over all requests of all rounds. Model "
+        f"`{options.model_base}`. Load average at the end: {results.load_average}."
     )
     add("")
     add("### Single-text `POST /v1/predict`: service vs. ceiling (same framework, constant answer)")
     add("")
     add(
         "| concurrency | service req/s | p50 ms | p99 ms | ceiling req/s | p50 ms | p99 ms "
-        "| service/ceiling | p50 delta ms | service CPU cores | client CPU cores "
-        "| service answers |"
+        "| service/ceiling | p50 delta ms | server CPU ms/req service | ceiling "
+        "| service CPU cores | client CPU cores | service answers |"
     )
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for concurrency, (service, ceiling) in results.single.items():
         ratio = service.load.requests_per_s / max(ceiling.load.requests_per_s, 1e-9)
         delta = service.load.p50_ms - ceiling.load.p50_ms
@@ -366,7 +453,8 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
             f"| {concurrency} | {service.load.requests_per_s:,.0f} | {service.load.p50_ms:.2f} "
             f"| {service.load.p99_ms:.2f} | {ceiling.load.requests_per_s:,.0f} "
             f"| {ceiling.load.p50_ms:.2f} | {ceiling.load.p99_ms:.2f} | {ratio:.2f} "
-            f"| {delta:+.2f} | {service.server_cpu_cores:.2f} "
+            f"| {delta:+.2f} | {service.server_cpu_ms_per_request:.3f} "
+            f"| {ceiling.server_cpu_ms_per_request:.3f} | {service.server_cpu_cores:.2f} "
             f"| {service.load.client_cpu_share:.2f} | {_statuses(service.load)}"
             f"{_failures(service.load)} |"
         )
@@ -377,20 +465,22 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
     add(
         f"In process, `serving_default` on batches of {inprocess.batch_size}: "
         f"**{inprocess.median_texts_per_s:,.0f} texts/s** (median of "
-        f"{len(inprocess.texts_per_s_runs)} runs; TensorFlow's default threads)."
+        f"{len(inprocess.texts_per_s_runs)} runs alternating with the HTTP rounds; TensorFlow's "
+        f"default threads), {inprocess.median_cpu_ms_per_text:.4f} ms CPU per text."
     )
     add("")
     add(
         "| concurrency | requests/s | texts/s | p50 ms | p99 ms | HTTP/in-process "
-        "| service CPU cores | client CPU cores | answers |"
+        "| server CPU ms/text | service CPU cores | client CPU cores | answers |"
     )
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for concurrency, measured in results.batch.items():
         texts_per_s = measured.load.requests_per_s * options.batch_size
         add(
             f"| {concurrency} | {measured.load.requests_per_s:,.1f} | {texts_per_s:,.0f} "
             f"| {measured.load.p50_ms:.1f} | {measured.load.p99_ms:.1f} "
             f"| {texts_per_s / inprocess.median_texts_per_s:.2f} "
+            f"| {measured.server_cpu_ms_per_request / options.batch_size:.4f} "
             f"| {measured.server_cpu_cores:.2f} | {measured.load.client_cpu_share:.2f} "
             f"| {_statuses(measured.load)}{_failures(measured.load)} |"
         )
