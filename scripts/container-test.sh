@@ -14,11 +14,9 @@ cd "$(dirname "$0")/.."
 S=${CONTAINER_SCRIPTS:-../shared/container}
 PYTHON=${PYTHON:-.venv/bin/python}
 
+bash scripts/container-prep.sh
 if [ -d "$S" ]; then
-  timeout 600 bash "$S/make-base-image"
-  eval "$(timeout 120 bash "$S/docker-api" start)"   # exports DOCKER_HOST, DOCKER_BUILDKIT=0, COMPOSE_BAKE=false
-else
-  echo "container-test: $S not found; using the engine already configured here" >&2
+  eval "$(bash "$S/docker-api" env)"   # DOCKER_HOST, DOCKER_BUILDKIT=0, COMPOSE_BAKE=false
 fi
 export BUILDAH_FORMAT=docker   # keep HEALTHCHECK in podman-built images
 

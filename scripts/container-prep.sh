@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Make this machine able to run the container tests (no registry, no Docker engine): build the
+# local python:3.11-slim stand-in and serve podman's Docker API for `docker compose`.
+# Idempotent (about 1 s when already done); run as root. The caller still needs the client env:
+#   bash scripts/container-prep.sh && eval "$(bash ../shared/container/docker-api env)"
+#   CONTAINER_SCRIPTS   directory holding make-base-image and docker-api (default ../shared/container)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+S=${CONTAINER_SCRIPTS:-../shared/container}
+if [ ! -d "$S" ]; then
+  echo "container-prep: $S not found; nothing to prepare" >&2
+  exit 0
+fi
+timeout 600 bash "$S/make-base-image" >&2
+# `start` prints the client env on stdout; the caller evals `docker-api env` itself.
+timeout 120 bash "$S/docker-api" start >/dev/null
