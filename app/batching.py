@@ -1,15 +1,24 @@
 """Dynamic micro-batching: concurrent requests share one model call.
 
 A model call costs about the same for one text as for dozens, so the service's throughput
-comes from gathering concurrent requests. The scheme is greedy: one dedicated thread runs
-the model (TensorFlow releases the GIL, so the event loop keeps serving HTTP meanwhile);
-while a call runs, new requests queue up, and when it ends the thread takes everything
-queued, up to ``max_batch_size`` texts, as the next batch. An idle service therefore adds no
-wait at all; ``max_wait_seconds`` optionally trades latency for fuller batches.
+comes from gathering concurrent requests. One dedicated thread runs the model (TensorFlow
+releases the GIL while it computes, so the event loop keeps serving HTTP meanwhile), and
+the event loop decides what it runs:
 
-The queue is bounded: when it is full a request is refused at once (429) instead of piling
-up latency and memory. Results travel back with one ``call_soon_threadsafe`` per batch, and
-a failing model call fails exactly the requests of its batch.
+* When the model is idle, the first request schedules a dispatch with ``call_soon``: every
+  request the loop parses in the same iteration joins that batch, and no timer is involved,
+  so a lone request waits for nothing (``max_wait_seconds`` > 0 optionally trades latency
+  for fuller batches).
+* While the model is busy, requests queue; when the call ends, everything queued (up to
+  ``max_batch_size`` texts) becomes the next batch at once.
+
+So the model thread is woken once per batch and hands results back with one
+``call_soon_threadsafe`` per batch: the two threads hardly compete for the GIL however
+many requests are in flight. The queue is bounded: when it is full a request is refused at
+once (429) instead of piling up latency and memory. A failing model call fails exactly the
+requests of its batch.
+
+All queue state lives on the event loop thread, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +61,9 @@ class _Pending(Generic[Tag]):
     future: asyncio.Future[ScoredTexts[Tag]]
 
 
+_STOP = None  # sentinel on the job queue: the model thread exits
+
+
 class MicroBatcher(Generic[Tag]):
     """Gathers concurrent ``submit`` calls into single calls of ``score`` on one thread."""
 
@@ -71,12 +84,12 @@ class MicroBatcher(Generic[Tag]):
         self._on_batch = on_batch
         self._name = name
         self._pending: collections.deque[_Pending[Tag]] = collections.deque()
-        self._condition = threading.Condition()
+        self._jobs: queue.SimpleQueue[list[_Pending[Tag]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
-        self._stopping = False
-        self._batches_in_flight = 0
+        self._model_busy = False
+        self._dispatch_scheduled = False
 
     @property
     def depth(self) -> int:
@@ -91,33 +104,45 @@ class MicroBatcher(Generic[Tag]):
         self._thread.start()
 
     async def submit(self, texts: Sequence[str]) -> ScoredTexts[Tag]:
-        """Score ``texts`` in the next batch; OverloadedError at once if the queue is full."""
-        if not self._accepting or self._loop is None:
+        """Score ``texts`` in an upcoming batch; OverloadedError at once if the queue is full."""
+        loop = self._loop
+        if not self._accepting or loop is None:
             raise NotReadyError("The service is not accepting predictions.")
-        future: asyncio.Future[ScoredTexts[Tag]] = self._loop.create_future()
-        with self._condition:
-            if len(self._pending) >= self._queue_size:
-                raise OverloadedError()
-            self._pending.append(_Pending(texts, future))
-            self._condition.notify()
+        if len(self._pending) >= self._queue_size:
+            raise OverloadedError()
+        future: asyncio.Future[ScoredTexts[Tag]] = loop.create_future()
+        self._pending.append(_Pending(texts, future))
+        if not self._model_busy and not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            if self._max_wait_seconds > 0:
+                loop.call_later(self._max_wait_seconds, self._dispatch)
+            else:
+                loop.call_soon(self._dispatch)
         return await future
 
     async def drain(self, timeout_seconds: float) -> None:
         """Stop accepting, let queued requests finish (bounded), then stop the thread."""
         self._accepting = False
         deadline = time.monotonic() + timeout_seconds
-        while (self._pending or self._batches_in_flight) and time.monotonic() < deadline:
+        while (self._pending or self._model_busy) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        with self._condition:
-            self._stopping = True
-            abandoned = list(self._pending)
-            self._pending.clear()
-            self._condition.notify_all()
-        for item in abandoned:
+        while self._pending:
+            item = self._pending.popleft()
             if not item.future.done():
                 item.future.set_exception(NotReadyError("The service is shutting down."))
+        self._jobs.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, max(deadline - time.monotonic(), 0.1))
+
+    def _dispatch(self) -> None:
+        """Hand the next batch to the model thread (event loop only)."""
+        self._dispatch_scheduled = False
+        if self._model_busy:
+            return
+        batch = self._take_batch()
+        if batch:
+            self._model_busy = True
+            self._jobs.put(batch)
 
     def _take_batch(self) -> list[_Pending[Tag]]:
         """Pop queued requests up to the size limit; the first is taken even if larger."""
@@ -126,7 +151,7 @@ class MicroBatcher(Generic[Tag]):
         pending = self._pending
         while pending:
             item = pending[0]
-            if item.future.cancelled():  # the client went away: don't score for nobody
+            if item.future.done():  # the client went away: don't score for nobody
                 pending.popleft()
                 continue
             if batch and texts + len(item.texts) > self._max_batch_size:
@@ -136,41 +161,11 @@ class MicroBatcher(Generic[Tag]):
             texts += len(item.texts)
         return batch
 
-    def _next_batch(self) -> list[_Pending[Tag]] | None:
-        with self._condition:
-            while True:
-                while not self._pending and not self._stopping:
-                    self._condition.wait()
-                if self._stopping:
-                    return None
-                batch = self._take_batch()
-                if batch:
-                    break
-            if self._max_wait_seconds > 0:
-                deadline = time.monotonic() + self._max_wait_seconds
-                while sum(len(item.texts) for item in batch) < self._max_batch_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._stopping:
-                        break
-                    self._condition.wait(remaining)
-                    batch.extend(self._take_more(batch))
-            self._batches_in_flight += 1
-            return batch
-
-    def _take_more(self, batch: list[_Pending[Tag]]) -> list[_Pending[Tag]]:
-        room = self._max_batch_size - sum(len(item.texts) for item in batch)
-        more: list[_Pending[Tag]] = []
-        while self._pending and len(self._pending[0].texts) <= room:
-            item = self._pending.popleft()
-            if not item.future.cancelled():
-                more.append(item)
-                room -= len(item.texts)
-        return more
-
     def _work(self) -> None:
+        """The model thread: score each batch it is handed, report back once per batch."""
         loop = self._loop
         assert loop is not None
-        while (batch := self._next_batch()) is not None:
+        while (batch := self._jobs.get()) is not _STOP:
             texts = [text for item in batch for text in item.texts]
             started = time.perf_counter()
             values: list[float] = []
@@ -188,19 +183,21 @@ class MicroBatcher(Generic[Tag]):
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             try:
-                loop.call_soon_threadsafe(self._resolve, batch, values, tag, failure)
+                loop.call_soon_threadsafe(self._finish, batch, values, tag, failure)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
-    def _resolve(
+    def _finish(
         self,
         batch: list[_Pending[Tag]],
         values: list[float],
         tag: Tag | None,
         failure: ServiceError | None,
     ) -> None:
-        with self._condition:
-            self._batches_in_flight -= 1
+        """Resolve a batch's futures and start the next batch (event loop only)."""
+        self._model_busy = False
+        if self._pending:
+            self._dispatch()
         offset = 0
         for item in batch:
             count = len(item.texts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Process-wide, but this process exists to serve this app.
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         await asyncio.to_thread(configure_tensorflow_threads, settings)
         await asyncio.to_thread(registry.refresh)
         batcher.start()

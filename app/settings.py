@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         ge=0,
         description="TensorFlow inter-op threads per process (0 = TensorFlow's default).",
     )
+    gil_switch_interval_ms: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Python's GIL switch interval (sys.setswitchinterval) for the serving process. "
+            "The model thread re-takes the GIL several times per call; with Python's 5 ms "
+            "default it waits behind a busy event loop, so model calls stall under load."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Bind address used by `python -m app`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port used by `python -m app`.")
     workers: int = Field(
