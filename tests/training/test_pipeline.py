@@ -33,7 +33,15 @@ def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
     assert (version / "saved_model.pb").is_file() and (version / "training_curves.png").is_file()
     card = json.loads((version / "model_card.json").read_text())
     assert card["version"] == 1 and card["preset"] == "tutorial"
-    assert set(card["metrics"]["test"]) == {"accuracy", "loss", "roc_auc", "examples"}
+    assert set(card["metrics"]["test"]) == {
+        "accuracy",
+        "loss",
+        "roc_auc",
+        "ece",
+        "ece_uncalibrated",
+        "examples",
+    }
+    assert card["calibration"]["method"] == "none" and card["calibration"]["temperature"] == 1.0
     assert card["metrics"]["test"]["examples"] == 1500
     assert len(card["data"]["sha256"]) == 64
     assert card["hyperparameters"]["max_tokens"] == 2000
@@ -48,6 +56,40 @@ def test_export_takes_raw_strings_and_returns_probabilities(trained: Path) -> No
     probability, logit = out["probability"].numpy(), out["logit"].numpy()
     assert probability.shape == (3, 1)
     np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained_default(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default preset, shrunk to seconds: masking, bigrams, snippets, length calibration."""
+    import dataclasses
+
+    output = tmp_path_factory.mktemp("default-models")
+    params = dataclasses.replace(PRESETS["default"], epochs=2, max_tokens=5000, sequence_length=300)
+    run(str(real_imdb_archive), output, "sentiment", params, "default", limit=1500, verbose=0)
+    return output / "sentiment" / "1"
+
+
+def test_default_preset_exports_its_length_calibration(trained_default: Path) -> None:
+    card = json.loads((trained_default / "model_card.json").read_text())
+    assert card["preset"] == "default" and card["hyperparameters"]["ngrams"] == 2
+    calibration = card["calibration"]
+    assert calibration["method"] == "length" and calibration["a"] > 0
+    assert "validation_snippets" in card["metrics"]
+    texts = [s["text"] for s in card["samples"]]
+    served = export_lib.served_probabilities(trained_default, texts)
+    np.testing.assert_allclose(served, [s["probability"] for s in card["samples"]], atol=1e-6)
+    # The served logit is the calibrated one: probability == sigmoid(logit) for every length.
+    serve = tf.saved_model.load(str(trained_default)).signatures["serving_default"]
+    out = serve(text=tf.constant(["Great.", "A long " * 200 + "review."]))
+    np.testing.assert_allclose(
+        out["probability"].numpy(), 1 / (1 + np.exp(-out["logit"].numpy())), atol=1e-6
+    )
+
+
+def test_default_preset_scores_empty_and_punctuation_only_text(trained_default: Path) -> None:
+    """A masked average over no tokens would be 0/0; the export must still answer a number."""
+    probabilities = export_lib.served_probabilities(trained_default, ["", "?!...", "   "])
+    assert np.all(np.isfinite(probabilities)) and np.all((probabilities > 0) & (probabilities < 1))
 
 
 def test_recorded_samples_replay_exactly(trained: Path) -> None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.training.conftest import SHIPPED_MODEL_BASE
 from training import export as export_lib
+
+logger = logging.getLogger(__name__)
+
+BEHAVIOURAL_SET = Path(__file__).with_name("behavioural_set.jsonl")
 
 CLEARLY_POSITIVE = [
     "One of the best films I have ever seen. Brilliant acting, a beautiful story and a wonderful "
@@ -21,6 +27,29 @@ CLEARLY_NEGATIVE = [
     "complete waste of time and money.",
     "Awful, stupid and boring. The script is horrible and the acting is even worse. Avoid it.",
 ]
+
+
+def _card(version: Path) -> dict[str, Any]:
+    card: dict[str, Any] = json.loads((version / export_lib.MODEL_CARD).read_text())
+    return card
+
+
+def _versions_with_preset(versions: list[Path], preset: str) -> list[Path]:
+    return [v for v in versions if _card(v)["preset"] == preset]
+
+
+@pytest.fixture(scope="module")
+def behavioural_set() -> tuple[list[str], np.ndarray]:
+    rows = [json.loads(line) for line in BEHAVIOURAL_SET.read_text().splitlines() if line.strip()]
+    return [r["text"] for r in rows], np.array([r["label"] for r in rows], dtype=np.float64)
+
+
+def behavioural_score(version: Path, texts: list[str], labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy and mean confidence (mean of max(p, 1 - p)) on the hand-written set."""
+    probabilities = export_lib.served_probabilities(version, texts)
+    accuracy = float(np.mean((probabilities >= 0.5) == (labels == 1)))
+    confidence = float(np.mean(np.maximum(probabilities, 1 - probabilities)))
+    return accuracy, confidence
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +80,52 @@ def test_tutorial_version_meets_the_accuracy_bar(shipped_versions: list[Path]) -
     card = json.loads((shipped_versions[0] / export_lib.MODEL_CARD).read_text())
     assert card["metrics"]["test"]["examples"] == 25_000
     assert card["metrics"]["test"]["accuracy"] >= 0.86
+
+
+def test_behavioural_set_is_balanced_short_and_big_enough(
+    behavioural_set: tuple[list[str], np.ndarray],
+) -> None:
+    texts, labels = behavioural_set
+    assert len(texts) >= 100 and len(set(texts)) == len(texts)
+    assert labels.sum() == len(labels) / 2
+    assert max(len(t.split()) for t in texts) <= 20, "one clause to two sentences"
+
+
+def test_newest_version_gets_the_behavioural_set_right_and_is_honest_about_it(
+    shipped_versions: list[Path],
+    behavioural_set: tuple[list[str], np.ndarray],
+    record_property: Any,
+) -> None:
+    accuracy, confidence = behavioural_score(shipped_versions[-1], *behavioural_set)
+    record_property("behavioural_accuracy", accuracy)
+    record_property("behavioural_mean_confidence", confidence)
+    logger.info("newest: behavioural accuracy %.3f, confidence %.3f", accuracy, confidence)
+    assert accuracy >= 0.90
+    assert confidence <= accuracy + 0.05, "short texts must not be scored overconfidently"
+
+
+def test_tutorial_behavioural_score_is_measured_for_comparison(
+    shipped_versions: list[Path],
+    behavioural_set: tuple[list[str], np.ndarray],
+    record_property: Any,
+) -> None:
+    """Recorded, not asserted high: the tutorial's weakness on short texts is the point."""
+    tutorial = _versions_with_preset(shipped_versions, "tutorial")
+    assert tutorial, "the tutorial version stays shipped for comparison"
+    accuracy, confidence = behavioural_score(tutorial[0], *behavioural_set)
+    record_property("tutorial_behavioural_accuracy", accuracy)
+    record_property("tutorial_behavioural_mean_confidence", confidence)
+    logger.info("tutorial: behavioural accuracy %.3f, confidence %.3f", accuracy, confidence)
+    assert 0.0 < accuracy <= 1.0
+
+
+def test_default_version_meets_its_targets(shipped_versions: list[Path]) -> None:
+    default = _versions_with_preset(shipped_versions, "default")
+    assert default, "a default-preset version is shipped"
+    card = _card(default[-1])
+    test = card["metrics"]["test"]
+    assert test["examples"] == 25_000 and card["data"]["limit"] is None
+    assert test["accuracy"] >= 0.89
+    assert test["ece"] <= 0.02
+    assert test["ece"] <= test["ece_uncalibrated"]
+    assert card["calibration"]["method"] in {"temperature", "length"}
