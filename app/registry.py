@@ -64,6 +64,7 @@ class ModelRegistry:
         self._loader = loader
         self._live: Predictor | None = None
         self._rejected: dict[int, _DirectoryIdentity] = {}
+        self._reported_unready = False
 
     @property
     def live(self) -> Predictor | None:
@@ -103,7 +104,8 @@ class ModelRegistry:
                 continue
             self._promote(candidate, previous=current)
             return True
-        if self._live is None:
+        if self._live is None and not self._reported_unready:
+            self._reported_unready = True  # once, not on every poll
             logger.error("no verified model version under %s; not ready", self.base_path)
         return False
 
