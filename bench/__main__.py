@@ -40,7 +40,15 @@ from bench.inprocess import (
     newest_version_dir,
 )
 from bench.loadclient import LoadResult, LoadSpec, run_load
-from bench.servers import HOST, Server, cpu_seconds, post_json, rss_mib, running_server
+from bench.servers import (
+    HOST,
+    Server,
+    cpu_seconds,
+    main_thread_cpu_seconds,
+    post_json,
+    rss_mib,
+    running_server,
+)
 from bench.texts import DEFAULT_DATA, load_review_texts
 
 logger = logging.getLogger("bench")
@@ -75,11 +83,23 @@ class Options:
     overload_duration_s: float
     inprocess_runs: int
     rounds: int
+    service_env: dict[str, str]
     strict: bool
 
+    @property
+    def service_workers(self) -> int:
+        """uvicorn's CLI ignores SENTIMENT_WORKERS (only `python -m app` reads it): pass it on."""
+        return int(self.service_env.get("SENTIMENT_WORKERS", "1"))
 
-Slice = tuple[LoadResult, float, float]
-"""One load round: the client's result, the server's CPU seconds and the wall seconds."""
+
+@dataclass(frozen=True)
+class Slice:
+    """One load round: the client's result and the server's CPU and wall seconds."""
+
+    load: LoadResult
+    server_cpu_s: float
+    loop_thread_cpu_s: float
+    wall_s: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class Measured:
     load: LoadResult
     round_rates: list[float]
     server_cpu_s: float
+    loop_thread_cpu_s: float
     wall_s: float
 
     @property
@@ -108,6 +129,13 @@ class Measured:
         """Server CPU per answered request: unlike req/s, barely moved by a busy machine."""
         return 1000.0 * self.server_cpu_s / self.load.completed if self.load.completed else 0.0
 
+    @property
+    def loop_thread_cpu_ms_per_request(self) -> float:
+        """Event-loop thread CPU per answered request: what caps a single worker's req/s."""
+        if not self.load.completed:
+            return 0.0
+        return 1000.0 * self.loop_thread_cpu_s / self.load.completed
+
 
 def _default_model_base() -> Path:
     shipped = REPO_ROOT / "model" / "sentiment"
@@ -118,6 +146,16 @@ def _default_model_base() -> Path:
 
 def _int_list(value: str) -> list[int]:
     return [int(part) for part in value.split(",") if part.strip()]
+
+
+def _key_values(pairs: Sequence[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.startswith("SENTIMENT_"):
+            raise SystemExit(f"--service-env wants SENTIMENT_NAME=VALUE, got {pair!r}")
+        parsed[key] = value
+    return parsed
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -156,6 +194,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         default=3,
         help="alternating rounds each phase's duration is split into (robust to a busy machine)",
     )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="SENTIMENT_X=VALUE",
+        help="extra setting for the service under test (repeatable), e.g. SENTIMENT_WORKERS=2",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     return Options(
@@ -173,6 +218,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         overload_duration_s=args.overload_duration,
         inprocess_runs=args.inprocess_runs,
         rounds=max(1, args.rounds),
+        service_env=_key_values(args.service_env),
         strict=args.strict,
     )
 
@@ -213,10 +259,12 @@ class Bench:
             HOST, server.port, path, bodies, concurrency, self.options.max_requests, duration_s
         )
         cpu_before = cpu_seconds(server.pid)
+        loop_before = main_thread_cpu_seconds(server.pid)
         wall_before = time.perf_counter()
         load = self.client_pool.submit(run_load, spec).result()
         wall = time.perf_counter() - wall_before
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        loop_cpu = main_thread_cpu_seconds(server.pid) - loop_before
         cores = server_cpu / wall if wall > 0 else 0.0
         logger.info(
             "%s %s c=%d: %.0f req/s p50 %.2f ms p99 %.2f ms %s timeouts=%d errors=%d "
@@ -233,7 +281,7 @@ class Bench:
             cores,
             load.client_cpu_share,
         )
-        return load, server_cpu, wall
+        return Slice(load, server_cpu, loop_cpu, wall)
 
     def compare(
         self, servers: Sequence[Server], path: str, bodies: Sequence[bytes], concurrency: int
@@ -262,6 +310,7 @@ class Bench:
             "SENTIMENT_LOG_LEVEL": "warning",
             "SENTIMENT_ACCESS_LOG": "false",
         }
+        env.update(self.options.service_env)
         env.update(overrides)
         return env
 
@@ -301,7 +350,12 @@ def run_benchmark(options: Options) -> Results:
         with (
             running_server("ceiling", CEILING_FACTORY, {}, REPO_ROOT, "/readyz") as ceiling,
             running_server(
-                "service", SERVICE_FACTORY, bench.service_env(), REPO_ROOT, "/readyz"
+                "service",
+                SERVICE_FACTORY,
+                bench.service_env(),
+                REPO_ROOT,
+                "/readyz",
+                workers=options.service_workers,
             ) as service,
         ):
             bench.smoke_check(ceiling, PREDICT_PATH, bench.single_bodies[0])
@@ -345,7 +399,12 @@ def run_benchmark(options: Options) -> Results:
 
         overload_env = bench.service_env(SENTIMENT_QUEUE_SIZE=str(options.overload_queue_size))
         with running_server(
-            "service-small-queue", SERVICE_FACTORY, overload_env, REPO_ROOT, "/readyz"
+            "service-small-queue",
+            SERVICE_FACTORY,
+            overload_env,
+            REPO_ROOT,
+            "/readyz",
+            workers=options.service_workers,
         ) as small:
             bench.warm_up(small, PREDICT_PATH, bench.single_bodies, 16)
             rss_before = rss_mib(small.pid)
@@ -389,10 +448,10 @@ def _load_average() -> str:
 def _pool(slices: Sequence[Slice]) -> Measured:
     """Rounds of one server as one tally: counts and latencies pooled, rates kept per round."""
     statuses: dict[int, int] = {}
-    for load, _, _ in slices:
+    for load in (piece.load for piece in slices):
         for status, count in load.status_counts.items():
             statuses[status] = statuses.get(status, 0) + count
-    loads = [load for load, _, _ in slices]
+    loads = [piece.load for piece in slices]
     pooled = LoadResult(
         concurrency=loads[0].concurrency,
         completed=sum(load.completed for load in loads),
@@ -406,8 +465,9 @@ def _pool(slices: Sequence[Slice]) -> Measured:
     return Measured(
         load=pooled,
         round_rates=[load.requests_per_s for load in loads],
-        server_cpu_s=sum(cpu for _, cpu, _ in slices),
-        wall_s=sum(wall for _, _, wall in slices),
+        server_cpu_s=sum(piece.server_cpu_s for piece in slices),
+        loop_thread_cpu_s=sum(piece.loop_thread_cpu_s for piece in slices),
+        wall_s=sum(piece.wall_s for piece in slices),
     )
 
 
@@ -428,8 +488,9 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
     add("")
     add(
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python "
-        f"{platform.python_version()}; one uvicorn worker per server (uvloop, httptools, no "
-        f"access log); load client: raw asyncio sockets in its own process; "
+        f"{platform.python_version()}; uvicorn workers: service {options.service_workers}, "
+        f"ceiling 1 (uvloop, httptools, no access log); service settings: "
+        f"{_settings_text(options)}; load client: raw asyncio sockets in its own process; "
         f"{results.text_count} real IMDB test reviews (median {results.median_chars} "
         f"characters); per server and phase {options.warmup_s:g} s warm-up, then "
         f"{options.rounds} rounds of ≤ {options.duration_s / options.rounds:g} s (≤ "
@@ -442,8 +503,8 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
     add("")
     add(
         "| concurrency | service req/s | p50 ms | p99 ms | ceiling req/s | p50 ms | p99 ms "
-        "| service/ceiling | p50 delta ms | server CPU ms/req service | ceiling "
-        "| service CPU cores | client CPU cores | service answers |"
+        "| service/ceiling | p50 delta ms | CPU ms/req service (loop thread) "
+        "| ceiling (loop thread) | service CPU cores | client CPU cores | service answers |"
     )
     add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for concurrency, (service, ceiling) in results.single.items():
@@ -454,7 +515,9 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
             f"| {service.load.p99_ms:.2f} | {ceiling.load.requests_per_s:,.0f} "
             f"| {ceiling.load.p50_ms:.2f} | {ceiling.load.p99_ms:.2f} | {ratio:.2f} "
             f"| {delta:+.2f} | {service.server_cpu_ms_per_request:.3f} "
-            f"| {ceiling.server_cpu_ms_per_request:.3f} | {service.server_cpu_cores:.2f} "
+            f"({service.loop_thread_cpu_ms_per_request:.3f}) "
+            f"| {ceiling.server_cpu_ms_per_request:.3f} "
+            f"({ceiling.loop_thread_cpu_ms_per_request:.3f}) | {service.server_cpu_cores:.2f} "
             f"| {service.load.client_cpu_share:.2f} | {_statuses(service.load)}"
             f"{_failures(service.load)} |"
         )
@@ -566,6 +629,11 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
         add(f"| {name} | {measured_text} | {_verdict(ok)} |")
     add("")
     return "\n".join(lines), all(ok for _, _, ok in checks)
+
+
+def _settings_text(options: Options) -> str:
+    settings = dict(options.service_env)
+    return ", ".join(f"`{key}={value}`" for key, value in sorted(settings.items())) or "defaults"
 
 
 def _clean(load: LoadResult) -> bool:

@@ -88,6 +88,23 @@ def cpu_seconds(root_pid: int) -> float:
     return total / _CLOCK_TICKS
 
 
+def main_thread_cpu_seconds(root_pid: int) -> float:
+    """CPU seconds of the main threads of a process tree: for uvicorn, the event loops.
+
+    Split from the process total it shows how much per-request work sits on the one thread
+    per worker that every request must pass through (the model runs on other threads, mostly
+    GIL-free).
+    """
+    total = 0
+    for pid in _process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
 def rss_mib(root_pid: int) -> float:
     """Resident memory (VmRSS) of a process tree in MiB."""
     total_kib = 0
