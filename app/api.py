@@ -76,6 +76,7 @@ async def _score(service: Service, texts: Sequence[str]) -> tuple[list[float], P
 
 
 def _labelled(service: Service, probabilities: list[float], predictor: Predictor) -> list[str]:
+    """Apply the model card's decision threshold and count the labels."""
     threshold = predictor.decision_threshold
     labels = ["positive" if p >= threshold else "negative" for p in probabilities]
     positives = labels.count("positive")

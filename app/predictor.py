@@ -110,10 +110,6 @@ class Predictor:
             )
         return probabilities
 
-    def label_for(self, probability: float) -> str:
-        """The card's decision rule."""
-        return "positive" if probability >= self.decision_threshold else "negative"
-
     def verify_samples(self) -> None:
         """Replay the card's recorded samples; a mismatch means a broken or foreign export."""
         samples = self.card.samples

@@ -214,3 +214,42 @@ def test_app_model_failure_is_a_clean_503_and_the_next_request_works(
     assert "zq-secret" not in caplog.text
     assert "model call failed" in caplog.text
     assert client.post("/v1/predict", json={"text": "a fine film"}).status_code == 200
+
+
+def test_max_wait_gathers_requests_that_arrive_within_it(predictor: Predictor) -> None:
+    batches: list[int] = []
+
+    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+        batches.append(len(texts))
+        return predictor.predict_probabilities(texts), predictor
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(score, max_batch_size=8, max_wait_seconds=0.2, queue_size=10)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(["early"]))
+        await asyncio.sleep(0.02)
+        second = asyncio.create_task(batcher.submit(["a little later"]))
+        await asyncio.gather(first, second)
+        await batcher.drain(timeout_seconds=5)
+
+    asyncio.run(scenario())
+    assert batches == [2]
+
+
+def test_lone_request_is_not_delayed_without_max_wait(predictor: Predictor) -> None:
+    batches: list[int] = []
+
+    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+        batches.append(len(texts))
+        return predictor.predict_probabilities(texts), predictor
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(score, max_batch_size=8, queue_size=10)
+        batcher.start()
+        await batcher.submit(["alone"])
+        await asyncio.sleep(0.02)
+        await batcher.submit(["alone again"])
+        await batcher.drain(timeout_seconds=5)
+
+    asyncio.run(scenario())
+    assert batches == [1, 1]
