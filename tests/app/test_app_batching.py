@@ -190,6 +190,9 @@ def test_app_answers_429_when_the_queue_is_full(
             break
         threading.Event().wait(0.01)
     assert service.batcher.depth == 1
+    # The model is busy (held on the gate) and the queue is full: health still answers.
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
     overloaded = client.post("/v1/predict", json={"text": "third"})
     assert_error(overloaded, 429, "overloaded")
     assert overloaded.headers["retry-after"] == "1"
