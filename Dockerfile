@@ -7,7 +7,7 @@
 # Build: BUILDAH_FORMAT=docker podman build -t sentiment-service .      (docker build works as-is)
 #        podman build --target train -t sentiment-service-train .
 #
-# Layer order is chosen for the cache: the ~600 MB dependency layer depends only on the
+# Layer order is chosen for the cache: the ~1 GB dependency layer depends only on the
 # dependency list extracted from pyproject.toml, so editing code, the model, or any other part of
 # pyproject.toml (ruff/mypy/pytest config) does not reinstall TensorFlow.
 
@@ -70,8 +70,8 @@ WORKDIR /srv
 COPY training/ /srv/training/
 # The shipped model too: whichever service first mounts the fresh `models` volume seeds it the same
 # way, so the first trained version is always 2.
+RUN install -d -o 10001 -g 10001 /models /data
 COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
-RUN install -d -o 10001 -g 10001 /data
 # The user has no home; downloads (--cache-dir), matplotlib and Keras caches go under /tmp.
 ENV HOME=/tmp
 USER 10001:10001
@@ -87,6 +87,7 @@ WORKDIR /srv
 COPY app/ /srv/app/
 # The model dir belongs to the app user: a named volume mounted at /models is seeded from here and
 # the train service (same uid) publishes new versions next to the shipped one.
+RUN install -d -o 10001 -g 10001 /models
 COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
 ENV SENTIMENT_MODEL_BASE_PATH=/models/sentiment \
     SENTIMENT_MODEL_NAME=sentiment \
