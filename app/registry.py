@@ -109,14 +109,19 @@ class ModelRegistry:
             logger.error("no verified model version under %s; not ready", self.base_path)
         return False
 
-    async def watch(self, interval_seconds: float) -> None:
-        """Poll the base directory forever; cancel the task to stop."""
+    async def watch(
+        self, interval_seconds: float, on_swap: Callable[[], None] | None = None
+    ) -> None:
+        """Poll the base directory forever, calling ``on_swap`` after each promotion."""
         while True:
             await asyncio.sleep(interval_seconds)
             try:
-                await asyncio.to_thread(self.refresh)
+                swapped = await asyncio.to_thread(self.refresh)
             except Exception:
                 logger.exception("model directory scan failed; will retry")
+                continue
+            if swapped and on_swap is not None:
+                on_swap()
 
     def _is_known_broken(self, version: int, path: Path) -> bool:
         known = self._rejected.get(version)
