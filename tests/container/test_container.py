@@ -324,6 +324,16 @@ def test_compose_retraining_publishes_a_version_the_running_api_picks_up(
         time.sleep(1.0)
     assert status == "healthy"
 
+    def api_process() -> str:
+        """Container id + start time of the api: changes if it was recreated or restarted."""
+        container_id = run([*compose, "ps", "-q", "api"], env=env).stdout.strip()
+        assert container_id, "the api container is gone"
+        started_at = run(
+            ["docker", "inspect", "--format", "{{.State.StartedAt}}", container_id], env=env
+        ).stdout.strip()
+        return f"{container_id} {started_at}"
+
+    api_before = api_process()
     run([*compose, "run", "--rm", "train"], env=env, timeout=TRAIN_TIMEOUT)
 
     deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -341,3 +351,4 @@ def test_compose_retraining_publishes_a_version_the_running_api_picks_up(
     assert response.status_code == 200, response.text
     assert str(response.json()["model_version"]) == "2"
     assert 0.0 <= response.json()["probability"] <= 1.0
+    assert api_process() == api_before, "the api was restarted to pick up the new version"
