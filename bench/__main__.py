@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -660,7 +661,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report, all_met = render(options, results)
     sys.stdout.write(report + "\n")
-    sys.stdout.write(f"Command: `python -m bench` ({time.monotonic() - started:.0f} s in total)\n")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "-m", "bench", *arguments])
+    sys.stdout.write(f"Command: `{command}` ({time.monotonic() - started:.0f} s in total)\n")
     sys.stdout.flush()
     return 1 if options.strict and not all_met else 0
 
