@@ -1,7 +1,7 @@
 """Fixtures serving the real SavedModel from a per-test copy of the model base directory.
 
-Each test gets its own base directory (a copy of the shipped ``model/sentiment`` version, or
-the team's staging copy until the shipped one lands) so reload tests can publish versions
+Each test gets its own base directory (a copy of the newest shipped ``model/sentiment``
+version) so reload tests can publish versions
 into it the way training does: write ``.tmp-*`` then rename to the integer name.
 """
 
@@ -22,7 +22,6 @@ from app.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_BASE = REPO_ROOT / "model" / "sentiment"
-STAGING_BASE = Path("/tmp/team/model/sentiment")
 
 
 def _newest_version(base: Path) -> Path | None:
@@ -32,11 +31,11 @@ def _newest_version(base: Path) -> Path | None:
 
 @pytest.fixture(scope="session")
 def source_version_dir() -> Path:
-    """The newest version of the shipped model (staging copy only if none is shipped yet)."""
-    for base in (SHIPPED_BASE, STAGING_BASE):
-        if base.is_dir() and (found := _newest_version(base)) is not None:
-            return found
-    pytest.fail("no model version found under model/sentiment or /tmp/team/model/sentiment")
+    """The newest version of the shipped model."""
+    found = _newest_version(SHIPPED_BASE) if SHIPPED_BASE.is_dir() else None
+    if found is None:
+        pytest.fail(f"no model version found under {SHIPPED_BASE}")
+    return found
 
 
 @pytest.fixture(scope="session")
