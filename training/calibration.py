@@ -10,6 +10,7 @@ temperature scaling.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,6 +38,12 @@ class LengthTemperature:
         counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
         temperature = tf.maximum(self.a + self.b / tf.sqrt(counts), _MIN_TEMPERATURE)
         return logits / temperature
+
+    def temperature(self, token_count: float) -> float:
+        """T(n) for a text of `token_count` real tokens, as `apply` uses it."""
+        if self.b == 0.0:
+            return self.a
+        return max(self.a + self.b / math.sqrt(max(token_count, 1.0)), _MIN_TEMPERATURE)
 
     def apply_numpy(self, logits: np.ndarray, token_counts: np.ndarray) -> np.ndarray:
         return np.asarray(

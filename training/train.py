@@ -350,9 +350,17 @@ def model_card(
             "method": params.calibration,
             "formula": "probability = sigmoid(logit_raw / T(n)), T(n) = a + b / sqrt(n), "
             "n = real (non-padding) tokens incl. bigrams",
-            "temperature": calibration.a,
+            # A single figure only for plain temperature scaling; T(n) otherwise (a may be < 0:
+            # n never exceeds sequence_length, where T is still positive).
+            "temperature": calibration.a if calibration.b == 0.0 else None,
+            "temperature_by_tokens": {
+                str(n): round(calibration.temperature(n), 4)
+                for n in (1, 3, 10, 30, 100, 300, params.sequence_length)
+            },
             **calibration.to_dict(),
-            "fitted_on": "validation split + one short snippet per validation review",
+            "fitted_on": "validation split + one short snippet per validation review"
+            if params.calibration != "none"
+            else None,
             "ece_bins": calibration_lib.ECE_BINS,
         },
         "metrics": metrics,

@@ -76,6 +76,8 @@ def test_identity_and_tf_application_agree_with_numpy() -> None:
     np.testing.assert_array_equal(LengthTemperature().apply_numpy(logits, counts), logits)
     calibrated = LengthTemperature(a=1.0, b=3.0).apply_numpy(logits, counts)
     np.testing.assert_allclose(calibrated, [[2.0 / 4.0], [-6.0 / 1.3]], rtol=1e-6)
+    assert LengthTemperature(a=1.0, b=3.0).temperature(100) == pytest.approx(1.3)
+    assert LengthTemperature(a=-5.0, b=1.0).temperature(100) > 0, "T never reaches zero"
 
 
 def test_token_counts_ignore_padding() -> None:

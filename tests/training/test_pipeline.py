@@ -73,7 +73,8 @@ def test_default_preset_exports_its_length_calibration(trained_default: Path) ->
     card = json.loads((trained_default / "model_card.json").read_text())
     assert card["preset"] == "default" and card["hyperparameters"]["ngrams"] == 2
     calibration = card["calibration"]
-    assert calibration["method"] == "length" and calibration["a"] > 0
+    assert calibration["method"] == "length" and calibration["temperature"] is None
+    assert all(t > 0 for t in calibration["temperature_by_tokens"].values())
     assert "validation_snippets" in card["metrics"]
     texts = [s["text"] for s in card["samples"]]
     served = export_lib.served_probabilities(trained_default, texts)
