@@ -108,7 +108,11 @@ def existing_versions(base_dir: Path) -> list[int]:
 def create_staging_dir(base_dir: Path) -> Path:
     """A hidden directory beside the versions: same filesystem, so the final rename is atomic."""
     base_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base_dir))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base_dir))
+    # mkdtemp makes it private (0700); a published version must be readable by a service
+    # running as another user (a shared volume in compose or Kubernetes).
+    staging.chmod(0o755)
+    return staging
 
 
 def publish(staging: Path, base_dir: Path, card: dict[str, Any]) -> Path:

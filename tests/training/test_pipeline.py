@@ -31,6 +31,7 @@ def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
     assert not list(trained.glob(".tmp-*")), "the staging directory is gone after publishing"
     version = trained / "1"
     assert (version / "saved_model.pb").is_file() and (version / "training_curves.png").is_file()
+    assert version.stat().st_mode & 0o777 == 0o755, "readable by a service running as another user"
     card = json.loads((version / "model_card.json").read_text())
     assert card["version"] == 1 and card["preset"] == "tutorial"
     assert set(card["metrics"]["test"]) == {
