@@ -1,7 +1,7 @@
 # Sentiment inference service: FastAPI + a TensorFlow SavedModel (CPU).
 #
 # Targets:
-#   runtime (default, last stage)  the API server with the shipped model at /models/sentiment/1
+#   runtime (default, last stage)  the API server with the shipped versions at /models/sentiment/<N>
 #   train                          `python -m training ...` that publishes new versions into /models
 #
 # Build: BUILDAH_FORMAT=docker podman build -t sentiment-service .      (docker build works as-is)

@@ -28,7 +28,11 @@ pytestmark = pytest.mark.container
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_CARD = REPO_ROOT / "model" / "sentiment" / "1" / "model_card.json"
+SHIPPED_BASE = REPO_ROOT / "model" / "sentiment"
+# The image ships every version under model/sentiment and serves the highest.
+SHIPPED_VERSION = max(int(p.name) for p in SHIPPED_BASE.iterdir() if p.name.isdigit())
+SHIPPED_CARD = SHIPPED_BASE / str(SHIPPED_VERSION) / "model_card.json"
+RETRAINED_VERSION = SHIPPED_VERSION + 1
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 API_IMAGE = os.environ.get("SENTIMENT_TEST_IMAGE", "localhost/sentiment-service:container-test")
 TRAIN_IMAGE = os.environ.get(
@@ -216,7 +220,7 @@ def test_image_serves_predictions_healthy_and_unprivileged(
         lambda: run([podman, "logs", "--tail", "40", name], check=False).stderr,
     )
     assert httpx.get(f"{base_url}/healthz", timeout=5.0).status_code == 200
-    assert assert_predictions_match_card(base_url) == "1"
+    assert assert_predictions_match_card(base_url) == str(SHIPPED_VERSION)
 
     # The image's own HEALTHCHECK (kept only in docker format) checks readiness and passes.
     (image,) = json.loads(run([podman, "image", "inspect", images["api"]]).stdout)
@@ -311,8 +315,8 @@ def test_compose_retraining_publishes_a_version_the_running_api_picks_up(
         READY_TIMEOUT,
         lambda: run([*compose, "logs", "--tail", "40"], env=env, check=False).stdout,
     )
-    assert httpx.get(f"{base_url}/v1/model", timeout=5.0).json()["version"] == 1
-    assert assert_predictions_match_card(base_url) == "1"
+    assert httpx.get(f"{base_url}/v1/model", timeout=5.0).json()["version"] == SHIPPED_VERSION
+    assert assert_predictions_match_card(base_url) == str(SHIPPED_VERSION)
 
     # The compose healthcheck (CMD-SHELL, run by docker-api's ticker) reports healthy.
     deadline = time.monotonic() + 60.0
@@ -340,15 +344,15 @@ def test_compose_retraining_publishes_a_version_the_running_api_picks_up(
     card: dict[str, Any] = {}
     while time.monotonic() < deadline:
         card = httpx.get(f"{base_url}/v1/model", timeout=5.0).json()
-        if card.get("version") == 2:
+        if card.get("version") == RETRAINED_VERSION:
             break
         time.sleep(1.0)
-    assert card.get("version") == 2, f"api still reports {card.get('version')}"
+    assert card.get("version") == RETRAINED_VERSION, f"api still reports {card.get('version')}"
 
     response = httpx.post(
         f"{base_url}/v1/predict", json={"text": "A wonderful, moving film."}, timeout=30.0
     )
     assert response.status_code == 200, response.text
-    assert str(response.json()["model_version"]) == "2"
+    assert str(response.json()["model_version"]) == str(RETRAINED_VERSION)
     assert 0.0 <= response.json()["probability"] <= 1.0
     assert api_process() == api_before, "the api was restarted to pick up the new version"
