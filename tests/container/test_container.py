@@ -34,6 +34,8 @@ SHIPPED_VERSION = max(int(p.name) for p in SHIPPED_BASE.iterdir() if p.name.isdi
 SHIPPED_CARD = SHIPPED_BASE / str(SHIPPED_VERSION) / "model_card.json"
 RETRAINED_VERSION = SHIPPED_VERSION + 1
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
+TRANSIENT_ENGINE_ERROR = "write child: broken pipe"
+ENGINE_ATTEMPTS = 3
 API_IMAGE = os.environ.get("SENTIMENT_TEST_IMAGE", "localhost/sentiment-service:container-test")
 TRAIN_IMAGE = os.environ.get(
     "SENTIMENT_TEST_TRAIN_IMAGE", "localhost/sentiment-service-train:container-test"
@@ -60,18 +62,25 @@ def run(
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run an engine command with a hard timeout; on failure the assertion shows its output."""
-    logger.info("$ %s", " ".join(args))
-    started = time.monotonic()
-    result = subprocess.run(
-        list(args),
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    logger.info("  rc=%d in %.1fs", result.returncode, time.monotonic() - started)
+    for attempt in range(1, ENGINE_ATTEMPTS + 1):
+        logger.info("$ %s", " ".join(args))
+        started = time.monotonic()
+        result = subprocess.run(
+            list(args),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        logger.info("  rc=%d in %.1fs", result.returncode, time.monotonic() - started)
+        if result.returncode == 0 or TRANSIENT_ENGINE_ERROR not in result.stderr:
+            break
+        # podman 4.3 occasionally fails to start a container ("write child: broken pipe");
+        # the container was never started, so starting it again is safe.
+        logger.warning("transient engine error (attempt %d); retrying", attempt)
+        time.sleep(2.0)
     if check:
         assert result.returncode == 0, (
             f"{' '.join(args)} exited {result.returncode}\n"
