@@ -13,5 +13,8 @@ if [ ! -d "$S" ]; then
   exit 0
 fi
 timeout 600 bash "$S/make-base-image" >&2
+# A long-lived podman API service was seen to degrade here (every container start then failed
+# with "write child: broken pipe" until it was restarted), so always begin with a fresh one.
+timeout 60 bash "$S/docker-api" stop >/dev/null 2>&1 || true
 # `start` prints the client env on stdout; the caller evals `docker-api env` itself.
 timeout 120 bash "$S/docker-api" start >/dev/null
