@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,3 +156,13 @@ def publish_into(source_version_dir: Path) -> Callable[..., Path]:
         return publish_version(base, source_version_dir, version, _BREAKERS[how] if how else None)
 
     return _publish_into
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; bounded, for background effects."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

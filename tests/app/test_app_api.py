@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.app.conftest import wait_until
 
 SECRET_REVIEW = "zq-private-review-marker this film was fine"
 
@@ -282,7 +283,7 @@ def test_not_ready_without_a_model_then_ready_when_one_is_published(
         assert "sentiment_model_ready 0.0" in client.get("/metrics").text
 
         publish_into(empty_base, 7)
-        assert _wait_until(lambda: client.get("/readyz").status_code == 200, seconds=20)
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, seconds=20)
         assert client.post("/v1/predict", json={"text": "good"}).json()["model_version"] == "7"
 
 
@@ -341,14 +342,3 @@ def test_api_key_guards_everything_but_health_and_metrics(
         assert ok_bearer.status_code == 200
         for path in ("/healthz", "/readyz", "/metrics"):
             assert client.get(path).status_code == 200
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False

@@ -12,17 +12,9 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.app.conftest import wait_until
 
 HAMMER_SECONDS = 60.0
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _reload_failures(client: TestClient) -> float:
@@ -61,21 +53,21 @@ def test_new_version_swaps_in_under_load_and_broken_versions_never_serve(
         for thread in threads:
             thread.start()
         try:
-            assert _wait_until(lambda: served() >= 20, seconds=20)
+            assert wait_until(lambda: served() >= 20, seconds=20)
             publish(2)
-            assert _wait_until(
+            assert wait_until(
                 lambda: client.get("/readyz").json().get("model_version") == "2", seconds=30
             )
             before_broken = served()
-            assert _wait_until(lambda: served() >= before_broken + 20, seconds=20)
+            assert wait_until(lambda: served() >= before_broken + 20, seconds=20)
 
             publish_broken(3, "tampered_sample")
             publish_broken(4, "missing_graph")
-            assert _wait_until(lambda: _reload_failures(client) >= 2, seconds=30)
+            assert wait_until(lambda: _reload_failures(client) >= 2, seconds=30)
             settled = served()
             # Several more polls of the directory while requests keep flowing.
             time.sleep(0.5)
-            assert _wait_until(lambda: served() >= settled + 20, seconds=20)
+            assert wait_until(lambda: served() >= settled + 20, seconds=20)
         finally:
             stop.set()
             for thread in threads:
