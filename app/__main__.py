@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 
 from app.settings import Settings
 
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
+
+
+@contextlib.contextmanager
+def shared_metrics_directory(settings: Settings) -> Iterator[None]:
+    """Give several workers one metrics directory, empty at start (prometheus-client's rule).
+
+    prometheus-client picks multiprocess storage when it is imported, so the variable must be
+    in the environment the workers inherit; the workers' Settings then read the same value.
+    A directory we create is removed when the server stops.
+    """
+    given = settings.prometheus_multiproc_dir
+    if given is not None:
+        for stale in given.glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if settings.workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="sentiment-metrics-")
+    os.environ[_MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main() -> None:
@@ -22,18 +54,19 @@ def main() -> None:
     # handler that was installed before it started. Make that handler a normal exit, so a
     # graceful stop (Kubernetes, systemd, docker stop) reports status 0, not "killed".
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-    )
+    with shared_metrics_directory(settings):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        )
 
 
 if __name__ == "__main__":

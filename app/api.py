@@ -4,6 +4,10 @@ Prediction routes are ``async def`` and only await the batcher, so no request co
 thread-pool hop; the model runs on the batcher's own thread. Answers are serialized with
 orjson straight into a Response, skipping FastAPI's response-model pass on the hot path
 (the ``response_model`` declarations still document them in OpenAPI).
+
+``install_routes`` registers the routes on the app itself, prediction routes first: an
+``include_router`` would wrap every request in a per-router dispatch layer, and the router
+tries routes in order, so the hot path matches on its first attempt.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
@@ -50,9 +54,6 @@ def _error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _PREDICTION_ERRORS = _error_docs(401, 413, 422, 429, 503)
-
-ops_router = APIRouter(tags=["operations"])
-api_router = APIRouter(tags=["predictions"])
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -93,12 +94,6 @@ def _check_batch_size(service: Service, count: int) -> None:
         raise PayloadTooLargeError(f"At most {limit} texts per request.")
 
 
-@api_router.post(
-    "/v1/predict",
-    response_model=PredictResponse,
-    responses=_PREDICTION_ERRORS,
-    summary="Score one text",
-)
 async def predict(body: PredictRequest, request: Request) -> Response:
     """P(positive) and label for one review; concurrent calls share model calls."""
     service = _service(request)
@@ -110,12 +105,6 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     )
 
 
-@api_router.post(
-    "/v1/predict/batch",
-    response_model=BatchPredictResponse,
-    responses=_PREDICTION_ERRORS,
-    summary="Score several texts",
-)
 async def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
     """One prediction per text, in input order, all from the same model version."""
     service = _service(request)
@@ -129,12 +118,6 @@ async def predict_batch(body: BatchPredictRequest, request: Request) -> Response
     return _json({"predictions": predictions, "model_version": predictor.version_label})
 
 
-@api_router.post(
-    "/v1/models/{name}:predict",
-    response_model=TFServingPredictResponse,
-    responses={**_PREDICTION_ERRORS, **_error_docs(404)},
-    summary="TF Serving compatible predict",
-)
 async def tf_serving_predict(
     name: str, body: TFServingPredictRequest, request: Request
 ) -> Response:
@@ -156,12 +139,6 @@ async def tf_serving_predict(
     return _json({key: [[probability] for probability in probabilities]})
 
 
-@api_router.get(
-    "/v1/models/{name}",
-    response_model=TFServingModelStatusResponse,
-    responses=_error_docs(401, 404, 503),
-    summary="TF Serving compatible model status",
-)
 async def tf_serving_model_status(name: str, request: Request) -> Response:
     """The live version in TF Serving's GetModelStatus shape."""
     service = _service(request)
@@ -176,30 +153,17 @@ async def tf_serving_model_status(name: str, request: Request) -> Response:
     return _json({"model_version_status": [status]})
 
 
-@api_router.get(
-    "/v1/model",
-    response_model=ModelCard,
-    responses=_error_docs(401, 503),
-    summary="Model card of the live version",
-)
 async def model_card(request: Request) -> Response:
     """The live version's ``model_card.json`` as published by training."""
     predictor = _service(request).registry.require_live()
     return _json(predictor.card_document)
 
 
-@ops_router.get("/healthz", response_model=HealthResponse, summary="Liveness")
 async def healthz() -> Response:
     """Always 200 while the process serves HTTP, even before a model is loaded."""
     return _json({"status": "ok"})
 
 
-@ops_router.get(
-    "/readyz",
-    response_model=ReadyResponse,
-    responses=_error_docs(503),
-    summary="Readiness",
-)
 async def readyz(request: Request) -> Response:
     """200 only when a verified, warm model is live; 503 otherwise."""
     live = _service(request).registry.live
@@ -213,12 +177,6 @@ async def readyz(request: Request) -> Response:
     return _json({"status": "ready", "model_version": live.version_label})
 
 
-@ops_router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
-)
 async def metrics(request: Request) -> Response:
     """Metrics in the Prometheus text format."""
     return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -241,3 +199,84 @@ def api_key_dependency(expected_key: str) -> Any:
             raise UnauthorizedError()
 
     return Depends(require_api_key)
+
+
+def install_routes(app: FastAPI, api_key: str | None) -> None:
+    """Register every route on ``app``; with ``api_key`` the model routes require it."""
+    guarded = [api_key_dependency(api_key)] if api_key else None
+    app.add_api_route(
+        "/v1/predict",
+        predict,
+        methods=["POST"],
+        response_model=PredictResponse,
+        responses=_PREDICTION_ERRORS,
+        summary="Score one text",
+        tags=["predictions"],
+        dependencies=guarded,
+    )
+    app.add_api_route(
+        "/v1/predict/batch",
+        predict_batch,
+        methods=["POST"],
+        response_model=BatchPredictResponse,
+        responses=_PREDICTION_ERRORS,
+        summary="Score several texts",
+        tags=["predictions"],
+        dependencies=guarded,
+    )
+    app.add_api_route(
+        "/v1/models/{name}:predict",
+        tf_serving_predict,
+        methods=["POST"],
+        response_model=TFServingPredictResponse,
+        responses={**_PREDICTION_ERRORS, **_error_docs(404)},
+        summary="TF Serving compatible predict",
+        tags=["predictions"],
+        dependencies=guarded,
+    )
+    app.add_api_route(
+        "/v1/models/{name}",
+        tf_serving_model_status,
+        methods=["GET"],
+        response_model=TFServingModelStatusResponse,
+        responses=_error_docs(401, 404, 503),
+        summary="TF Serving compatible model status",
+        tags=["predictions"],
+        dependencies=guarded,
+    )
+    app.add_api_route(
+        "/v1/model",
+        model_card,
+        methods=["GET"],
+        response_model=ModelCard,
+        responses=_error_docs(401, 503),
+        summary="Model card of the live version",
+        tags=["predictions"],
+        dependencies=guarded,
+    )
+    app.add_api_route(
+        "/healthz",
+        healthz,
+        methods=["GET"],
+        response_model=HealthResponse,
+        summary="Liveness",
+        tags=["operations"],
+    )
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=ReadyResponse,
+        responses=_error_docs(503),
+        summary="Readiness",
+        tags=["operations"],
+    )
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        tags=["operations"],
+    )

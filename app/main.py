@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build one independent service instance (its own model, batcher and metrics)."""
     settings = settings or Settings()
     _configure_logging(settings)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
     registry = ModelRegistry(settings.model_base_path, settings.model_name, metrics)
     batcher: MicroBatcher[Predictor] = MicroBatcher(
         registry.score,
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Process-wide, but this process exists to serve this app.
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+        metrics.forget_dead_processes()
         await asyncio.to_thread(configure_tensorflow_threads, settings)
         await asyncio.to_thread(registry.refresh)
         freeze_heap()
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await batcher.drain(timeout_seconds=settings.graceful_shutdown_seconds)
+            metrics.close()
             logger.info("shut down cleanly")
 
     app = FastAPI(
@@ -130,7 +132,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    app.include_router(api.ops_router)
-    auth = [api.api_key_dependency(settings.api_key.get_secret_value())] if settings.api_key else []
-    app.include_router(api.api_router, dependencies=auth)
+    api.install_routes(app, settings.api_key.get_secret_value() if settings.api_key else None)
     return app

@@ -34,7 +34,8 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        self.metrics.requests_in_progress.inc()
+        metrics = self.metrics
+        metrics.request_started()
         status = 500
         response_started = False
 
@@ -64,11 +65,8 @@ class ServiceMiddleware:
             if not response_started:
                 await _send_error(send_recording_status, 500, "internal_error", "Internal error.")
         finally:
-            self.metrics.requests_in_progress.dec()
-            route = scope.get("route")
-            route_label = getattr(route, "path", _UNMATCHED_ROUTE)
-            self.metrics.requests.labels(route_label, scope["method"], str(status)).inc()
-            self.metrics.request_latency.labels(route_label).observe(time.perf_counter() - started)
+            route_label = getattr(scope.get("route"), "path", _UNMATCHED_ROUTE)
+            metrics.request_finished(route_label, scope["method"], status, started)
 
     def _limit_streamed_body(self, receive: Receive) -> Receive:
         """Count a chunked body as it streams in; stop reading once it is over the limit."""

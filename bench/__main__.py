@@ -34,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from app.settings import Settings
 from bench.inprocess import (
     InProcessResult,
     load_serving_function,
@@ -43,6 +44,7 @@ from bench.inprocess import (
 from bench.loadclient import LoadResult, LoadSpec, run_load
 from bench.servers import (
     HOST,
+    SERVICE,
     Server,
     cpu_seconds,
     main_thread_cpu_seconds,
@@ -56,7 +58,6 @@ logger = logging.getLogger("bench")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_MODEL_BASE = Path("/tmp/team/model/sentiment")
-SERVICE_FACTORY = "app.main:create_app"
 CEILING_FACTORY = "bench.ceiling:create_app"
 PREDICT_PATH = "/v1/predict"
 BATCH_PATH = "/v1/predict/batch"
@@ -89,8 +90,9 @@ class Options:
 
     @property
     def service_workers(self) -> int:
-        """uvicorn's CLI ignores SENTIMENT_WORKERS (only `python -m app` reads it): pass it on."""
-        return int(self.service_env.get("SENTIMENT_WORKERS", "1"))
+        """Worker processes of the service under test, for the report."""
+        default = Settings.model_fields["workers"].default
+        return int(self.service_env.get("SENTIMENT_WORKERS", default))
 
 
 @dataclass(frozen=True)
@@ -351,12 +353,7 @@ def run_benchmark(options: Options) -> Results:
         with (
             running_server("ceiling", CEILING_FACTORY, {}, REPO_ROOT, "/readyz") as ceiling,
             running_server(
-                "service",
-                SERVICE_FACTORY,
-                bench.service_env(),
-                REPO_ROOT,
-                "/readyz",
-                workers=options.service_workers,
+                "service", SERVICE, bench.service_env(), REPO_ROOT, "/readyz"
             ) as service,
         ):
             bench.smoke_check(ceiling, PREDICT_PATH, bench.single_bodies[0])
@@ -400,12 +397,7 @@ def run_benchmark(options: Options) -> Results:
 
         overload_env = bench.service_env(SENTIMENT_QUEUE_SIZE=str(options.overload_queue_size))
         with running_server(
-            "service-small-queue",
-            SERVICE_FACTORY,
-            overload_env,
-            REPO_ROOT,
-            "/readyz",
-            workers=options.service_workers,
+            "service-small-queue", SERVICE, overload_env, REPO_ROOT, "/readyz"
         ) as small:
             bench.warm_up(small, PREDICT_PATH, bench.single_bodies, 16)
             rss_before = rss_mib(small.pid)
@@ -489,8 +481,9 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
     add("")
     add(
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python "
-        f"{platform.python_version()}; uvicorn workers: service {options.service_workers}, "
-        f"ceiling 1 (uvloop, httptools, no access log); service settings: "
+        f"{platform.python_version()}; service: `python -m app` with "
+        f"{options.service_workers} worker(s) (shared metrics when several); ceiling: uvicorn, "
+        f"1 worker (both uvloop, httptools, no access log); service settings: "
         f"{_settings_text(options)}; load client: raw asyncio sockets in its own process; "
         f"{results.text_count} real IMDB test reviews (median {results.median_chars} "
         f"characters); per server and phase {options.warmup_s:g} s warm-up, then "

@@ -1,7 +1,9 @@
 """Start, watch and stop the uvicorn servers under test, as real subprocesses on 127.0.0.1.
 
-The benchmark measures servers exactly as they are deployed: `uvicorn <factory> --factory` with
-uvloop and httptools and no access log, in their own processes. This module also reads the
+The benchmark measures servers exactly as they are deployed, in their own processes: the
+service as `python -m app` (its settings choose workers, shared metrics, uvloop and
+httptools), the ceiling as `uvicorn <factory> --factory` with the same loop, parser and no
+access log. This module also reads the
 servers' CPU time and resident memory from /proc so the report can show where the cores went and
 whether memory stays flat under overload.
 """
@@ -129,38 +131,50 @@ def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start_server(
-    name: str, factory: str, env: Mapping[str, str], cwd: Path, workers: int = 1
-) -> Server:
-    """Start `uvicorn <factory> --factory` on a free port; does not wait for readiness."""
+SERVICE = "app"
+"""The `target` that starts the service the way it ships: `python -m app`."""
+
+
+def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> Server:
+    """Start `target` on a free port; does not wait for readiness.
+
+    `target` is SERVICE or a uvicorn factory (`module:function`), run with one worker.
+    """
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
         prefix=f"bench-{name}-", suffix=".log", delete=False
     )
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        factory,
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    if workers > 1:
-        command += ["--workers", str(workers)]
+    environment = _clean_environment(env)
+    if target == SERVICE:
+        command = [sys.executable, "-m", SERVICE]
+        environment |= {
+            "SENTIMENT_HOST": HOST,
+            "SENTIMENT_PORT": str(port),
+            "SENTIMENT_LOG_LEVEL": "warning",
+        }
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--factory",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env=_clean_environment(env),
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -223,15 +237,14 @@ def stop_server(server: Server, timeout_s: float = 15.0) -> None:
 @contextlib.contextmanager
 def running_server(
     name: str,
-    factory: str,
+    target: str,
     env: Mapping[str, str],
     cwd: Path,
     ready_path: str,
     ready_timeout_s: float = 180.0,
-    workers: int = 1,
 ) -> Iterator[Server]:
     """A ready server for the duration of the block, always stopped afterwards."""
-    server = start_server(name, factory, env, cwd, workers)
+    server = start_server(name, target, env, cwd)
     try:
         wait_ready(server, ready_path, ready_timeout_s)
         yield server

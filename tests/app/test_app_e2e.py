@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,5 +187,73 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
         assert any(finished > sigterm_at for _, finished in results), "nothing was in flight"
         assert exit_code == 0, server.log()
         assert "shut down cleanly" in server.log() or "Finished server process" in server.log()
+    finally:
+        server.stop()
+
+
+def _worker_pids(exposition: str) -> set[int]:
+    """Worker pids reporting a live model (``sentiment_model_info`` is per worker when shared)."""
+    return {
+        int(match)
+        for match in re.findall(
+            r'^sentiment_model_info\{[^}]*pid="(\d+)"[^}]*\} 1\.0$', exposition, re.M
+        )
+    }
+
+
+def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
+    model_base: Path, tmp_path: Path
+) -> None:
+    """Two workers: /metrics adds both up wherever a scrape lands, and a killed worker's
+    replacement takes over its live gauges while the request totals never go back."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    # A previous run's leftover must be cleared at startup (prometheus-client requires it).
+    (metrics_dir / "counter_1.db").write_bytes(b"not a metrics file")
+    port = _free_port()
+    server = Server(
+        [sys.executable, "-m", "app"],
+        _env(model_base, port, SENTIMENT_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
+        tmp_path / "app.log",
+        port,
+    )
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while len(_worker_pids(httpx.get(f"{server.url}/metrics").text)) < 2:
+            assert time.monotonic() < deadline, "the second worker never reported"
+            time.sleep(0.2)
+        assert not (metrics_dir / "counter_1.db").exists()
+
+        requests = 40
+        for _ in range(requests):  # a new connection each: the kernel spreads them over workers
+            response = httpx.post(f"{server.url}/v1/predict", json={"text": "A fine film."})
+            assert response.status_code == 200
+        exposition = httpx.get(f"{server.url}/metrics").text
+        values = _metric_values(exposition)
+        predicted = 'sentiment_http_requests_total{method="POST",route="/v1/predict",status="200"}'
+        assert values[predicted] == requests
+        assert values["sentiment_model_ready"] == 1
+        pids = _worker_pids(exposition)
+        assert len(pids) == 2
+
+        killed = min(pids)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert time.monotonic() < deadline, f"no replacement worker:\n{server.log()}"
+            try:
+                exposition = httpx.get(f"{server.url}/metrics").text
+            except httpx.TransportError:
+                exposition = ""
+            current = _worker_pids(exposition)
+            if len(current) == 2 and killed not in current:
+                break
+            time.sleep(0.2)
+        assert _metric_values(exposition)[predicted] == requests
+
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(60) == 0, server.log()
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
