@@ -1,4 +1,4 @@
-"""``python -m app``: run uvicorn with the server settings from the environment."""
+"""``python -m app``: run the service with the server settings from the environment."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from app.settings import Settings
+from app.workers import ServerOptions, Supervisor, uvicorn_config
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -48,25 +50,27 @@ def shared_metrics_directory(settings: Settings) -> Iterator[None]:
 
 
 def main() -> None:
-    """Serve ``create_app`` with uvloop/httptools and a bounded graceful shutdown."""
+    """Serve ``create_app``: one process, or a supervisor with ``workers`` worker processes."""
     settings = Settings()
-    # Uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the
-    # handler that was installed before it started. Make that handler a normal exit, so a
-    # graceful stop (Kubernetes, systemd, docker stop) reports status 0, not "killed".
-    signal.signal(signal.SIGTERM, _exit_cleanly)
+    options = ServerOptions(
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        graceful_shutdown_seconds=settings.graceful_shutdown_seconds,
+    )
     with shared_metrics_directory(settings):
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            access_log=settings.access_log,
-            loop="uvloop",
-            http="httptools",
-            timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-        )
+        if settings.workers > 1:
+            status = Supervisor(options, settings.workers).run()
+        else:
+            # Uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the
+            # handler that was installed before it started. Make that handler a normal exit,
+            # so a graceful stop (Kubernetes, docker stop) reports status 0, not "killed".
+            signal.signal(signal.SIGTERM, _exit_cleanly)
+            server = uvicorn.Server(uvicorn_config(options))
+            server.run()
+            status = 0 if server.started else STARTUP_FAILURE
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ the event loop decides what it runs:
   request the loop parses in the same iteration joins that batch, and no timer is involved,
   so a lone request waits for nothing (``max_wait_seconds`` > 0 optionally trades latency
   for fuller batches).
-* While the model is busy, requests queue; when the call ends, everything queued (up to
-  ``max_batch_size`` texts) becomes the next batch at once.
+* While the model is busy, requests queue. When the call ends with requests already
+  queued, the service is under load: the next batch may keep filling for up to
+  ``gather_seconds`` and starts the moment it holds ``max_batch_size`` texts. Each call
+  costs a fixed ~0.3 ms of CPU on top of its texts, and under load the CPU is what runs
+  out: measured at concurrency 64 on 2 cores, 1 ms of gathering took batches from 16 to 19
+  texts and CPU per request down 6%. An idle model never waits (latency at low load).
 
 So the model thread is woken once per batch and hands results back with one
 ``call_soon_threadsafe`` per batch: the two threads hardly compete for the GIL however
@@ -73,6 +77,7 @@ class MicroBatcher(Generic[Tag]):
         *,
         max_batch_size: int,
         max_wait_seconds: float = 0.0,
+        gather_seconds: float = 0.0,
         queue_size: int,
         on_batch: BatchObserver | None = None,
         name: str = "model-batcher",
@@ -80,16 +85,18 @@ class MicroBatcher(Generic[Tag]):
         self._score = score
         self._max_batch_size = max_batch_size
         self._max_wait_seconds = max_wait_seconds
+        self._gather_seconds = gather_seconds
         self._queue_size = queue_size
         self._on_batch = on_batch
         self._name = name
         self._pending: collections.deque[_Pending[Tag]] = collections.deque()
+        self._pending_texts = 0
         self._jobs: queue.SimpleQueue[list[_Pending[Tag]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._model_busy = False
-        self._dispatch_scheduled = False
+        self._scheduled: asyncio.Handle | None = None  # the pending call of _dispatch
 
     @property
     def depth(self) -> int:
@@ -112,12 +119,15 @@ class MicroBatcher(Generic[Tag]):
             raise OverloadedError()
         future: asyncio.Future[ScoredTexts[Tag]] = loop.create_future()
         self._pending.append(_Pending(texts, future))
-        if not self._model_busy and not self._dispatch_scheduled:
-            self._dispatch_scheduled = True
-            if self._max_wait_seconds > 0:
-                loop.call_later(self._max_wait_seconds, self._dispatch)
-            else:
-                loop.call_soon(self._dispatch)
+        self._pending_texts += len(texts)
+        if not self._model_busy:
+            if self._scheduled is None:
+                if self._max_wait_seconds > 0:
+                    self._scheduled = loop.call_later(self._max_wait_seconds, self._dispatch)
+                else:
+                    self._scheduled = loop.call_soon(self._dispatch)
+            elif self._pending_texts >= self._max_batch_size:
+                self._dispatch()  # full: waiting any longer gains nothing
         return await future
 
     async def drain(self, timeout_seconds: float) -> None:
@@ -130,13 +140,16 @@ class MicroBatcher(Generic[Tag]):
             item = self._pending.popleft()
             if not item.future.done():
                 item.future.set_exception(NotReadyError("The service is shutting down."))
+        self._pending_texts = 0
         self._jobs.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, max(deadline - time.monotonic(), 0.1))
 
     def _dispatch(self) -> None:
         """Hand the next batch to the model thread (event loop only)."""
-        self._dispatch_scheduled = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()  # harmless if it is the call running now
+            self._scheduled = None
         if self._model_busy:
             return
         batch = self._take_batch()
@@ -153,12 +166,14 @@ class MicroBatcher(Generic[Tag]):
             item = pending[0]
             if item.future.done():  # the client went away: don't score for nobody
                 pending.popleft()
+                self._pending_texts -= len(item.texts)
                 continue
             if batch and texts + len(item.texts) > self._max_batch_size:
                 break
             pending.popleft()
             batch.append(item)
             texts += len(item.texts)
+        self._pending_texts -= texts
         return batch
 
     def _work(self) -> None:
@@ -196,8 +211,13 @@ class MicroBatcher(Generic[Tag]):
     ) -> None:
         """Resolve a batch's futures and start the next batch (event loop only)."""
         self._model_busy = False
-        if self._pending:
-            self._dispatch()
+        if self._pending and self._scheduled is None:
+            loop = self._loop
+            if self._pending_texts < self._max_batch_size and self._gather_seconds > 0 and loop:
+                # Under load: let the next batch fill (submit starts it early once it is full).
+                self._scheduled = loop.call_later(self._gather_seconds, self._dispatch)
+            else:
+                self._dispatch()
         offset = 0
         for item in batch:
             count = len(item.texts)

@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry.score,
         max_batch_size=settings.max_batch_size,
         max_wait_seconds=settings.max_batch_wait_ms / 1000,
+        gather_seconds=settings.batch_gather_ms / 1000,
         queue_size=settings.queue_size,
         on_batch=metrics.observe_batch,
     )

@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> S
         command,
         cwd=cwd,
         env=environment,
+        start_new_session=True,  # a process group: stopping it reaches every worker
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -222,7 +224,7 @@ def wait_ready(server: Server, path: str, timeout_s: float) -> None:
 
 
 def stop_server(server: Server, timeout_s: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if it does not exit in time."""
+    """SIGTERM, then SIGKILL to the whole group (workers included) if it does not exit in time."""
     if server.process.poll() is None:
         server.process.terminate()
         try:
@@ -230,6 +232,8 @@ def stop_server(server: Server, timeout_s: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group may outlive the run
+        os.killpg(server.process.pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         server.log_path.unlink()
 

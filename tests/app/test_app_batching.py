@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -255,4 +256,75 @@ def test_lone_request_is_not_delayed_without_max_wait(predictor: Predictor) -> N
         await batcher.drain(timeout_seconds=5)
 
     asyncio.run(scenario())
+    assert batches == [1, 1]
+
+
+def _gather_scenario(
+    predictor: Predictor, gather_seconds: float, max_batch_size: int = 8
+) -> tuple[list[list[str]], float]:
+    """One call held busy while "queued" arrives, then "late" arrives 50 ms after the call ends.
+
+    Returns the batches the model saw and how long "late" took to be answered.
+    """
+    scorer = GatedScorer(predictor)
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            scorer, max_batch_size=max_batch_size, gather_seconds=gather_seconds, queue_size=10
+        )
+        batcher.start()
+        busy = asyncio.create_task(batcher.submit(["busy"]))
+        await _wait_for(scorer.entered)
+        queued = asyncio.create_task(batcher.submit(["queued"]))
+        await asyncio.sleep(0)
+        scorer.gate.set()
+        await busy
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await batcher.submit(["late"])
+        late_seconds = time.monotonic() - started
+        await queued
+        await batcher.drain(timeout_seconds=5)
+        return late_seconds
+
+    late_seconds = asyncio.run(scenario())
+    return scorer.batches, late_seconds
+
+
+def test_under_load_the_next_batch_gathers_requests_arriving_within_the_window(
+    predictor: Predictor,
+) -> None:
+    batches, _ = _gather_scenario(predictor, gather_seconds=2.0)
+    assert batches == [["busy"], ["queued", "late"]]
+
+
+def test_without_gathering_the_next_batch_starts_at_once(predictor: Predictor) -> None:
+    batches, _ = _gather_scenario(predictor, gather_seconds=0.0)
+    assert batches == [["busy"], ["queued"], ["late"]]
+
+
+def test_a_gathering_batch_starts_the_moment_it_is_full(predictor: Predictor) -> None:
+    batches, late_seconds = _gather_scenario(predictor, gather_seconds=30.0, max_batch_size=2)
+    assert batches == [["busy"], ["queued", "late"]]
+    assert late_seconds < 10.0  # not the 30 s window
+
+
+def test_an_idle_model_never_waits_to_gather(predictor: Predictor) -> None:
+    batches: list[int] = []
+
+    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+        batches.append(len(texts))
+        return predictor.predict_probabilities(texts), predictor
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(score, max_batch_size=8, gather_seconds=30.0, queue_size=10)
+        batcher.start()
+        started = time.monotonic()
+        await batcher.submit(["alone"])
+        await batcher.submit(["alone again"])
+        elapsed = time.monotonic() - started
+        await batcher.drain(timeout_seconds=5)
+        return elapsed
+
+    assert asyncio.run(scenario()) < 10.0
     assert batches == [1, 1]

@@ -1,0 +1,156 @@
+"""Several uvicorn workers, each accepting on its own ``SO_REUSEPORT`` socket.
+
+uvicorn's ``--workers`` hands every worker one shared listening socket, and whichever event
+loop wakes first accepts every connection waiting. Keep-alive clients (load balancers, the
+benchmark) open their connections in a burst, so in practice one worker got all 64 of them
+and the other sat idle. With a socket per worker the kernel spreads new connections over the
+workers by hashing them, so two workers really do use two cores.
+
+The supervisor here is deliberately small: it starts the workers, replaces one that dies,
+gives up if a worker cannot start at all, and on SIGTERM or SIGINT lets every worker drain
+(uvicorn's graceful shutdown) before exiting 0. A worker binds its socket itself and only
+listens once its model is loaded, so a worker that dies or is still starting never holds
+connections it cannot serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+# uvicorn's logging configuration gives this logger a handler in the parent process too.
+logger = logging.getLogger("uvicorn.error")
+
+APP = "app.main:create_app"
+_SUPERVISE_INTERVAL_SECONDS = 0.5
+_KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What every worker's uvicorn needs; plain data, so it crosses the process boundary."""
+
+    host: str
+    port: int
+    log_level: str
+    access_log: bool
+    graceful_shutdown_seconds: float
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A bound, not yet listening TCP socket that other sockets may share the port with."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def uvicorn_config(options: ServerOptions) -> uvicorn.Config:
+    """The one uvicorn configuration, for a single process and for each worker alike."""
+    return uvicorn.Config(
+        APP,
+        factory=True,
+        host=options.host,
+        port=options.port,
+        log_level=options.log_level,
+        access_log=options.access_log,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
+    )
+
+
+def serve_worker(options: ServerOptions) -> None:
+    """A worker process: its own socket, then uvicorn until it is told to stop."""
+    server = uvicorn.Server(uvicorn_config(options))
+    try:
+        sock = reuse_port_socket(options.host, options.port)
+    except OSError as exc:
+        logger.error("worker cannot bind %s:%d: %s", options.host, options.port, exc)
+        sys.exit(STARTUP_FAILURE)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class Supervisor:
+    """Keeps ``count`` workers running until SIGTERM or SIGINT."""
+
+    def __init__(self, options: ServerOptions, count: int) -> None:
+        self._options = options
+        self._count = count
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[BaseProcess] = []
+        self._stopping = threading.Event()
+        self._failed = False
+
+    def run(self) -> int:
+        """Serve until stopped; the exit status for the parent process."""
+        # Holding the port (bound, never listening: it receives no connections) fails fast if
+        # it is taken and turns port 0 into one real port every worker shares.
+        uvicorn_config(self._options)  # configures logging for this process
+        reservation = reuse_port_socket(self._options.host, self._options.port)
+        port = reservation.getsockname()[1]
+        self._options = replace(self._options, port=port)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+        logger.info("starting %d workers on %s:%d", self._count, self._options.host, port)
+        try:
+            self._workers = [self._start_worker() for _ in range(self._count)]
+            while not self._stopping.wait(_SUPERVISE_INTERVAL_SECONDS):
+                self._replace_dead_workers()
+        finally:
+            self._stop_workers()
+            reservation.close()
+        return 1 if self._failed else 0
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping.set()
+
+    def _start_worker(self) -> BaseProcess:
+        worker = self._context.Process(
+            target=serve_worker, args=(self._options,), name="sentiment-worker"
+        )
+        worker.start()
+        return worker
+
+    def _replace_dead_workers(self) -> None:
+        for index, worker in enumerate(self._workers):
+            if worker.is_alive():
+                continue
+            if worker.exitcode == STARTUP_FAILURE:
+                # It would fail the same way on every restart: stop instead of crash-looping.
+                logger.error("worker %d could not start; stopping", worker.pid)
+                self._failed = True
+                self._stopping.set()
+                return
+            logger.error(
+                "worker %d died (exit code %s); starting a new one", worker.pid, worker.exitcode
+            )
+            self._workers[index] = self._start_worker()
+
+    def _stop_workers(self) -> None:
+        """SIGTERM each worker (uvicorn drains in-flight requests), kill what outlives it."""
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.terminate()
+        deadline = time.monotonic() + self._options.graceful_shutdown_seconds + _KILL_GRACE_SECONDS
+        for worker in self._workers:
+            worker.join(max(deadline - time.monotonic(), 0.0))
+            if worker.is_alive():
+                logger.error("worker %d did not stop in time; killing it", worker.pid)
+                worker.kill()
+                worker.join()
