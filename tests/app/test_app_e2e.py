@@ -210,11 +210,41 @@ def _worker_pids(exposition: str) -> set[int]:
     }
 
 
+def _connections_per_process(port: int, pids: set[int]) -> dict[int, int]:
+    """Established server-side connections on ``port`` held by each process, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(f"socket:[{fields[9]}]")
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held += str(fd.readlink()) in inodes
+        counts[pid] = held
+    return counts
+
+
+def _open_keep_alive_connections(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections opened in a burst, each proven accepted by one answered request."""
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    for connection in connections:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    for connection in connections:
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+    return connections
+
+
 def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
     model_base: Path, tmp_path: Path
 ) -> None:
-    """Two workers: /metrics adds both up wherever a scrape lands, and a killed worker's
-    replacement takes over its live gauges while the request totals never go back."""
+    """Two workers: connections spread over both, /metrics adds both up wherever a scrape
+    lands, and a killed worker's replacement takes over its live gauges while the request
+    totals never go back."""
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     # A previous run's leftover must be cleared at startup (prometheus-client requires it).
@@ -245,6 +275,17 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
         assert values["sentiment_model_ready"] == 1
         pids = _worker_pids(exposition)
         assert len(pids) == 2
+
+        # Keep-alive clients connect in bursts; with one shared listening socket the first
+        # worker to wake took them all. Each worker's own socket lets the kernel spread them.
+        connections = _open_keep_alive_connections(port, 32)
+        try:
+            spread = _connections_per_process(port, pids)
+        finally:
+            for connection in connections:
+                connection.close()
+        assert sum(spread.values()) == 32, spread
+        assert min(spread.values()) >= 4, f"connections not spread over workers: {spread}"
 
         killed = min(pids)
         os.kill(killed, signal.SIGKILL)
