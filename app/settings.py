@@ -130,8 +130,8 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         description=(
-            "Uvicorn worker processes for `python -m app`; each holds its own model (about "
-            "0.8 GB RSS). Two use both cores of a 2-core machine: one event loop cannot parse "
+            "Worker processes of `python -m app`, each on its own SO_REUSEPORT socket and "
+            "with its own model (about 0.7 GB RSS). Two use both cores of a 2-core machine: one event loop cannot parse "
             "HTTP as fast as the model scores batches (see the benchmark)."
         ),
     )
