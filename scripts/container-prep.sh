@@ -12,7 +12,19 @@ if [ ! -d "$S" ]; then
   echo "container-prep: $S not found; nothing to prepare" >&2
   exit 0
 fi
-timeout 600 bash "$S/make-base-image" >&2
+# debootstrap downloads ~125 packages from Debian's mirror; a dropped download fails the whole
+# run (seen once on a fresh machine, fine on the retry), so try a few times.
+for attempt in 1 2 3; do
+  if timeout 600 bash "$S/make-base-image" >&2; then
+    break
+  fi
+  if [ "$attempt" = 3 ]; then
+    echo "container-prep: make-base-image failed 3 times" >&2
+    exit 1
+  fi
+  echo "container-prep: make-base-image failed (attempt $attempt); retrying" >&2
+  sleep 5
+done
 # A long-lived podman API service was seen to degrade here (every container start then failed
 # with "write child: broken pipe" until it was restarted), so always begin with a fresh one.
 timeout 60 bash "$S/docker-api" stop >/dev/null 2>&1 || true
