@@ -15,7 +15,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from app.settings import Settings
-from app.workers import ServerOptions, Supervisor, uvicorn_config
+from app.workers import Supervisor, uvicorn_config
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -52,22 +52,15 @@ def shared_metrics_directory(settings: Settings) -> Iterator[None]:
 def main() -> None:
     """Serve ``create_app``: one process, or a supervisor with ``workers`` worker processes."""
     settings = Settings()
-    options = ServerOptions(
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        graceful_shutdown_seconds=settings.graceful_shutdown_seconds,
-    )
     with shared_metrics_directory(settings):
         if settings.workers > 1:
-            status = Supervisor(options, settings.workers).run()
+            status = Supervisor(settings).run()
         else:
             # Uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the
             # handler that was installed before it started. Make that handler a normal exit,
             # so a graceful stop (Kubernetes, docker stop) reports status 0, not "killed".
             signal.signal(signal.SIGTERM, _exit_cleanly)
-            server = uvicorn.Server(uvicorn_config(options))
+            server = uvicorn.Server(uvicorn_config(settings))
             server.run()
             status = 0 if server.started else STARTUP_FAILURE
     sys.exit(status)

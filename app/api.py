@@ -204,56 +204,52 @@ def api_key_dependency(expected_key: str) -> Any:
 def install_routes(app: FastAPI, api_key: str | None) -> None:
     """Register every route on ``app``; with ``api_key`` the model routes require it."""
     guarded = [api_key_dependency(api_key)] if api_key else None
-    app.add_api_route(
-        "/v1/predict",
-        predict,
-        methods=["POST"],
-        response_model=PredictResponse,
-        responses=_PREDICTION_ERRORS,
-        summary="Score one text",
-        tags=["predictions"],
-        dependencies=guarded,
-    )
-    app.add_api_route(
-        "/v1/predict/batch",
-        predict_batch,
-        methods=["POST"],
-        response_model=BatchPredictResponse,
-        responses=_PREDICTION_ERRORS,
-        summary="Score several texts",
-        tags=["predictions"],
-        dependencies=guarded,
-    )
-    app.add_api_route(
-        "/v1/models/{name}:predict",
-        tf_serving_predict,
-        methods=["POST"],
-        response_model=TFServingPredictResponse,
-        responses={**_PREDICTION_ERRORS, **_error_docs(404)},
-        summary="TF Serving compatible predict",
-        tags=["predictions"],
-        dependencies=guarded,
-    )
-    app.add_api_route(
-        "/v1/models/{name}",
-        tf_serving_model_status,
-        methods=["GET"],
-        response_model=TFServingModelStatusResponse,
-        responses=_error_docs(401, 404, 503),
-        summary="TF Serving compatible model status",
-        tags=["predictions"],
-        dependencies=guarded,
-    )
-    app.add_api_route(
-        "/v1/model",
-        model_card,
-        methods=["GET"],
-        response_model=ModelCard,
-        responses=_error_docs(401, 503),
-        summary="Model card of the live version",
-        tags=["predictions"],
-        dependencies=guarded,
-    )
+    model_routes: list[tuple[str, Any, str, Any, dict[int | str, dict[str, Any]], str]] = [
+        ("/v1/predict", predict, "POST", PredictResponse, _PREDICTION_ERRORS, "Score one text"),
+        (
+            "/v1/predict/batch",
+            predict_batch,
+            "POST",
+            BatchPredictResponse,
+            _PREDICTION_ERRORS,
+            "Score several texts",
+        ),
+        (
+            "/v1/models/{name}:predict",
+            tf_serving_predict,
+            "POST",
+            TFServingPredictResponse,
+            {**_PREDICTION_ERRORS, **_error_docs(404)},
+            "TF Serving compatible predict",
+        ),
+        (
+            "/v1/models/{name}",
+            tf_serving_model_status,
+            "GET",
+            TFServingModelStatusResponse,
+            _error_docs(401, 404, 503),
+            "TF Serving compatible model status",
+        ),
+        (
+            "/v1/model",
+            model_card,
+            "GET",
+            ModelCard,
+            _error_docs(401, 503),
+            "Model card of the live version",
+        ),
+    ]
+    for path, endpoint, method, response_model, responses, summary in model_routes:
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            response_model=response_model,
+            responses=responses,
+            summary=summary,
+            tags=["predictions"],
+            dependencies=guarded,
+        )
     app.add_api_route(
         "/healthz",
         healthz,

@@ -22,12 +22,13 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+
+from app.settings import Settings
 
 # uvicorn's logging configuration gives this logger a handler in the parent process too.
 logger = logging.getLogger("uvicorn.error")
@@ -35,17 +36,6 @@ logger = logging.getLogger("uvicorn.error")
 APP = "app.main:create_app"
 _SUPERVISE_INTERVAL_SECONDS = 0.5
 _KILL_GRACE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """What every worker's uvicorn needs; plain data, so it crosses the process boundary."""
-
-    host: str
-    port: int
-    log_level: str
-    access_log: bool
-    graceful_shutdown_seconds: float
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -58,28 +48,28 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(options: ServerOptions) -> uvicorn.Config:
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
     """The one uvicorn configuration, for a single process and for each worker alike."""
     return uvicorn.Config(
         APP,
         factory=True,
-        host=options.host,
-        port=options.port,
-        log_level=options.log_level,
-        access_log=options.access_log,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
 
 
-def serve_worker(options: ServerOptions) -> None:
+def serve_worker(settings: Settings) -> None:
     """A worker process: its own socket, then uvicorn until it is told to stop."""
-    server = uvicorn.Server(uvicorn_config(options))
+    server = uvicorn.Server(uvicorn_config(settings))
     try:
-        sock = reuse_port_socket(options.host, options.port)
+        sock = reuse_port_socket(settings.host, settings.port)
     except OSError as exc:
-        logger.error("worker cannot bind %s:%d: %s", options.host, options.port, exc)
+        logger.error("worker cannot bind %s:%d: %s", settings.host, settings.port, exc)
         sys.exit(STARTUP_FAILURE)
     server.run(sockets=[sock])
     if not server.started:
@@ -87,11 +77,10 @@ def serve_worker(options: ServerOptions) -> None:
 
 
 class Supervisor:
-    """Keeps ``count`` workers running until SIGTERM or SIGINT."""
+    """Keeps ``settings.workers`` workers running until SIGTERM or SIGINT."""
 
-    def __init__(self, options: ServerOptions, count: int) -> None:
-        self._options = options
-        self._count = count
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[BaseProcess] = []
         self._stopping = threading.Event()
@@ -101,15 +90,16 @@ class Supervisor:
         """Serve until stopped; the exit status for the parent process."""
         # Holding the port (bound, never listening: it receives no connections) fails fast if
         # it is taken and turns port 0 into one real port every worker shares.
-        uvicorn_config(self._options)  # configures logging for this process
-        reservation = reuse_port_socket(self._options.host, self._options.port)
+        uvicorn_config(self._settings)  # configures logging for this process
+        reservation = reuse_port_socket(self._settings.host, self._settings.port)
         port = reservation.getsockname()[1]
-        self._options = replace(self._options, port=port)
+        self._settings = self._settings.model_copy(update={"port": port})
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
-        logger.info("starting %d workers on %s:%d", self._count, self._options.host, port)
+        count = self._settings.workers
+        logger.info("starting %d workers on %s:%d", count, self._settings.host, port)
         try:
-            self._workers = [self._start_worker() for _ in range(self._count)]
+            self._workers = [self._start_worker() for _ in range(count)]
             while not self._stopping.wait(_SUPERVISE_INTERVAL_SECONDS):
                 self._replace_dead_workers()
         finally:
@@ -122,7 +112,7 @@ class Supervisor:
 
     def _start_worker(self) -> BaseProcess:
         worker = self._context.Process(
-            target=serve_worker, args=(self._options,), name="sentiment-worker"
+            target=serve_worker, args=(self._settings,), name="sentiment-worker"
         )
         worker.start()
         return worker
@@ -147,7 +137,7 @@ class Supervisor:
         for worker in self._workers:
             if worker.is_alive():
                 worker.terminate()
-        deadline = time.monotonic() + self._options.graceful_shutdown_seconds + _KILL_GRACE_SECONDS
+        deadline = time.monotonic() + self._settings.graceful_shutdown_seconds + _KILL_GRACE_SECONDS
         for worker in self._workers:
             worker.join(max(deadline - time.monotonic(), 0.0))
             if worker.is_alive():

@@ -78,17 +78,20 @@ def _process_tree(root_pid: int) -> list[int]:
     return tree
 
 
+def _cpu_ticks(stat_path: str) -> int:
+    """User + system clock ticks from a /proc stat file; 0 if the process is gone."""
+    try:
+        fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # After the comm field: state is [0], utime [11], stime [12] (fields 14/15 in proc(5)).
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(root_pid: int) -> float:
     """User + system CPU seconds used so far by a process tree."""
-    total = 0
-    for pid in _process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # After the comm field: state is [0], utime [11], stime [12] (fields 14/15 in proc(5)).
-        total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
+    ticks = sum(_cpu_ticks(f"/proc/{pid}/stat") for pid in _process_tree(root_pid))
+    return ticks / _CLOCK_TICKS
 
 
 def main_thread_cpu_seconds(root_pid: int) -> float:
@@ -98,14 +101,8 @@ def main_thread_cpu_seconds(root_pid: int) -> float:
     per worker that every request must pass through (the model runs on other threads, mostly
     GIL-free).
     """
-    total = 0
-    for pid in _process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
+    ticks = sum(_cpu_ticks(f"/proc/{pid}/task/{pid}/stat") for pid in _process_tree(root_pid))
+    return ticks / _CLOCK_TICKS
 
 
 def rss_mib(root_pid: int) -> float:

@@ -240,25 +240,6 @@ def test_max_wait_gathers_requests_that_arrive_within_it(predictor: Predictor) -
     assert batches == [2]
 
 
-def test_lone_request_is_not_delayed_without_max_wait(predictor: Predictor) -> None:
-    batches: list[int] = []
-
-    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
-        batches.append(len(texts))
-        return predictor.predict_probabilities(texts), predictor
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(score, max_batch_size=8, queue_size=10)
-        batcher.start()
-        await batcher.submit(["alone"])
-        await asyncio.sleep(0.02)
-        await batcher.submit(["alone again"])
-        await batcher.drain(timeout_seconds=5)
-
-    asyncio.run(scenario())
-    assert batches == [1, 1]
-
-
 def _gather_scenario(
     predictor: Predictor, gather_seconds: float, max_batch_size: int = 8
 ) -> tuple[list[list[str]], float]:
@@ -309,7 +290,10 @@ def test_a_gathering_batch_starts_the_moment_it_is_full(predictor: Predictor) ->
     assert late_seconds < 10.0  # not the 30 s window
 
 
-def test_an_idle_model_never_waits_to_gather(predictor: Predictor) -> None:
+@pytest.mark.parametrize("gather_seconds", [0.0, 30.0])
+def test_a_lone_request_on_an_idle_model_is_never_delayed(
+    predictor: Predictor, gather_seconds: float
+) -> None:
     batches: list[int] = []
 
     def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
@@ -317,14 +301,17 @@ def test_an_idle_model_never_waits_to_gather(predictor: Predictor) -> None:
         return predictor.predict_probabilities(texts), predictor
 
     async def scenario() -> float:
-        batcher = MicroBatcher(score, max_batch_size=8, gather_seconds=30.0, queue_size=10)
+        batcher = MicroBatcher(
+            score, max_batch_size=8, gather_seconds=gather_seconds, queue_size=10
+        )
         batcher.start()
         started = time.monotonic()
         await batcher.submit(["alone"])
+        await asyncio.sleep(0.02)
         await batcher.submit(["alone again"])
         elapsed = time.monotonic() - started
         await batcher.drain(timeout_seconds=5)
         return elapsed
 
-    assert asyncio.run(scenario()) < 10.0
+    assert asyncio.run(scenario()) < 10.0  # not the gathering window
     assert batches == [1, 1]
