@@ -1,0 +1,96 @@
+"""The model contract: what a published version directory holds, in one place.
+
+Training writes it and the service reads it, so both import this package and nothing of each
+other. A version is an integer directory under ``<base>/<name>/`` (TF Serving's layout) that
+holds a SavedModel and ``model_card.json``. Its ``serving_default`` signature takes ``text``
+(a 1-D ``tf.string`` tensor of raw texts) and returns ``probability`` (P(positive), float32
+``[N, 1]``) and ``logit``; versions exported since v3 also have an ``explain`` signature.
+Training builds a version in a hidden ``.tmp-*`` directory and renames it into place when it
+is complete, so any other name is never a version.
+
+Importing this module does no I/O and needs neither TensorFlow nor FastAPI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SIGNATURE_NAME = "serving_default"
+EXPLAIN_SIGNATURE_NAME = "explain"
+INPUT_NAME = "text"
+PROBABILITY_OUTPUT = "probability"
+LOGIT_OUTPUT = "logit"
+OUTPUT_NAMES = (PROBABILITY_OUTPUT, LOGIT_OUTPUT)
+CARD_FILE = "model_card.json"
+STAGING_PREFIX = ".tmp-"
+# How closely a reloaded export must reproduce the probabilities recorded in its card.
+SAMPLE_TOLERANCE = 1e-5
+
+
+def is_version_name(name: str) -> bool:
+    """Integer names are versions; staging directories (``.tmp-*``) and the rest are not."""
+    return name.isascii() and name.isdigit()
+
+
+def version_dirs(base_path: Path) -> list[tuple[int, Path]]:
+    """The version directories under ``base_path``, oldest first; [] if it does not exist."""
+    try:
+        entries = list(os.scandir(base_path))
+    except OSError:
+        return []
+    found = [
+        (int(entry.name), Path(entry.path))
+        for entry in entries
+        if is_version_name(entry.name) and entry.is_dir()
+    ]
+    return sorted(found)
+
+
+class Sample(BaseModel):
+    """A text and the probability the export produced for it, replayed at load time."""
+
+    text: str
+    probability: float
+
+
+class SignatureInfo(BaseModel):
+    name: str = SIGNATURE_NAME
+    input: str = INPUT_NAME
+    outputs: list[str] = Field(default_factory=lambda: list(OUTPUT_NAMES))
+
+
+class ModelCard(BaseModel):
+    """``model_card.json``: written by training next to the SavedModel, read by the service.
+
+    The fields the service relies on are typed; the rest of training's record (data,
+    hyperparameters, metrics, baselines, the promotion gate's decision, ...) is kept as
+    written (``extra="allow"``) and served as is by ``GET /v1/model``.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: int = Field(ge=0)
+    created_at: str | None = None
+    preset: str | None = None
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    samples: list[Sample] = Field(default_factory=list)
+    signature: SignatureInfo = Field(default_factory=SignatureInfo)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    def write(self, version_dir: Path) -> None:
+        """Write the card into ``version_dir`` and flush it to disk (publication follows)."""
+        with (version_dir / CARD_FILE).open("w", encoding="utf-8") as f:
+            f.write(self.model_dump_json(indent=2, exclude_none=False))
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def read(cls, version_dir: Path) -> ModelCard:
+        """Parse ``version_dir``'s card; raises OSError or pydantic's ValidationError."""
+        return cls.model_validate_json((version_dir / CARD_FILE).read_bytes())
