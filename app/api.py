@@ -13,30 +13,28 @@ tries routes in order, so the hot path matches on its first attempt.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.errors import (
     InvalidInputError,
     ModelNotFoundError,
-    NotReadyError,
     PayloadTooLargeError,
     UnauthorizedError,
-    error_body,
 )
 from app.metrics import CONTENT_TYPE_LATEST
-from app.predictor import SIGNATURE_NAME, Predictor
+from app.predictor import Predictor
 from app.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,
     HealthResponse,
-    ModelCard,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
@@ -45,6 +43,7 @@ from app.schemas import (
     TFServingPredictResponse,
 )
 from app.service import Service
+from contract import SIGNATURE_NAME, ModelCard
 
 _JSON = "application/json"
 
@@ -166,14 +165,7 @@ async def healthz() -> Response:
 
 async def readyz(request: Request) -> Response:
     """200 only when a verified, warm model is live; 503 otherwise."""
-    live = _service(request).registry.live
-    if live is None:
-        error = NotReadyError()
-        return Response(
-            error_body(error.error_type, error.message),
-            status_code=error.status_code,
-            media_type=_JSON,
-        )
+    live = _service(request).registry.require_live()
     return _json({"status": "ready", "model_version": live.version_label})
 
 
@@ -201,52 +193,67 @@ def api_key_dependency(expected_key: str) -> Any:
     return Depends(require_api_key)
 
 
+class RouteSpec(NamedTuple):
+    """One model route: where, what handles it, and what OpenAPI says about it."""
+
+    path: str
+    endpoint: Callable[..., Awaitable[Response]]
+    method: str
+    response_model: type[BaseModel]
+    responses: dict[int | str, dict[str, Any]]
+    summary: str
+
+
+_MODEL_ROUTES = (
+    RouteSpec(
+        "/v1/predict", predict, "POST", PredictResponse, _PREDICTION_ERRORS, "Score one text"
+    ),
+    RouteSpec(
+        "/v1/predict/batch",
+        predict_batch,
+        "POST",
+        BatchPredictResponse,
+        _PREDICTION_ERRORS,
+        "Score several texts",
+    ),
+    RouteSpec(
+        "/v1/models/{name}:predict",
+        tf_serving_predict,
+        "POST",
+        TFServingPredictResponse,
+        {**_PREDICTION_ERRORS, **_error_docs(404)},
+        "TF Serving compatible predict",
+    ),
+    RouteSpec(
+        "/v1/models/{name}",
+        tf_serving_model_status,
+        "GET",
+        TFServingModelStatusResponse,
+        _error_docs(401, 404, 503),
+        "TF Serving compatible model status",
+    ),
+    RouteSpec(
+        "/v1/model",
+        model_card,
+        "GET",
+        ModelCard,
+        _error_docs(401, 503),
+        "Model card of the live version",
+    ),
+)
+
+
 def install_routes(app: FastAPI, api_key: str | None) -> None:
     """Register every route on ``app``; with ``api_key`` the model routes require it."""
     guarded = [api_key_dependency(api_key)] if api_key else None
-    model_routes: list[tuple[str, Any, str, Any, dict[int | str, dict[str, Any]], str]] = [
-        ("/v1/predict", predict, "POST", PredictResponse, _PREDICTION_ERRORS, "Score one text"),
-        (
-            "/v1/predict/batch",
-            predict_batch,
-            "POST",
-            BatchPredictResponse,
-            _PREDICTION_ERRORS,
-            "Score several texts",
-        ),
-        (
-            "/v1/models/{name}:predict",
-            tf_serving_predict,
-            "POST",
-            TFServingPredictResponse,
-            {**_PREDICTION_ERRORS, **_error_docs(404)},
-            "TF Serving compatible predict",
-        ),
-        (
-            "/v1/models/{name}",
-            tf_serving_model_status,
-            "GET",
-            TFServingModelStatusResponse,
-            _error_docs(401, 404, 503),
-            "TF Serving compatible model status",
-        ),
-        (
-            "/v1/model",
-            model_card,
-            "GET",
-            ModelCard,
-            _error_docs(401, 503),
-            "Model card of the live version",
-        ),
-    ]
-    for path, endpoint, method, response_model, responses, summary in model_routes:
+    for route in _MODEL_ROUTES:
         app.add_api_route(
-            path,
-            endpoint,
-            methods=[method],
-            response_model=response_model,
-            responses=responses,
-            summary=summary,
+            route.path,
+            route.endpoint,
+            methods=[route.method],
+            response_model=route.response_model,
+            responses=route.responses,
+            summary=route.summary,
             tags=["predictions"],
             dependencies=guarded,
         )

@@ -1,9 +1,12 @@
-"""The service's one error hierarchy and the one set of handlers that render it.
+"""The service's one error hierarchy and the one renderer every error leaves through.
 
-Every error leaves the service as ``{"error": {"type": "...", "message": "..."}}`` with the
-matching status, whether it was raised by our code, by FastAPI's request validation or by
-Starlette's routing. Messages are written by us and never include the client's text, so
-review text can't leak into responses or logs.
+Each error class states its HTTP status, its machine-readable ``type`` and its default message
+once, in its class line; everything else (the exception handlers, the middleware's early
+answers, ``/readyz``, the OpenAPI description, the benchmark's ceiling app) asks the class.
+Every error leaves the service as ``{"error": {"type": "...", "message": "..."}}``, whether it
+was raised by our code, by FastAPI's request validation or by Starlette's routing. Messages are
+written by us and never include the client's text, so review text can't leak into responses
+or logs.
 """
 
 from __future__ import annotations
@@ -20,115 +23,187 @@ from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
 
+_RETRY = {"Retry-After": "1"}
+
 
 class ServiceError(Exception):
-    """Base of all errors the service reports; carries its HTTP status and machine type."""
+    """Base of all errors the service reports; subclasses declare status, type and message."""
 
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "Internal error."
-    headers: ClassVar[Mapping[str, str] | None] = None
+    headers: ClassVar[Mapping[str, str]] = {}
+    # Every concrete error type in definition order: the documentation is derived from it.
+    registered: ClassVar[list[type[ServiceError]]] = []
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int,
+        error_type: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        documented: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status_code = status
+        cls.error_type = error_type
+        cls.default_message = message
+        cls.headers = dict(headers or {})
+        if documented:
+            ServiceError.registered.append(cls)
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
         super().__init__(self.message)
 
 
-class InvalidInputError(ServiceError):
+ServiceError.registered.append(ServiceError)
+
+
+class InvalidInputError(
+    ServiceError, status=422, error_type="invalid_input", message="The request body is invalid."
+):
     """The request is well-formed HTTP but its content is not acceptable."""
 
-    status_code = 422
-    error_type = "invalid_input"
-    default_message = "The request body is invalid."
 
-
-class PayloadTooLargeError(ServiceError):
+class PayloadTooLargeError(
+    ServiceError,
+    status=413,
+    error_type="payload_too_large",
+    message="The request body is too large.",
+):
     """The body, or the number of texts in it, exceeds a configured limit."""
 
-    status_code = 413
-    error_type = "payload_too_large"
-    default_message = "The request body is too large."
 
-
-class OverloadedError(ServiceError):
+class OverloadedError(
+    ServiceError,
+    status=429,
+    error_type="overloaded",
+    message="The service is overloaded, retry later.",
+    headers=_RETRY,
+):
     """The prediction queue is full; the client should back off and retry."""
 
-    status_code = 429
-    error_type = "overloaded"
-    default_message = "The service is overloaded, retry later."
-    headers: ClassVar[Mapping[str, str] | None] = {"Retry-After": "1"}
 
-
-class NotReadyError(ServiceError):
+class NotReadyError(
+    ServiceError,
+    status=503,
+    error_type="not_ready",
+    message="No model is ready to serve.",
+    headers=_RETRY,
+):
     """No verified, warm model is live yet (or the service is shutting down)."""
 
-    status_code = 503
-    error_type = "not_ready"
-    default_message = "No model is ready to serve."
-    headers: ClassVar[Mapping[str, str] | None] = {"Retry-After": "1"}
 
-
-class InferenceError(ServiceError):
+class InferenceError(
+    ServiceError,
+    status=503,
+    error_type="inference_failed",
+    message="The model failed to score this request, retry later.",
+    headers=_RETRY,
+):
     """The model call for a batch failed; only that batch's requests see this."""
 
-    status_code = 503
-    error_type = "inference_failed"
-    default_message = "The model failed to score this request, retry later."
-    headers: ClassVar[Mapping[str, str] | None] = {"Retry-After": "1"}
 
-
-class UnauthorizedError(ServiceError):
-    """An API key is configured and the request did not present it."""
-
-    status_code = 401
-    error_type = "unauthorized"
-    default_message = "A valid API key is required."
-    headers: ClassVar[Mapping[str, str] | None] = {"WWW-Authenticate": "Bearer"}
-
-
-class ModelNotFoundError(ServiceError):
-    """The TF Serving compatible route named a model this service does not serve."""
-
-    status_code = 404
-    error_type = "model_not_found"
-    default_message = "No such model."
-
-
-class BrokenModelError(ServiceError):
+class BrokenModelError(
+    ServiceError, status=503, error_type="broken_model", message="The model version is broken."
+):
     """A model version on disk failed to load or verify; it is never served."""
 
-    status_code = 503
-    error_type = "broken_model"
-    default_message = "The model version is broken."
+
+class UnauthorizedError(
+    ServiceError,
+    status=401,
+    error_type="unauthorized",
+    message="A valid API key is required.",
+    headers={"WWW-Authenticate": "Bearer"},
+):
+    """An API key is configured and the request did not present it."""
 
 
-_HTTP_ERROR_TYPES: Mapping[int, str] = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    429: "overloaded",
-    503: "not_ready",
+class ModelNotFoundError(
+    ServiceError, status=404, error_type="model_not_found", message="No such model."
+):
+    """The TF Serving compatible route named a model this service does not serve."""
+
+
+class NotFoundError(ServiceError, status=404, error_type="not_found", message="Not Found"):
+    """No route has this path (raised by Starlette's router)."""
+
+
+class MethodNotAllowedError(
+    ServiceError, status=405, error_type="method_not_allowed", message="Method Not Allowed"
+):
+    """The route exists but not for this method (raised by Starlette's router)."""
+
+
+class BadRequestError(ServiceError, status=400, error_type="bad_request", message="Bad Request"):
+    """The framework could not make sense of the request."""
+
+
+class UnsupportedMediaTypeError(
+    ServiceError,
+    status=415,
+    error_type="unsupported_media_type",
+    message="Unsupported Media Type",
+):
+    """The framework refused the request's content type."""
+
+
+class OtherHTTPError(
+    ServiceError, status=500, error_type="http_error", message="HTTP error.", documented=False
+):
+    """A framework HTTP error of a status none of our types has (rendered with that status)."""
+
+
+# Which of our types a framework HTTP error of a given status is reported as.
+_FRAMEWORK_ERRORS: Mapping[int, type[ServiceError]] = {
+    cls.status_code: cls
+    for cls in (
+        BadRequestError,
+        UnauthorizedError,
+        NotFoundError,
+        MethodNotAllowedError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        InvalidInputError,
+        OverloadedError,
+        NotReadyError,
+    )
 }
 
 
-def error_body(error_type: str, message: str) -> bytes:
-    """Serialize the single documented error shape."""
-    return orjson.dumps({"error": {"type": error_type, "message": message}})
+def describe_error_types() -> str:
+    """The Markdown list of every error type and its status, for the OpenAPI description."""
+    return ", ".join(
+        f"`{cls.error_type}` ({cls.status_code})"
+        for cls in sorted(ServiceError.registered, key=lambda cls: cls.status_code)
+    )
 
 
 def error_response(
-    status_code: int, error_type: str, message: str, headers: Mapping[str, str] | None = None
+    error: ServiceError,
+    *,
+    status_code: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    close: bool = False,
 ) -> Response:
-    """Build the JSON response for an error."""
+    """The one renderer: the documented JSON shape with the error's status and headers.
+
+    A Response is also an ASGI app, so the middleware sends it directly. ``close`` asks the
+    client to drop the connection (used when the request body was never read).
+    """
+    all_headers = {**error.headers, **(headers or {})}
+    if close:
+        all_headers["Connection"] = "close"
+    body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
     return Response(
-        error_body(error_type, message),
-        status_code=status_code,
+        body,
+        status_code=status_code or error.status_code,
         media_type="application/json",
-        headers=dict(headers) if headers else None,
+        headers=all_headers or None,
     )
 
 
@@ -147,21 +222,21 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 async def handle_service_error(request: Request, exc: Exception) -> Response:
     """Render our own errors."""
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status_code, exc.error_type, exc.message, exc.headers)
+    return error_response(exc)
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     """Render FastAPI's request validation errors (bad JSON, types, limits) as 422."""
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, "invalid_input", describe_validation_errors(exc.errors()))
+    return error_response(InvalidInputError(describe_validation_errors(exc.errors())))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Render Starlette's HTTP errors (unknown route, wrong method, body limit)."""
     assert isinstance(exc, StarletteHTTPException)
-    error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
-    message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
-    return error_response(exc.status_code, error_type, message, exc.headers)
+    error_class = _FRAMEWORK_ERRORS.get(exc.status_code, OtherHTTPError)
+    message = exc.detail if isinstance(exc.detail, str) else None
+    return error_response(error_class(message), status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from app import api
 from app.batching import MicroBatcher
-from app.errors import install_error_handlers
+from app.errors import describe_error_types, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import ServiceMiddleware
 from app.predictor import Predictor
@@ -28,13 +28,11 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_DESCRIPTION = """
+_DESCRIPTION = f"""
 Scores English text (movie reviews) as positive or negative with a TensorFlow SavedModel.
 
-Every error has the shape `{"error": {"type": "...", "message": "..."}}`; `type` is one of
-`invalid_input` (422), `payload_too_large` (413), `overloaded` (429), `not_ready` (503),
-`inference_failed` (503), `unauthorized` (401), `model_not_found` / `not_found` (404),
-`method_not_allowed` (405), `internal_error` (500).
+Every error has the shape `{{"error": {{"type": "...", "message": "..."}}}}`; `type` is one of
+{describe_error_types()}.
 """
 
 

@@ -13,7 +13,7 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLargeError, error_body
+from app.errors import PayloadTooLargeError, ServiceError, error_response
 from app.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ServiceMiddleware:
         try:
             declared_length = _content_length(scope)
             if declared_length is not None and declared_length > self.max_body_bytes:
-                await _send_too_large(send_recording_status)
+                await _send_error(PayloadTooLargeError(), scope, receive, send_recording_status)
                 return
             if declared_length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = self._limit_streamed_body(receive)
@@ -57,13 +57,13 @@ class ServiceMiddleware:
         except HTTPException as exc:
             if exc.status_code != 413 or response_started:
                 raise
-            await _send_too_large(send_recording_status)
+            await _send_error(PayloadTooLargeError(), scope, receive, send_recording_status)
         except Exception as exc:
             logger.error(
                 "unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"]
             )
             if not response_started:
-                await _send_error(send_recording_status, 500, "internal_error", "Internal error.")
+                await _send_error(ServiceError(), scope, receive, send_recording_status)
         finally:
             route_label = getattr(scope.get("route"), "path", _UNMATCHED_ROUTE)
             metrics.request_finished(route_label, scope["method"], status, started)
@@ -97,21 +97,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_too_large(send: Send) -> None:
-    await _send_error(send, 413, "payload_too_large", PayloadTooLargeError.default_message)
-
-
-async def _send_error(send: Send, status: int, error_type: str, message: str) -> None:
-    body = error_body(error_type, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(error: ServiceError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with ``error`` and close: the request body may be unread (or half read)."""
+    await error_response(error, close=True)(scope, receive, send)

@@ -1,6 +1,6 @@
 """One loaded, verified and warmed SavedModel version.
 
-The SavedModel and its ``model_card.json`` are the whole contract with training: the graph
+The SavedModel and its card (``contract``) are the whole interface with training: the graph
 does its own preprocessing, and the card's recorded samples let us prove at load time that
 this export computes what training measured. A version that can't prove it is never served.
 """
@@ -19,15 +19,17 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from app.errors import BrokenModelError
-from app.schemas import ModelCard
+from contract import (
+    CARD_FILE,
+    INPUT_NAME,
+    PROBABILITY_OUTPUT,
+    SAMPLE_TOLERANCE,
+    SIGNATURE_NAME,
+    ModelCard,
+    is_version_name,
+)
 
 logger = logging.getLogger(__name__)
-
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "text"
-OUTPUT_NAME = "probability"
-SAMPLE_TOLERANCE = 1e-5
-CARD_FILE = "model_card.json"
 
 Probabilities = npt.NDArray[np.float32]
 
@@ -38,7 +40,6 @@ class Predictor:
     def __init__(
         self,
         version: int,
-        path: Path,
         card: ModelCard,
         card_document: dict[str, Any],
         serving_function: Callable[..., Any],
@@ -47,7 +48,6 @@ class Predictor:
     ) -> None:
         self.version = version
         self.version_label = str(version)
-        self.path = path
         self.card = card
         self.card_document = card_document
         self.decision_threshold = card.decision_threshold
@@ -64,10 +64,9 @@ class Predictor:
         the version without knowing TensorFlow's many exception types.
         """
         started = time.perf_counter()
-        try:
-            version = int(path.name)
-        except ValueError as exc:
-            raise BrokenModelError(f"{path.name!r} is not an integer version") from exc
+        if not is_version_name(path.name):
+            raise BrokenModelError(f"{path.name!r} is not an integer version")
+        version = int(path.name)
         card, card_document = _read_card(path)
         if not (path / "saved_model.pb").is_file():
             raise BrokenModelError(f"version {version}: saved_model.pb is missing")
@@ -85,9 +84,7 @@ class Predictor:
         def string_constant(texts: Sequence[str]) -> Any:
             return tf.constant(texts, dtype=tf.string)
 
-        predictor = cls(
-            version, path, card, card_document, serving_function, string_constant, loaded
-        )
+        predictor = cls(version, card, card_document, serving_function, string_constant, loaded)
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
         logger.info(
@@ -103,7 +100,7 @@ class Predictor:
         Blocking and CPU-bound: call it from a worker thread, never from the event loop.
         """
         outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
-        probabilities: Probabilities = outputs[OUTPUT_NAME].numpy().reshape(-1)
+        probabilities: Probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
         if probabilities.shape[0] != len(texts):
             raise BrokenModelError(
                 f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
@@ -113,11 +110,8 @@ class Predictor:
     def verify_samples(self) -> None:
         """Replay the card's recorded samples; a mismatch means a broken or foreign export."""
         samples = self.card.samples
-        try:
-            texts = [str(sample["text"]) for sample in samples]
-            expected = np.array([float(sample["probability"]) for sample in samples])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BrokenModelError(f"version {self.version}: malformed card samples") from exc
+        texts = [sample.text for sample in samples]
+        expected = np.array([sample.probability for sample in samples])
         if not texts:
             raise BrokenModelError(f"version {self.version}: the card records no samples")
         try:
@@ -137,7 +131,7 @@ class Predictor:
 
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
         """Run a few calls so the first real requests don't pay one-time initialization."""
-        text = str(self.card.samples[0]["text"])
+        text = self.card.samples[0].text
         try:
             for size in batch_sizes:
                 self.predict_probabilities([text] * size)

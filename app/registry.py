@@ -1,6 +1,6 @@
 """Which model version is live, and how a newer one replaces it without dropping requests.
 
-Versions are integer directories under the base path (TF Serving layout). A candidate is
+Versions are what ``contract.version_dirs`` finds under the base path. A candidate is
 loaded, verified and warmed beside the live model, then swapped in with one reference
 assignment, so every batch is scored entirely by one version and reports that version.
 A broken candidate is logged once, remembered, and the live version keeps serving.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,25 +19,12 @@ import numpy.typing as npt
 from app.errors import BrokenModelError, NotReadyError
 from app.metrics import ServiceMetrics
 from app.predictor import Predictor
+from contract import version_dirs
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Path], Predictor]
 _DirectoryIdentity = tuple[int, int, int]
-
-
-def find_versions(base_path: Path) -> list[tuple[int, Path]]:
-    """Integer version directories, newest first; anything else (``.tmp-*``) is ignored."""
-    versions = []
-    try:
-        entries = list(os.scandir(base_path))
-    except OSError:
-        return []
-    for entry in entries:
-        if entry.name.isdigit() and entry.is_dir():
-            versions.append((int(entry.name), Path(entry.path)))
-    versions.sort(reverse=True)
-    return versions
 
 
 def _identity(path: Path) -> _DirectoryIdentity:
@@ -89,7 +75,7 @@ class ModelRegistry:
         Blocking (it loads TensorFlow graphs): run it in a thread, never on the event loop.
         """
         current = self._live.version if self._live is not None else -1
-        for version, path in find_versions(self.base_path):
+        for version, path in reversed(version_dirs(self.base_path)):
             if version <= current:
                 break
             if self._is_known_broken(version, path):

@@ -6,7 +6,7 @@ routes, because a schema class is shared by every app instance in the process.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -165,17 +165,6 @@ class TFServingModelStatusResponse(BaseModel):
     )
 
     model_version_status: list[ModelVersionStatus]
-
-
-class ModelCard(BaseModel):
-    """The live version's model card as published by training (extra fields kept)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    version: int
-    decision_threshold: float = Field(default=0.5, ge=0, le=1)
-    samples: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class HealthResponse(BaseModel):

@@ -16,6 +16,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from app.errors import InvalidInputError, error_response
 from app.schemas import PredictRequest, PredictResponse
 from app.settings import Settings
 
@@ -39,11 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> Response:
         if len(body.text) > max_text_chars:
-            return Response(
-                orjson.dumps({"error": {"type": "invalid_input", "message": "too long"}}),
-                status_code=422,
-                media_type=_JSON,
-            )
+            return error_response(InvalidInputError("too long"))
         return Response(orjson.dumps(answer), media_type=_JSON)
 
     return app

@@ -2,8 +2,8 @@
 
 The batch endpoint can at best approach what the model itself does with a batch of the same
 size in the same machine, without HTTP, JSON or queueing. This loads the SavedModel exactly as
-the contract says (`tf.saved_model.load`, signature `serving_default`, keyword input `text`) and
-times repeated calls. It runs in its own process (see `bench.__main__`) so TensorFlow's
+`contract` says (`tf.saved_model.load`, its signature, input and output names) and times
+repeated calls. It runs in its own process (see `bench.__main__`) so TensorFlow's
 threads and memory never mix with the load client or the servers' measurements.
 """
 
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from contract import INPUT_NAME, PROBABILITY_OUTPUT, SIGNATURE_NAME, version_dirs
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,11 @@ class InProcessResult:
 
 
 def newest_version_dir(model_base: Path) -> Path:
-    """The highest integer version directory under a TF Serving style model base."""
-    versions = [entry for entry in model_base.iterdir() if entry.is_dir() and entry.name.isdigit()]
+    """The highest version directory under a model base (the one the service serves)."""
+    versions = version_dirs(model_base)
     if not versions:
-        raise FileNotFoundError(f"no integer version directory under {model_base}")
-    return max(versions, key=lambda entry: int(entry.name))
+        raise FileNotFoundError(f"no version directory under {model_base}")
+    return versions[-1][1]
 
 
 # The worker process of the benchmark's TensorFlow pool keeps its loaded model here between
@@ -56,7 +58,7 @@ def load_serving_function(version_dir: Path) -> None:
 
         loaded = tf.saved_model.load(str(version_dir))
         # Keep the loaded object alive: the signature's variables belong to it.
-        _SERVING_FUNCTIONS[version_dir] = (loaded, loaded.signatures["serving_default"])
+        _SERVING_FUNCTIONS[version_dir] = (loaded, loaded.signatures[SIGNATURE_NAME])
 
 
 def measure_serving_throughput(
@@ -81,7 +83,7 @@ def measure_serving_throughput(
         for start in range(0, batch_size * distinct_batches, batch_size)
     ]
     for batch in batches[:3]:  # warm-up: first calls trace and allocate
-        serving(text=batch)["probability"].numpy()
+        serving(**{INPUT_NAME: batch})[PROBABILITY_OUTPUT].numpy()
     runs_texts_per_s = []
     runs_cpu_ms_per_text = []
     for _ in range(runs):
@@ -89,7 +91,7 @@ def measure_serving_throughput(
         cpu_started = time.process_time()
         started = time.perf_counter()
         while (elapsed := time.perf_counter() - started) < run_seconds:
-            serving(text=batches[calls % len(batches)])["probability"].numpy()
+            serving(**{INPUT_NAME: batches[calls % len(batches)]})[PROBABILITY_OUTPUT].numpy()
             calls += 1
         runs_texts_per_s.append(batch_size * calls / elapsed)
         runs_cpu_ms_per_text.append(

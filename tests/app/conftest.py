@@ -20,28 +20,23 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_BASE = REPO_ROOT / "model" / "sentiment"
-
-
-def _newest_version(base: Path) -> Path | None:
-    versions = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit() and p.is_dir())
-    return versions[-1][1] if versions else None
+from contract import CARD_FILE, STAGING_PREFIX, version_dirs
+from tests.paths import SHIPPED_MODEL_BASE
 
 
 @pytest.fixture(scope="session")
 def source_version_dir() -> Path:
     """The newest version of the shipped model."""
-    found = _newest_version(SHIPPED_BASE) if SHIPPED_BASE.is_dir() else None
-    if found is None:
-        pytest.fail(f"no model version found under {SHIPPED_BASE}")
-    return found
+    versions = version_dirs(SHIPPED_MODEL_BASE)
+    if not versions:
+        pytest.fail(f"no model version found under {SHIPPED_MODEL_BASE}")
+    return versions[-1][1]
 
 
 @pytest.fixture(scope="session")
 def model_card(source_version_dir: Path) -> dict[str, Any]:
-    card: dict[str, Any] = json.loads((source_version_dir / "model_card.json").read_text())
+    """The newest shipped card as the raw JSON document training wrote."""
+    card: dict[str, Any] = json.loads((source_version_dir / CARD_FILE).read_text())
     return card
 
 
@@ -55,7 +50,7 @@ def publish_version(
     mutate: Callable[[Path], None] | None = None,
 ) -> Path:
     """Publish ``source`` as ``base/<version>`` atomically (copy to .tmp-*, then rename)."""
-    staging = base / f".tmp-{uuid.uuid4().hex}"
+    staging = base / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     shutil.copytree(source, staging)
     if mutate is not None:
         mutate(staging)
@@ -115,7 +110,7 @@ def _assert_error(response: Any, status: int, error_type: str) -> dict[str, Any]
 
 def tamper_sample(version_dir: Path) -> None:
     """Shift one recorded sample probability: the export no longer matches its card."""
-    card_path = version_dir / "model_card.json"
+    card_path = version_dir / CARD_FILE
     card = json.loads(card_path.read_text())
     card["samples"][0]["probability"] = min(1.0, card["samples"][0]["probability"] + 0.01)
     card_path.write_text(json.dumps(card))
@@ -128,7 +123,7 @@ def remove_graph(version_dir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def assert_error() -> Callable[[Any, int, str], dict[str, Any]]:
-    """Checker for the one documented error shape (a fixture, so tests import nothing)."""
+    """Checker for the one documented error shape, as a fixture (``wait_until`` is imported)."""
     return _assert_error
 
 

@@ -271,7 +271,9 @@ def test_not_ready_without_a_model_then_ready_when_one_is_published(
     settings = Settings(model_base_path=empty_base, reload_interval_seconds=0.1)
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
-        assert_error(client.get("/readyz"), 503, "not_ready")
+        not_ready = client.get("/readyz")
+        assert_error(not_ready, 503, "not_ready")
+        assert not_ready.headers["retry-after"] == "1"
         assert_error(client.post("/v1/predict", json={"text": "good"}), 503, "not_ready")
         assert_error(client.post("/v1/predict/batch", json={"texts": ["good"]}), 503, "not_ready")
         assert_error(
