@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from app.process import quiet_tensorflow, tune_process
 from app.settings import Settings
 from app.workers import Supervisor, uvicorn_config
 
@@ -52,6 +53,7 @@ def shared_metrics_directory(settings: Settings) -> Iterator[None]:
 def main() -> None:
     """Serve ``create_app``: one process, or a supervisor with ``workers`` worker processes."""
     settings = Settings()
+    quiet_tensorflow(settings.log_level)  # before any TensorFlow import, inherited by workers
     with shared_metrics_directory(settings):
         if settings.workers > 1:
             status = Supervisor(settings).run()
@@ -60,6 +62,7 @@ def main() -> None:
             # handler that was installed before it started. Make that handler a normal exit,
             # so a graceful stop (Kubernetes, docker stop) reports status 0, not "killed".
             signal.signal(signal.SIGTERM, _exit_cleanly)
+            tune_process(settings)
             server = uvicorn.Server(uvicorn_config(settings))
             server.run()
             status = 0 if server.started else STARTUP_FAILURE

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -36,40 +34,6 @@ Every error has the shape `{{"error": {{"type": "...", "message": "..."}}}}`; `t
 """
 
 
-def configure_tensorflow_threads(settings: Settings) -> None:
-    """Apply TF thread settings; only possible before TF's runtime starts in this process."""
-    import tensorflow as tf
-
-    try:
-        if settings.tf_intra_op_threads:
-            tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_op_threads)
-        if settings.tf_inter_op_threads:
-            tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_op_threads)
-    except RuntimeError:
-        logger.debug("TensorFlow already initialized; keeping its thread settings")
-
-
-def freeze_heap() -> None:
-    """Exempt everything loaded so far (TensorFlow, the model) from garbage collection.
-
-    TensorFlow brings millions of long-lived Python objects; every full collection would
-    walk them all, stalling the event loop for tens of milliseconds under load. Requests
-    only create short-lived objects, which the young generations still collect.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def refreeze_heap() -> None:
-    """After a model swap: let the old model's objects be collected, then freeze the new.
-
-    A one-off full collection (a short pause) per reload, rather than leaking every
-    replaced model's reference cycles in the frozen generation.
-    """
-    gc.unfreeze()
-    freeze_heap()
-
-
 def _configure_logging(settings: Settings) -> None:
     app_logger = logging.getLogger("app")
     app_logger.setLevel(settings.log_level.upper())
@@ -79,8 +43,15 @@ def _configure_logging(settings: Settings) -> None:
         app_logger.addHandler(handler)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build one independent service instance (its own model, batcher and metrics)."""
+def create_app(
+    settings: Settings | None = None, *, on_model_change: Callable[[], None] | None = None
+) -> FastAPI:
+    """Build one independent service instance (its own model, batcher and metrics).
+
+    It changes nothing process-wide: entry points do that (``app.process``). They pass
+    ``on_model_change``, called on the event loop after the start-up load and after every
+    model swap (``python -m app`` re-freezes the heap there).
+    """
     settings = settings or Settings()
     _configure_logging(settings)
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
@@ -98,17 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Process-wide, but this process exists to serve this app.
-        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         metrics.forget_dead_processes()
-        await asyncio.to_thread(configure_tensorflow_threads, settings)
         await asyncio.to_thread(registry.refresh)
-        freeze_heap()
+        if on_model_change is not None:
+            on_model_change()
         batcher.start()
         watcher: asyncio.Task[None] | None = None
         if settings.reload_interval_seconds > 0:
             watcher = asyncio.create_task(
-                registry.watch(settings.reload_interval_seconds, on_swap=refreeze_heap),
+                registry.watch(settings.reload_interval_seconds, on_swap=on_model_change),
                 name="model-watcher",
             )
         try:

@@ -26,14 +26,17 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
+from app.main import create_app
+from app.process import refreeze_heap, tune_process
 from app.settings import Settings
 
 # uvicorn's logging configuration gives this logger a handler in the parent process too.
 logger = logging.getLogger("uvicorn.error")
 
-APP = "app.main:create_app"
+APP = "app.workers:serving_app"
 _SUPERVISE_INTERVAL_SECONDS = 0.5
 _KILL_GRACE_SECONDS = 5.0
 
@@ -63,8 +66,14 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
+def serving_app() -> FastAPI:
+    """The factory uvicorn calls in a serving process: the app with the heap-freeze hook."""
+    return create_app(on_model_change=refreeze_heap)
+
+
 def serve_worker(settings: Settings) -> None:
-    """A worker process: its own socket, then uvicorn until it is told to stop."""
+    """A worker process: tuned, its own socket, then uvicorn until it is told to stop."""
+    tune_process(settings)
     server = uvicorn.Server(uvicorn_config(settings))
     try:
         sock = reuse_port_socket(settings.host, settings.port)
