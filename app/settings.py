@@ -4,16 +4,22 @@ Every knob is an environment variable with the ``SENTIMENT_`` prefix (for exampl
 ``SENTIMENT_MODEL_BASE_PATH``), so the same image runs unchanged on a laptop, in a container
 and under Kubernetes. The one exception is ``PROMETHEUS_MULTIPROC_DIR``, prometheus-client's
 own variable: the library reads it when imported, so the service must agree with it.
+
+This class is the one home of every default and description: the README's configuration
+table is ``python -m app.settings``'s output, and ``tests/app/test_settings_defaults.py``
+checks the README, ``.env.example`` and ``deploy/k8s/configmap.yaml`` against it by value.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "SENTIMENT_"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
@@ -21,7 +27,7 @@ class Settings(BaseSettings):
     """All runtime settings of the service, validated once at startup."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SENTIMENT_",
+        env_prefix=ENV_PREFIX,
         extra="ignore",
         frozen=True,
         protected_namespaces=(),
@@ -145,7 +151,13 @@ class Settings(BaseSettings):
             "temporary directory when unset, and empties a given one at startup."
         ),
     )
-    log_level: LogLevel = Field(default="info", description="Log level of the service.")
+    log_level: LogLevel = Field(
+        default="info",
+        description=(
+            "Log level of the service; at debug, `python -m app` also shows TensorFlow's C++ "
+            "start-up messages (hidden otherwise)."
+        ),
+    )
     access_log: bool = Field(
         default=False,
         description="Uvicorn access log; off by default because it costs ~30% at low latency.",
@@ -155,3 +167,39 @@ class Settings(BaseSettings):
         gt=0,
         description="On SIGTERM, how long in-flight requests may take before the server exits.",
     )
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+
+
+def default_text(field: str) -> str:
+    """``field``'s default as an operator would write it (``unset`` when there is none)."""
+    default = Settings.model_fields[field].default
+    if default is None:
+        return "unset"
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def configuration_table() -> str:
+    """The README's configuration table, generated here so it cannot drift from the defaults."""
+    rows = [
+        f"| `{env_name(field)}` | `{default_text(field)}` | {info.description} |"
+        for field, info in Settings.model_fields.items()
+    ]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])
+
+
+def differs_from_default(field: str, text: str) -> bool:
+    """Whether the environment value ``text`` gives ``field`` a value other than its default.
+
+    Compared as parsed values, so ``0`` and ``0.0`` or ``false`` and ``False`` agree.
+    """
+    parsed = getattr(Settings.model_validate({field: text}), field)
+    return bool(parsed != Settings.model_fields[field].default)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_table() + "\n")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = re.compile(
     r"\$ curl -s localhost:8000(?P<path>\S+) .*?-d '(?P<body>[^']+)'\n(?P<reply>.+)"
 )
@@ -24,9 +23,7 @@ def test_quick_start_curl_reply_matches_the_shipped_model() -> None:
     assert "make serve" in first_screen and "make test" in first_screen
     match = EXAMPLE.search(first_screen)
     assert match, "the README's first screen must show a curl and its literal reply"
-    settings = Settings(
-        model_base_path=REPO_ROOT / "model" / "sentiment", reload_interval_seconds=0
-    )
+    settings = Settings(model_base_path=SHIPPED_MODEL_BASE, reload_interval_seconds=0)
     with TestClient(create_app(settings)) as client:
         response = client.post(match["path"], json=json.loads(match["body"]))
     assert response.status_code == 200

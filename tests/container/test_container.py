@@ -23,12 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
+
 pytestmark = pytest.mark.container
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_BASE = REPO_ROOT / "model" / "sentiment"
+SHIPPED_BASE = SHIPPED_MODEL_BASE
 # The image ships every version under model/sentiment and serves the highest.
 SHIPPED_VERSION = max(int(p.name) for p in SHIPPED_BASE.iterdir() if p.name.isdigit())
 SHIPPED_CARD = SHIPPED_BASE / str(SHIPPED_VERSION) / "model_card.json"

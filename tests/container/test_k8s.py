@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -20,7 +19,8 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO_ROOT
+
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # The oldest Kubernetes minor still commonly run, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
