@@ -98,7 +98,9 @@ EXPOSE 8000
 # Readiness, not liveness: "healthy" means the model is loaded and warmed. slim has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
-# `python -m app` is uvicorn (uvloop + httptools) configured from SENTIMENT_* settings, as PID 1 in
-# exec form so it receives SIGTERM: it stops accepting, drains in-flight requests for up to
-# SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS (30), then exits 0. Orchestrators must wait longer than that.
+# `python -m app` runs as PID 1 in exec form so it receives SIGTERM. With the default two workers
+# PID 1 is the supervisor (app/workers.py): it passes SIGTERM to each uvicorn worker (uvloop +
+# httptools, configured from SENTIMENT_* settings), which stops accepting and drains in-flight
+# requests for up to SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS (30); then it exits 0. Orchestrators must
+# wait longer than that.
 CMD ["python", "-m", "app"]

@@ -72,19 +72,19 @@ async def _score(service: Service, texts: Sequence[str]) -> tuple[list[float], P
         if len(text) > max_chars:
             raise InvalidInputError(f"A text is longer than {max_chars} characters.")
     scored = await service.batcher.submit(texts)
-    return scored.probabilities, scored.tag
+    return scored.probabilities, scored.model
 
 
-def _labelled(service: Service, probabilities: list[float], predictor: Predictor) -> list[str]:
-    """Apply the model card's decision threshold and count the labels."""
+def _labels(probabilities: list[float], predictor: Predictor) -> list[str]:
+    """Apply the model card's decision threshold."""
     threshold = predictor.decision_threshold
-    labels = ["positive" if p >= threshold else "negative" for p in probabilities]
+    return ["positive" if p >= threshold else "negative" for p in probabilities]
+
+
+def _count_labels(service: Service, labels: list[str]) -> None:
+    """Count the predicted labels in the metrics."""
     positives = labels.count("positive")
-    if positives:
-        service.metrics.positive_predictions.inc(positives)
-    if positives != len(labels):
-        service.metrics.negative_predictions.inc(len(labels) - positives)
-    return labels
+    service.metrics.count_predictions(positives, len(labels) - positives)
 
 
 def _check_batch_size(service: Service, count: int) -> None:
@@ -98,7 +98,9 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     service = _service(request)
     probabilities, predictor = await _score(service, (body.text,))
     probability = probabilities[0]
-    label = _labelled(service, probabilities, predictor)[0]
+    labels = _labels(probabilities, predictor)
+    _count_labels(service, labels)
+    label = labels[0]
     return _json(
         {"label": label, "probability": probability, "model_version": predictor.version_label}
     )
@@ -109,7 +111,8 @@ async def predict_batch(body: BatchPredictRequest, request: Request) -> Response
     service = _service(request)
     _check_batch_size(service, len(body.texts))
     probabilities, predictor = await _score(service, body.texts)
-    labels = _labelled(service, probabilities, predictor)
+    labels = _labels(probabilities, predictor)
+    _count_labels(service, labels)
     predictions = [
         {"label": label, "probability": probability}
         for label, probability in zip(labels, probabilities, strict=True)
@@ -133,7 +136,7 @@ async def tf_serving_predict(
         raise InvalidInputError("At least one text is required.")
     _check_batch_size(service, len(texts))
     probabilities, predictor = await _score(service, texts)
-    _labelled(service, probabilities, predictor)
+    _count_labels(service, _labels(probabilities, predictor))
     key = "predictions" if body.instances is not None else "outputs"
     return _json({key: [[probability] for probability in probabilities]})
 

@@ -44,43 +44,42 @@ from app.errors import InferenceError, NotReadyError, OverloadedError, ServiceEr
 
 logger = logging.getLogger(__name__)
 
-Tag = TypeVar("Tag")
-"""Whatever the scoring function reports with its results (here: the model that scored)."""
+Model = TypeVar("Model")
+"""The model that scored a batch, as the scoring function reports it (the service: Predictor)."""
 
-ScoreFunction = Callable[[list[str]], tuple[npt.NDArray[np.float32], Tag]]
+ScoreFunction = Callable[[list[str]], tuple[npt.NDArray[np.float32], Model]]
 BatchObserver = Callable[[int, float], None]
 
 
 @dataclass(slots=True)
-class ScoredTexts(Generic[Tag]):
-    """The probabilities for one request's texts, in order, and the scorer's tag."""
+class ScoredTexts(Generic[Model]):
+    """The probabilities for one request's texts, in order, and the model that scored them."""
 
     probabilities: list[float]
-    tag: Tag
+    model: Model
 
 
 @dataclass(slots=True)
-class _Pending(Generic[Tag]):
+class _Pending(Generic[Model]):
     texts: Sequence[str]
-    future: asyncio.Future[ScoredTexts[Tag]]
+    future: asyncio.Future[ScoredTexts[Model]]
 
 
 _STOP = None  # sentinel on the job queue: the model thread exits
 
 
-class MicroBatcher(Generic[Tag]):
+class MicroBatcher(Generic[Model]):
     """Gathers concurrent ``submit`` calls into single calls of ``score`` on one thread."""
 
     def __init__(
         self,
-        score: ScoreFunction[Tag],
+        score: ScoreFunction[Model],
         *,
         max_batch_size: int,
         max_wait_seconds: float = 0.0,
         gather_seconds: float = 0.0,
         queue_size: int,
         on_batch: BatchObserver | None = None,
-        name: str = "model-batcher",
     ) -> None:
         self._score = score
         self._max_batch_size = max_batch_size
@@ -88,10 +87,9 @@ class MicroBatcher(Generic[Tag]):
         self._gather_seconds = gather_seconds
         self._queue_size = queue_size
         self._on_batch = on_batch
-        self._name = name
-        self._pending: collections.deque[_Pending[Tag]] = collections.deque()
+        self._pending: collections.deque[_Pending[Model]] = collections.deque()
         self._pending_texts = 0
-        self._jobs: queue.SimpleQueue[list[_Pending[Tag]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Pending[Model]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
@@ -107,17 +105,17 @@ class MicroBatcher(Generic[Tag]):
         """Start the model thread; call from the event loop that will await results."""
         self._loop = asyncio.get_running_loop()
         self._accepting = True
-        self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+        self._thread = threading.Thread(target=self._work, name="model-batcher", daemon=True)
         self._thread.start()
 
-    async def submit(self, texts: Sequence[str]) -> ScoredTexts[Tag]:
+    async def submit(self, texts: Sequence[str]) -> ScoredTexts[Model]:
         """Score ``texts`` in an upcoming batch; OverloadedError at once if the queue is full."""
         loop = self._loop
         if not self._accepting or loop is None:
             raise NotReadyError("The service is not accepting predictions.")
         if len(self._pending) >= self._queue_size:
             raise OverloadedError()
-        future: asyncio.Future[ScoredTexts[Tag]] = loop.create_future()
+        future: asyncio.Future[ScoredTexts[Model]] = loop.create_future()
         self._pending.append(_Pending(texts, future))
         self._pending_texts += len(texts)
         if not self._model_busy:
@@ -157,9 +155,9 @@ class MicroBatcher(Generic[Tag]):
             self._model_busy = True
             self._jobs.put(batch)
 
-    def _take_batch(self) -> list[_Pending[Tag]]:
+    def _take_batch(self) -> list[_Pending[Model]]:
         """Pop queued requests up to the size limit; the first is taken even if larger."""
-        batch: list[_Pending[Tag]] = []
+        batch: list[_Pending[Model]] = []
         texts = 0
         pending = self._pending
         while pending:
@@ -184,10 +182,10 @@ class MicroBatcher(Generic[Tag]):
             texts = [text for item in batch for text in item.texts]
             started = time.perf_counter()
             values: list[float] = []
-            tag: Tag | None = None
+            model: Model | None = None
             failure: ServiceError | None = None
             try:
-                probabilities, tag = self._score(texts)
+                probabilities, model = self._score(texts)
                 values = probabilities.tolist()
             except Exception as exc:
                 # The type only: an exception message may quote the input.
@@ -198,15 +196,15 @@ class MicroBatcher(Generic[Tag]):
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             try:
-                loop.call_soon_threadsafe(self._finish, batch, values, tag, failure)
+                loop.call_soon_threadsafe(self._finish, batch, values, model, failure)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
     def _finish(
         self,
-        batch: list[_Pending[Tag]],
+        batch: list[_Pending[Model]],
         values: list[float],
-        tag: Tag | None,
+        model: Model | None,
         failure: ServiceError | None,
     ) -> None:
         """Resolve a batch's futures and start the next batch (event loop only)."""
@@ -222,9 +220,9 @@ class MicroBatcher(Generic[Tag]):
         for item in batch:
             count = len(item.texts)
             if not item.future.done():
-                if failure is not None or tag is None:
+                if failure is not None or model is None:
                     error = failure or InferenceError()
                     item.future.set_exception(type(error)(error.message))
                 else:
-                    item.future.set_result(ScoredTexts(values[offset : offset + count], tag))
+                    item.future.set_result(ScoredTexts(values[offset : offset + count], model))
             offset += count

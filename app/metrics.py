@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -49,7 +50,6 @@ class ServiceMetrics:
     """
 
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
-        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "sentiment_http_requests",
@@ -57,17 +57,12 @@ class ServiceMetrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
-        self._in_flight = 0
         self.requests_in_progress = Gauge(
             "sentiment_http_requests_in_progress",
             "HTTP requests received and not yet answered.",
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        if multiprocess_dir is None:
-            # A plain integer bumped on the event loop thread, read at scrape time: no lock
-            # per request. Other processes can't call a function, so shared mode writes.
-            self.requests_in_progress.set_function(lambda: float(self._in_flight))
         self.request_latency = Histogram(
             "sentiment_http_request_duration_seconds",
             "Time from request start to the end of the response, by route template.",
@@ -81,8 +76,8 @@ class ServiceMetrics:
             ["label"],
             registry=self.registry,
         )
-        self.positive_predictions = self.predictions.labels("positive")
-        self.negative_predictions = self.predictions.labels("negative")
+        self._positive_predictions = self.predictions.labels("positive")
+        self._negative_predictions = self.predictions.labels("negative")
         self.model_info = Gauge(
             "sentiment_model_info",
             "1 for the model version currently served.",
@@ -90,7 +85,6 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="liveall",
         )
-        self._live_model: tuple[str, str] | None = None
         self.model_ready = Gauge(
             "sentiment_model_ready",
             "1 when a verified, warm model is live (in every worker).",
@@ -124,21 +118,17 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        self._queue_depth: Callable[[], int] | None = None
+        self._storage: _Storage = (
+            _LocalStorage(self) if multiprocess_dir is None else _SharedStorage(multiprocess_dir)
+        )
 
     def request_started(self) -> None:
         """One more request in flight (event loop thread only)."""
-        if self.multiprocess_dir is None:
-            self._in_flight += 1
-        else:
-            self.requests_in_progress.inc()
+        self._storage.request_started(self.requests_in_progress)
 
     def request_finished(self, route: str, method: str, status: int, started: float) -> None:
         """Count one answered request and its latency since ``started`` (perf_counter)."""
-        if self.multiprocess_dir is None:
-            self._in_flight -= 1
-        else:
-            self.requests_in_progress.dec()
+        self._storage.request_finished(self.requests_in_progress)
         key = (route, method, status)
         children = self._request_children.get(key)
         if children is None:
@@ -153,59 +143,138 @@ class ServiceMetrics:
         counter.inc()
         latency.observe(time.perf_counter() - started)
 
+    def count_predictions(self, positive: int, negative: int) -> None:
+        """Count scored texts by predicted label."""
+        if positive:
+            self._positive_predictions.inc(positive)
+        if negative:
+            self._negative_predictions.inc(negative)
+
     def observe_batch(self, texts: int, seconds: float) -> None:
         """Record one model call (from the model thread; prometheus-client is thread-safe)."""
         self.batch_size.observe(texts)
         self.inference_latency.observe(seconds)
-        if self._queue_depth is not None and self.multiprocess_dir is not None:
-            self.queue_depth.set(self._queue_depth())
+        self._storage.after_batch(self.queue_depth)
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
-        """Read the queue depth at scrape time (in shared mode: after every model call)."""
-        self._queue_depth = depth
-        if self.multiprocess_dir is None:
-            self.queue_depth.set_function(lambda: float(depth()))
+        """Report the queue depth ``depth`` returns (at scrape time, or after each model call)."""
+        self._storage.track_queue_depth(self.queue_depth, depth)
 
     def set_live_model(self, name: str, version: str) -> None:
         """Make ``version`` the only one reported as served by this process."""
-        previous, self._live_model = self._live_model, (name, version)
-        if self.multiprocess_dir is None:
-            self.model_info.clear()
-        elif previous is not None and previous != self._live_model:
-            # Another process's files can't forget a label; 0 says "no longer served".
-            self.model_info.labels(*previous).set(0)
+        self._storage.forget_live_model(self.model_info, (name, version))
         self.model_info.labels(name, version).set(1)
         self.model_ready.set(1)
 
     def render(self) -> bytes:
         """The text exposition format (in shared mode: every worker's values combined)."""
-        registry = self.registry
-        if self.multiprocess_dir is not None:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
-        exposition: bytes = generate_latest(registry)
+        exposition: bytes = generate_latest(self._storage.exposed(self.registry))
         return exposition
 
     def forget_dead_processes(self) -> None:
-        """Drop the live gauges of workers that died without cleaning up (crash, kill -9).
+        """Drop the live gauges of workers that died without cleaning up (crash, kill -9)."""
+        self._storage.forget_dead_processes()
 
-        Their counters stay: totals must not go back when a worker is replaced.
-        """
-        if self.multiprocess_dir is None:
-            return
+    def close(self) -> None:
+        """This process is stopping: its live gauges no longer count."""
+        self._storage.close()
+
+
+class _Storage(Protocol):
+    """Where values live: the only place the two modes differ."""
+
+    def request_started(self, in_progress: Gauge) -> None: ...
+    def request_finished(self, in_progress: Gauge) -> None: ...
+    def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None: ...
+    def after_batch(self, gauge: Gauge) -> None: ...
+    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None: ...
+    def exposed(self, registry: CollectorRegistry) -> CollectorRegistry: ...
+    def forget_dead_processes(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _LocalStorage:
+    """One process: values stay in the app's registry; gauges are read at scrape time."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        # A plain integer bumped on the event loop thread, read at scrape time: no lock per
+        # request.
+        self._in_flight = 0
+        metrics.requests_in_progress.set_function(lambda: float(self._in_flight))
+
+    def request_started(self, in_progress: Gauge) -> None:
+        self._in_flight += 1
+
+    def request_finished(self, in_progress: Gauge) -> None:
+        self._in_flight -= 1
+
+    def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
+        gauge.set_function(lambda: float(depth()))
+
+    def after_batch(self, gauge: Gauge) -> None:
+        pass
+
+    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None:
+        info.clear()
+
+    def exposed(self, registry: CollectorRegistry) -> CollectorRegistry:
+        return registry
+
+    def forget_dead_processes(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _SharedStorage:
+    """Several workers: values go to files in ``directory``, a scrape adds up all of them.
+
+    Other processes can't call a function, so gauges are written when they change.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._depth: Callable[[], int] | None = None
+        self._live_model: tuple[str, str] | None = None
+
+    def request_started(self, in_progress: Gauge) -> None:
+        in_progress.inc()
+
+    def request_finished(self, in_progress: Gauge) -> None:
+        in_progress.dec()
+
+    def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
+        self._depth = depth
+
+    def after_batch(self, gauge: Gauge) -> None:
+        if self._depth is not None:
+            gauge.set(self._depth())
+
+    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None:
+        previous, self._live_model = self._live_model, current
+        if previous is not None and previous != current:
+            # Another process's files can't forget a label; 0 says "no longer served".
+            info.labels(*previous).set(0)
+
+    def exposed(self, registry: CollectorRegistry) -> CollectorRegistry:
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=str(self._directory))
+        return combined
+
+    def forget_dead_processes(self) -> None:
+        # Their counters stay: totals must not go back when a worker is replaced.
         pids = set()
-        for path in self.multiprocess_dir.glob("gauge_live*.db"):
+        for path in self._directory.glob("gauge_live*.db"):
             match = _LIVE_GAUGE_FILE.fullmatch(path.name)
             if match:
                 pids.add(int(match.group(1)))
         for pid in pids - {os.getpid()}:
             if not _process_alive(pid):
-                multiprocess.mark_process_dead(pid, str(self.multiprocess_dir))
+                multiprocess.mark_process_dead(pid, str(self._directory))
 
     def close(self) -> None:
-        """This process is stopping: its live gauges no longer count."""
-        if self.multiprocess_dir is not None:
-            multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))
+        multiprocess.mark_process_dead(os.getpid(), str(self._directory))
 
 
 def _process_alive(pid: int) -> bool:

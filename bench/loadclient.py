@@ -40,7 +40,6 @@ class LoadSpec:
     max_requests: int
     duration_s: float
     request_timeout_s: float = 10.0
-    headers: Sequence[tuple[str, str]] = ()
 
 
 @dataclass
@@ -82,16 +81,13 @@ class LoadResult:
         return self.client_cpu_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def encode_requests(
-    host: str, port: int, path: str, bodies: Sequence[bytes], headers: Sequence[tuple[str, str]]
-) -> list[bytes]:
+def encode_requests(host: str, port: int, path: str, bodies: Sequence[bytes]) -> list[bytes]:
     """Pre-encode every request once so the hot loop only writes bytes."""
-    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     encoded = []
     for body in bodies:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         encoded.append(head.encode("latin-1") + body)
     return encoded
@@ -103,7 +99,7 @@ class _Run:
     def __init__(self, spec: LoadSpec, loop: asyncio.AbstractEventLoop) -> None:
         self.spec = spec
         self.loop = loop
-        self.requests = encode_requests(spec.host, spec.port, spec.path, spec.bodies, spec.headers)
+        self.requests = encode_requests(spec.host, spec.port, spec.path, spec.bodies)
         self.deadline = 0.0
         self.issued = 0
         self.latencies: list[float] = []

@@ -59,7 +59,7 @@ class Server:
 
 
 def _process_tree(root_pid: int) -> list[int]:
-    """The root and all its descendants (uvicorn --workers N forks children)."""
+    """The root and all its descendants (`python -m app` spawns one process per worker)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -94,7 +94,7 @@ def test_batched_results_equal_one_at_a_time_and_stay_matched(predictor: Predict
     for request, want, got in zip(requests, expected, results, strict=True):
         assert len(got.probabilities) == len(request)
         assert got.probabilities == pytest.approx(want, abs=1e-6)
-        assert got.tag is predictor
+        assert got.model is predictor
 
 
 def test_full_queue_refuses_at_once_and_queued_requests_still_complete(
