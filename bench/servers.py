@@ -1,5 +1,7 @@
 """Start, watch and stop the uvicorn servers under test, as real subprocesses on 127.0.0.1.
 
+Shared by the benchmark and the end-to-end tests (tests/app/test_app_e2e.py).
+
 The benchmark measures servers exactly as they are deployed, in their own processes: the
 service as `python -m app` (its settings choose workers, shared metrics, uvloop and
 httptools), the ceiling as `uvicorn <factory> --factory` with the same loop, parser and no
@@ -51,11 +53,19 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
-    def log_tail(self, lines: int = 30) -> str:
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server wrote so far (stdout and stderr)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
 
 
 def _process_tree(root_pid: int) -> list[int]:
@@ -145,11 +155,7 @@ def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> S
     environment = _clean_environment(env)
     if target == SERVICE:
         command = [sys.executable, "-m", SERVICE]
-        environment |= {
-            "SENTIMENT_HOST": HOST,
-            "SENTIMENT_PORT": str(port),
-            "SENTIMENT_LOG_LEVEL": "warning",
-        }
+        environment |= {"SENTIMENT_HOST": HOST, "SENTIMENT_PORT": str(port)}
     else:
         command = [
             sys.executable,

@@ -1,4 +1,4 @@
-"""A real uvicorn server in a subprocess on a free 127.0.0.1 port, driven with httpx."""
+"""A real server in a subprocess on a free 127.0.0.1 port (bench.servers), driven with httpx."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,60 +16,27 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.servers import SERVICE, Server, running_server
+from tests.paths import REPO_ROOT
+
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _env(model_base: Path, **extra: str) -> dict[str, str]:
+    return {
+        "SENTIMENT_MODEL_BASE_PATH": str(model_base),
+        "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0",
+        **extra,
+    }
 
 
-class Server:
-    """A service subprocess and its log file."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, port: int) -> None:
-        self.log_path = log_path
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = log_path.open("wb")
-        # Its own process group, so stop() also reaches the workers `python -m app` spawns.
-        self.process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not ready in {STARTUP_SECONDS}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Kill the whole group: a worker outliving a killed parent would keep the port."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
-        self._log.close()
+@contextlib.contextmanager
+def _served(name: str, target: str, env: dict[str, str]) -> Iterator[Server]:
+    """A ready server for the block, always stopped (the whole process group) afterwards."""
+    with running_server(name, target, env, REPO_ROOT, "/readyz", STARTUP_SECONDS) as server:
+        yield server
 
 
 def _metric_values(exposition: str) -> dict[str, float]:
@@ -83,32 +48,11 @@ def _metric_values(exposition: str) -> dict[str, float]:
     return values
 
 
-def _env(model_base: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update(
-        SENTIMENT_MODEL_BASE_PATH=str(model_base),
-        SENTIMENT_RELOAD_INTERVAL_SECONDS="0",
-        SENTIMENT_PORT=str(port),
-        SENTIMENT_HOST="127.0.0.1",
-        TF_CPP_MIN_LOG_LEVEL="2",
-        **extra,
-    )
-    return env
-
-
 @pytest.fixture
-def uvicorn_server(model_base: Path, tmp_path: Path) -> Iterator[Server]:
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    server = Server(command, _env(model_base, port), tmp_path / "uvicorn.log", port)
-    try:
-        server.wait_ready()
+def uvicorn_server(model_base: Path) -> Iterator[Server]:
+    """``create_app`` served by plain uvicorn (no process tuning): the factory is enough."""
+    with _served("uvicorn", "app.main:create_app", _env(model_base)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_uvicorn_serves_the_shipped_model(
@@ -139,18 +83,9 @@ def test_uvicorn_serves_the_shipped_model(
     assert "Traceback" not in uvicorn_server.log()
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_zero(
-    model_base: Path, tmp_path: Path
-) -> None:
-    port = _free_port()
-    server = Server(
-        [sys.executable, "-m", "app"],
-        _env(model_base, port, SENTIMENT_MAX_BODY_BYTES=str(8 * 1024 * 1024)),
-        tmp_path / "app.log",
-        port,
-    )
-    try:
-        server.wait_ready()
+def test_sigterm_finishes_in_flight_requests_and_exits_zero(model_base: Path) -> None:
+    env = _env(model_base, SENTIMENT_MAX_BODY_BYTES=str(8 * 1024 * 1024))
+    with _served("app", SERVICE, env) as server:
         # Heavy requests (~70 ms of model time each, a few ms to upload and parse) so that
         # many are received and still queued when SIGTERM lands.
         texts = [f"Review {i}: a wonderful mess of ideas. " * 400 for i in range(256)]
@@ -196,8 +131,6 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
         assert any(finished > sigterm_at for _, finished in results), "nothing was in flight"
         assert exit_code == 0, server.log()
         assert "shut down cleanly" in server.log() or "Finished server process" in server.log()
-    finally:
-        server.stop()
 
 
 def _worker_pids(exposition: str) -> set[int]:
@@ -249,15 +182,9 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
     metrics_dir.mkdir()
     # A previous run's leftover must be cleared at startup (prometheus-client requires it).
     (metrics_dir / "counter_1.db").write_bytes(b"not a metrics file")
-    port = _free_port()
-    server = Server(
-        [sys.executable, "-m", "app"],
-        _env(model_base, port, SENTIMENT_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
-        tmp_path / "app.log",
-        port,
-    )
-    try:
-        server.wait_ready()
+    env = _env(model_base, SENTIMENT_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    with _served("app", SERVICE, env) as server:
+        port = server.port
         deadline = time.monotonic() + STARTUP_SECONDS
         while len(_worker_pids(httpx.get(f"{server.url}/metrics").text)) < 2:
             assert time.monotonic() < deadline, "the second worker never reported"
@@ -305,5 +232,3 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(60) == 0, server.log()
         assert "Traceback" not in server.log()
-    finally:
-        server.stop()

@@ -1,0 +1,116 @@
+"""The benchmark's command line: how hard, how long, and which settings the service gets.
+
+Service settings are not mirrored here: ``--service-env`` passes ``SENTIMENT_*`` variables
+through, and everything else is ``app.settings.Settings``' default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import REPO_ROOT
+from bench.texts import DEFAULT_DATA
+
+SHIPPED_MODEL_BASE = REPO_ROOT / "model" / "sentiment"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: Path
+    model_base: Path
+    texts: int
+    concurrency: list[int]
+    duration_s: float
+    warmup_s: float
+    max_requests: int
+    batch_size: int
+    batch_concurrency: list[int]
+    overload_concurrency: int
+    overload_queue_size: int
+    overload_duration_s: float
+    inprocess_runs: int
+    rounds: int
+    service_env: dict[str, str]
+    strict: bool
+
+
+def _int_list(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.strip()]
+
+
+def _key_values(pairs: Sequence[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.startswith("SENTIMENT_"):
+            raise SystemExit(f"--service-env wants SENTIMENT_NAME=VALUE, got {pair!r}")
+        parsed[key] = value
+    return parsed
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the sentiment service against its HTTP ceiling (see module doc).",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO_ROOT / DEFAULT_DATA,
+        help="IMDB archive (.tar.gz, aclImdb layout) to take real review texts from",
+    )
+    parser.add_argument(
+        "--model-base",
+        type=Path,
+        default=SHIPPED_MODEL_BASE,
+        help="model base directory with version directories (default: the shipped model)",
+    )
+    parser.add_argument("--texts", type=int, default=400, help="how many review texts to use")
+    parser.add_argument("--concurrency", type=_int_list, default=[1, 16, 64])
+    parser.add_argument(
+        "--duration", type=float, default=4.5, help="measured seconds per server and phase"
+    )
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per phase")
+    parser.add_argument("--max-requests", type=int, default=60_000, help="requests per phase")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-concurrency", type=_int_list, default=[1, 4])
+    parser.add_argument("--overload-concurrency", type=int, default=512)
+    parser.add_argument("--overload-queue-size", type=int, default=64)
+    parser.add_argument("--overload-duration", type=float, default=4.0)
+    parser.add_argument("--inprocess-runs", type=int, default=9)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds each phase's duration is split into (robust to a busy machine)",
+    )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="SENTIMENT_X=VALUE",
+        help="extra setting for the service under test (repeatable), e.g. SENTIMENT_WORKERS=2",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    return Options(
+        data=args.data,
+        model_base=args.model_base.resolve(),
+        texts=args.texts,
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        max_requests=args.max_requests,
+        batch_size=args.batch_size,
+        batch_concurrency=args.batch_concurrency,
+        overload_concurrency=args.overload_concurrency,
+        overload_queue_size=args.overload_queue_size,
+        overload_duration_s=args.overload_duration,
+        inprocess_runs=args.inprocess_runs,
+        rounds=max(1, args.rounds),
+        service_env=_key_values(args.service_env),
+        strict=args.strict,
+    )
