@@ -4,7 +4,8 @@ Training writes it and the service reads it, so both import this package and not
 other. A version is an integer directory under ``<base>/<name>/`` (TF Serving's layout) that
 holds a SavedModel and ``model_card.json``. Its ``serving_default`` signature takes ``text``
 (a 1-D ``tf.string`` tensor of raw texts) and returns ``probability`` (P(positive), float32
-``[N, 1]``) and ``logit``; versions exported since v3 also have an ``explain`` signature.
+``[N, 1]``) and ``logit``; versions exported since v3 also have ``score`` (the same plus input
+accounting) and ``explain`` (each unit's share of the logit).
 Training builds a version in a hidden ``.tmp-*`` directory and renames it into place when it
 is complete, so any other name is never a version.
 
@@ -21,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SIGNATURE_NAME = "serving_default"
 EXPLAIN_SIGNATURE_NAME = "explain"
+# serving_default plus input accounting (token_count, oov_count, truncated) at no extra cost:
+# what the service calls when a version has it (v3 on), for its input and drift metrics.
+SCORE_SIGNATURE_NAME = "score"
 INPUT_NAME = "text"
 PROBABILITY_OUTPUT = "probability"
 LOGIT_OUTPUT = "logit"
@@ -80,7 +84,19 @@ class ModelCard(BaseModel):
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
     samples: list[Sample] = Field(default_factory=list)
     signature: SignatureInfo = Field(default_factory=SignatureInfo)
+    # Every signature in the SavedModel; versions before 3 list none and have only the default.
+    signatures: list[str] = Field(default_factory=lambda: [SIGNATURE_NAME])
     metrics: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] | None = None
+    hyperparameters: dict[str, Any] | None = None
+    epochs_trained: int | None = None
+    calibration: dict[str, Any] | None = None
+    # Added in version 3: the same run's reference baselines, the hand-written behavioural set
+    # per kind, and the promotion gate's decision.
+    baselines: dict[str, Any] | None = None
+    behavioural: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    framework: dict[str, Any] | None = None
 
     def write(self, version_dir: Path) -> None:
         """Write the card into ``version_dir`` and flush it to disk (publication follows)."""

@@ -1,11 +1,13 @@
 """Probability calibration fitted on validation data and baked into the serving graph.
 
-A mean-pooled bag of words has a length problem: the average of three token embeddings is far
-larger in magnitude than the average of three hundred, so a temperature fitted on long reviews
-leaves short texts at 0.000 / 1.000. `LengthTemperature` divides the logit by
-T(n) = a + b / sqrt(n), n being the number of real tokens, so a served probability means the same
-for a three-word text as for a long review. a = 1, b = 0 is the identity; b = 0 is plain
-temperature scaling.
+A mean-pooled bag of words has a length problem: the average of three token scores is far larger
+in magnitude than the average of three hundred, so a temperature fitted on long reviews leaves
+short texts at 0.000 / 1.000. `LengthTemperature` divides the logit by T(n) = a + b / sqrt(n),
+n being the number of real tokens, so a served probability means the same for a three-word text
+as for a long review. a and b are fitted as non-negative (a > 0), so T(n) > 0 for every n the
+graph can produce, whatever the sequence length. a = 1, b = 0 is the identity.
+
+`fit(method, ...)` is the one entry point training uses.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import tensorflow as tf
 from scipy.optimize import minimize  # type: ignore[import-untyped]
 
 ECE_BINS = 15
-_MIN_TEMPERATURE = 0.05
+_MIN_A = 1e-3  # keeps T(n) away from zero even for the longest texts
 
 
 @dataclass(frozen=True)
@@ -28,32 +30,30 @@ class LengthTemperature:
     a: float = 1.0
     b: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not (self.a > 0 and self.b >= 0):
+            raise ValueError(f"T(n) must stay positive: a > 0 and b >= 0, got {self}")
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
     def apply(self, logits: tf.Tensor, token_counts: tf.Tensor) -> tf.Tensor:
         """The calibrated logits, in TensorFlow ops so the same code runs inside the export."""
-        if self.b == 0.0:  # keep plain temperature (and the identity) exactly as before
-            return logits / self.a
         counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
-        temperature = tf.maximum(self.a + self.b / tf.sqrt(counts), _MIN_TEMPERATURE)
-        return logits / temperature
+        return logits / (self.a + self.b * tf.math.rsqrt(counts))
 
     def temperature(self, token_count: float) -> float:
         """T(n) for a text of `token_count` real tokens, as `apply` uses it."""
-        if self.b == 0.0:
-            return self.a
-        return max(self.a + self.b / math.sqrt(max(token_count, 1.0)), _MIN_TEMPERATURE)
+        return self.a + self.b / math.sqrt(max(token_count, 1.0))
 
     def apply_numpy(self, logits: np.ndarray, token_counts: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            self.apply(tf.constant(logits, tf.float32), tf.constant(token_counts)).numpy()
-        )
+        counts = np.maximum(np.asarray(token_counts, dtype=np.float64).reshape(-1), 1.0)
+        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        return np.asarray(z / (self.a + self.b / np.sqrt(counts)))
 
 
-def token_counts(token_ids: tf.Tensor) -> tf.Tensor:
-    """Real (non-padding) tokens per row of a padded id matrix: [N, L] → [N, 1]."""
-    return tf.reduce_sum(tf.cast(tf.not_equal(token_ids, 0), tf.float32), axis=1, keepdims=True)
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))
 
 
 def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -85,29 +85,43 @@ def expected_calibration_error(
     return float(error)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> LengthTemperature:
-    """One temperature minimising validation NLL (searched on log T, so T stays positive)."""
+def fit(
+    method: str, logits: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
+) -> LengthTemperature:
+    """The calibration `method` ("none", "temperature", "length") minimising validation NLL."""
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if method == "none":
+        return LengthTemperature()
+    if method == "temperature":
+        return _fit_temperature(z, labels)
+    if method == "length":
+        return _fit_length_temperature(z, labels, token_counts)
+    raise ValueError(f"unknown calibration method {method!r}")
 
-    def loss(log_t: np.ndarray) -> float:
-        return binary_nll(z / np.exp(log_t[0]), labels)
 
-    result = minimize(loss, x0=np.zeros(1), method="Nelder-Mead")
+def _fit_temperature(z: np.ndarray, labels: np.ndarray) -> LengthTemperature:
+    """One temperature, searched on log T so it stays positive."""
+    result = minimize(
+        lambda log_t: binary_nll(z / np.exp(log_t[0]), labels), x0=np.zeros(1), method="Nelder-Mead"
+    )
     return LengthTemperature(a=float(np.exp(result.x[0])), b=0.0)
 
 
-def fit_length_temperature(
-    logits: np.ndarray, labels: np.ndarray, counts: np.ndarray
+def _fit_length_temperature(
+    z: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
 ) -> LengthTemperature:
-    """a and b of T(n) = a + b / sqrt(n) minimising NLL; start from the best single temperature."""
-    z = np.asarray(logits, dtype=np.float64).reshape(-1)
-    inverse_sqrt = 1.0 / np.sqrt(np.maximum(np.asarray(counts, dtype=np.float64).reshape(-1), 1.0))
-    start = fit_temperature(z, labels).a
+    """a and b of T(n) = a + b / sqrt(n), searched as a = _MIN_A + exp(u), b = exp(v)."""
+    inverse_sqrt = 1.0 / np.sqrt(np.maximum(np.asarray(token_counts, np.float64).reshape(-1), 1.0))
+    start = _fit_temperature(z, labels).a
 
-    def loss(ab: np.ndarray) -> float:
-        temperature = np.maximum(ab[0] + ab[1] * inverse_sqrt, _MIN_TEMPERATURE)
-        return binary_nll(z / temperature, labels)
+    def unpack(uv: np.ndarray) -> tuple[float, float]:
+        return _MIN_A + float(np.exp(uv[0])), float(np.exp(uv[1]))
 
-    result = minimize(loss, x0=np.array([start, 0.0]), method="Nelder-Mead")
-    a, b = (float(v) for v in result.x)
+    def loss(uv: np.ndarray) -> float:
+        a, b = unpack(uv)
+        return binary_nll(z / (a + b * inverse_sqrt), labels)
+
+    starts = [np.array([math.log(start), math.log(start)]), np.array([math.log(start), -5.0])]
+    best = min((minimize(loss, x0=x0, method="Nelder-Mead") for x0 in starts), key=lambda r: r.fun)
+    a, b = unpack(best.x)
     return LengthTemperature(a=a, b=b)

@@ -35,21 +35,34 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class LabelledData:
-    """Texts with 0/1 labels: `train` for fitting (split later), `test` for the final report."""
+class Split:
+    """Texts and their 0/1 labels, index-aligned: the one shape every part of training uses."""
 
-    train_texts: list[str]
-    train_labels: np.ndarray
-    test_texts: list[str]
-    test_labels: np.ndarray
-    source: str
-    sha256: str
+    texts: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __add__(self, other: Split) -> Split:
+        return Split(self.texts + other.texts, np.concatenate([self.labels, other.labels]))
+
+    def sample(self, limit: int | None, seed: int) -> Split:
+        """A seeded random subset for quick runs (tests, demos); None keeps everything."""
+        if limit is None or limit >= len(self.texts):
+            return self
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self.texts))[:limit])
+        return Split([self.texts[i] for i in keep], self.labels[keep])
 
 
 @dataclass(frozen=True)
-class Split:
-    texts: list[str]
-    labels: np.ndarray
+class LabelledData:
+    """`train` for fitting (split again into fit and validation later), `test` for the report."""
+
+    train: Split
+    test: Split
+    source: str
+    sha256: str
 
 
 def load(source: str, cache_dir: Path, test_fraction: float = 0.2, seed: int = 42) -> LabelledData:
@@ -79,7 +92,7 @@ def load(source: str, cache_dir: Path, test_fraction: float = 0.2, seed: int = 4
         raise DataError(
             f"{path}: unsupported data file; expected .tar.gz, a directory, .csv or .jsonl"
         )
-    return LabelledData(train.texts, train.labels, test.texts, test.labels, str(source), digest)
+    return LabelledData(train, test, str(source), digest)
 
 
 def download(url: str, cache_dir: Path) -> Path:

@@ -1,108 +1,250 @@
 """Export the trained model as a strings-in, probabilities-out SavedModel and publish it atomically.
 
-The serving graph holds the vectorizer, the classifier and the sigmoid, so the service needs
-nothing but `tf.saved_model.load`: preprocessing cannot drift from training. A version is built in
-a hidden staging directory and renamed into place only once it is complete and verified, so a
-reader (the service's directory watcher, TF Serving) never sees half a model.
+The serving graph holds the whole text pipeline, so the service needs nothing but
+`tf.saved_model.load`: preprocessing cannot drift from training. It is the trained model
+*folded*: with dropout off and mean pooling, logit = bias + mean over the text's units of
+(embedding · dense kernel), so each vocabulary unit's scalar score is computed once here and
+the graph averages scalars over the real units only (ragged: no padding is built or read).
+`verify_export` proves the reloaded graph equals the Keras model to 1e-5 before anything is
+published.
+
+Signatures (names in `contract`):
+
+* ``serving_default``: ``text`` [N] → ``probability`` [N, 1], ``logit`` [N, 1] (calibrated).
+* ``score``: the same two plus ``token_count``, ``oov_count`` [N] int64 and ``truncated`` [N]
+  bool, for the service's input metrics;
+* ``explain``: ``text`` [N] → the units each text was scored on and their exact shares of the
+  raw logit, with the accounting (see `ExplainOutputs`).
+
+A version is built in a hidden staging directory and renamed into place only once it is complete
+and verified, so a reader (the service's directory watcher, TF Serving) never sees half a model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from training.calibration import LengthTemperature, token_counts
-from training.model import tokenize
+from contract import (
+    EXPLAIN_SIGNATURE_NAME,
+    INPUT_NAME,
+    LOGIT_OUTPUT,
+    PROBABILITY_OUTPUT,
+    SAMPLE_TOLERANCE,
+    SCORE_SIGNATURE_NAME,
+    SIGNATURE_NAME,
+    STAGING_PREFIX,
+    ModelCard,
+    version_dirs,
+)
+from training import text as text_lib
+from training.calibration import LengthTemperature
+from training.model import PADDING_ID, UNKNOWN_ID, Hyperparameters, tokenize, unit_scores
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "text"
-MODEL_CARD = "model_card.json"
-STAGING_PREFIX = ".tmp-"
-VERIFY_TOLERANCE = 1e-5
+PADDING_UNIT = "[padding]"  # the tutorial averages its padding too; explain shows its share
 
 
 class ExportError(RuntimeError):
     """The exported SavedModel does not reproduce the trained model; nothing is published."""
 
 
-def write_saved_model(
-    vectorizer: keras.layers.TextVectorization,
-    model: keras.Model,
-    path: Path,
-    calibration: LengthTemperature | None = None,
-    never_empty: bool = False,
-) -> None:
-    """Write a SavedModel whose `serving_default` maps raw `text` to `probability` and `logit`.
+@dataclass(frozen=True)
+class TrainedModel:
+    """Everything the serving graph is made of: the text pipeline, the model, the calibration."""
 
-    `calibration` divides the logit by T(n) of the text's real-token count; the default (T = 1)
-    leaves the model's own scores. The served `logit` is the calibrated one, so
-    `probability == sigmoid(logit)` holds for every client. `never_empty` must match training
-    (see `training.model.tokenize`).
-    """
-    calibration = calibration or LengthTemperature()
-    archive = keras.export.ExportArchive()
-    archive.track(vectorizer)
-    archive.track(model)
+    params: Hyperparameters
+    vectorizer: keras.layers.TextVectorization
+    model: keras.Model
+    calibration: LengthTemperature
 
-    @tf.function(  # type: ignore[untyped-decorator]
-        input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)]
+    def reference_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities from the in-memory Keras objects: the yardstick for the export."""
+        token_ids = tokenize(self.vectorizer, self.params, tf.constant(list(texts)))
+        if isinstance(token_ids, tf.RaggedTensor):
+            logits = self.model(token_ids.to_tensor(), training=False)
+            counts = token_ids.row_lengths()[:, tf.newaxis]
+        else:  # the tutorial: real (non-padding) ids
+            logits = self.model(token_ids, training=False)
+            counts = tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PADDING_ID), tf.int64), 1)
+            counts = counts[:, tf.newaxis]
+        calibrated = self.calibration.apply(logits, counts)
+        return np.asarray(tf.sigmoid(calibrated).numpy()[:, 0], dtype=np.float64)
+
+
+class ServingGraph(tf.Module):  # type: ignore[misc]
+    """The folded model with its text pipeline; the exported object."""
+
+    def __init__(self, trained: TrainedModel) -> None:
+        super().__init__(name="sentiment")
+        params = trained.params
+        vocabulary = trained.vectorizer.get_vocabulary()
+        scores, bias = unit_scores(trained.model)
+        self._params = params
+        self._calibration = trained.calibration
+        self._masked = params.mask_padding
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(vocabulary[2:]),
+                tf.range(2, len(vocabulary), dtype=tf.int64),
+            ),
+            default_value=UNKNOWN_ID,
+        )
+        self._scores = tf.constant(scores[: len(vocabulary)])
+        self._bias = tf.constant(bias, tf.float32)
+        text_spec = tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)
+        self.serve = tf.function(self._serve, input_signature=[text_spec])
+        self.score = tf.function(self._score_with_accounting, input_signature=[text_spec])
+        self.explain = tf.function(self._explain, input_signature=[text_spec])
+
+    def _units(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """The units the model scores, in the vectorizer's order: words, then n-grams."""
+        if self._params.tokenizer == "negation":
+            words = text_lib.split_marking_negation(text_lib.standardize(text))
+        else:
+            words = tf.strings.split(text_lib.standardize_tutorial(text))
+        if self._params.ngrams == 1:
+            return words
+        widths = tuple(range(1, self._params.ngrams + 1))
+        return tf.strings.ngrams(words, ngram_width=widths, separator=" ")
+
+    def _score(
+        self, text: tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """ids, per-unit scores, raw logit, real-unit count n, divisor of the mean, all units."""
+        all_ids = self._table.lookup(self._units(text))
+        length = self._params.sequence_length
+        ids = all_ids[:, :length]
+        if self._masked:
+            empty = tf.equal(ids.row_lengths(), 0)
+            unknown = tf.RaggedTensor.from_row_lengths(
+                tf.fill(
+                    [tf.reduce_sum(tf.cast(empty, tf.int64))], tf.constant(UNKNOWN_ID, tf.int64)
+                ),
+                tf.cast(empty, tf.int64),
+            )
+            ids = tf.concat([ids, unknown], axis=1)
+        count = ids.row_lengths()
+        scores = tf.gather(self._scores, ids)
+        total = tf.reduce_sum(scores, axis=1)
+        if self._masked:
+            divisor = tf.cast(count, tf.float32)
+        else:  # the tutorial averages over every position, its padding included
+            divisor = tf.fill(tf.shape(count), tf.constant(float(length)))
+            total += tf.cast(length - count, tf.float32) * self._scores[PADDING_ID]
+        raw_logit = self._bias + total / divisor
+        return ids, scores, raw_logit, count, divisor, all_ids.row_lengths()
+
+    def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        _, _, raw_logit, count, _, _ = self._score(text)
+        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])
+        return {PROBABILITY_OUTPUT: tf.sigmoid(logit), LOGIT_OUTPUT: logit}
+
+    def _score_with_accounting(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids, _, raw_logit, count, _, total_units = self._score(text)
+        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])
+        real = tf.minimum(total_units, self._params.sequence_length)
+        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1)
+        return {
+            PROBABILITY_OUTPUT: tf.sigmoid(logit),
+            LOGIT_OUTPUT: logit,
+            "token_count": real,
+            "oov_count": tf.minimum(unknown, real),  # an empty text's stand-in is not counted
+            "truncated": total_units > self._params.sequence_length,
+        }
+
+    def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids, scores, raw_logit, count, divisor, total_units = self._score(text)
+        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])[:, 0]
+        temperature = self._calibration.a + self._calibration.b * tf.math.rsqrt(
+            tf.maximum(tf.cast(count, tf.float32), 1.0)
+        )
+        # The unit strings as scored; an unseen unit shows its own text (it scored as unknown).
+        units = self._units(text)[:, : self._params.sequence_length]
+        contributions = scores / divisor[:, tf.newaxis]
+        extra = count - units.row_lengths()  # 1 where an empty text was scored as one unknown
+        units = tf.concat([units, _repeat("[UNK]", extra)], axis=1)
+        if not self._masked:  # the tutorial's padding is part of its average: show its share
+            padding = self._params.sequence_length - count
+            has_padding = tf.cast(padding > 0, tf.int64)
+            share = tf.cast(padding, tf.float32) * self._scores[PADDING_ID] / divisor
+            units = tf.concat([units, _repeat(PADDING_UNIT, has_padding)], axis=1)
+            contributions = tf.concat(
+                [
+                    contributions,
+                    tf.RaggedTensor.from_row_lengths(
+                        tf.boolean_mask(share, padding > 0), has_padding
+                    ),
+                ],
+                axis=1,
+            )
+        real = tf.minimum(total_units, self._params.sequence_length)
+        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1) - extra
+        return {
+            "units": units.flat_values,
+            "contributions": contributions.flat_values,
+            "units_per_text": units.row_lengths(),
+            "bias": tf.fill(tf.shape(raw_logit), self._bias),
+            "token_count": real,
+            "truncated": total_units > self._params.sequence_length,
+            "oov_count": unknown,
+            "oov_share": tf.math.divide_no_nan(
+                tf.cast(unknown, tf.float32), tf.cast(real, tf.float32)
+            ),
+            "temperature": temperature,
+            "raw_logit": raw_logit,
+            LOGIT_OUTPUT: logit,
+            PROBABILITY_OUTPUT: tf.sigmoid(logit),
+        }
+
+
+def _repeat(unit: str, counts: tf.Tensor) -> tf.RaggedTensor:
+    """`counts[i]` copies of `unit` in row i."""
+    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(counts)], unit), counts)
+
+
+def write_saved_model(trained: TrainedModel, path: Path) -> None:
+    """Write the folded serving graph with its `serving_default` and `explain` signatures."""
+    graph = ServingGraph(trained)
+    tf.saved_model.save(
+        graph,
+        str(path),
+        signatures={
+            SIGNATURE_NAME: graph.serve,
+            SCORE_SIGNATURE_NAME: graph.score,
+            EXPLAIN_SIGNATURE_NAME: graph.explain,
+        },
     )
-    def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        token_ids = tokenize(vectorizer, text, never_empty)
-        logit = calibration.apply(model(token_ids, training=False), token_counts(token_ids))
-        return {"probability": tf.sigmoid(logit), "logit": logit}
-
-    archive.add_endpoint(SIGNATURE_NAME, serve)
-    archive.write_out(str(path), verbose=False)
-
-
-def reference_probabilities(
-    vectorizer: keras.layers.TextVectorization,
-    model: keras.Model,
-    texts: Sequence[str],
-    calibration: LengthTemperature | None = None,
-    never_empty: bool = False,
-) -> np.ndarray:
-    """Probabilities computed by the in-memory Keras objects, the yardstick for the export."""
-    calibration = calibration or LengthTemperature()
-    token_ids = tokenize(vectorizer, tf.constant(list(texts)), never_empty)
-    logits = calibration.apply(model(token_ids, training=False), token_counts(token_ids))
-    return np.asarray(tf.sigmoid(logits).numpy()[:, 0], dtype=np.float64)
 
 
 def served_probabilities(path: Path, texts: Sequence[str]) -> np.ndarray:
     """Probabilities exactly as the service will compute them: reload and call the signature."""
     serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
     outputs = serve(**{INPUT_NAME: tf.constant(list(texts))})
-    return np.asarray(outputs["probability"].numpy()[:, 0], dtype=np.float64)
+    return np.asarray(outputs[PROBABILITY_OUTPUT].numpy()[:, 0], dtype=np.float64)
 
 
 def verify_export(path: Path, texts: Sequence[str], expected: np.ndarray) -> np.ndarray:
     """Reload the export and demand it agrees with the Keras model; returns the served values."""
     served = served_probabilities(path, texts)
     worst = float(np.max(np.abs(served - expected)))
-    if worst > VERIFY_TOLERANCE:
+    if not worst <= SAMPLE_TOLERANCE:
         raise ExportError(f"reloaded SavedModel differs from the Keras model by {worst:.2e}")
-    logger.info("Export verified: max |served - keras| = %.2e on %d samples", worst, len(texts))
+    logger.info("Export verified: max |served - keras| = %.2e on %d texts", worst, len(texts))
     return served
 
 
 def existing_versions(base_dir: Path) -> list[int]:
-    if not base_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in base_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return [version for version, _ in version_dirs(base_dir)]
 
 
 def create_staging_dir(base_dir: Path) -> Path:
@@ -115,19 +257,13 @@ def create_staging_dir(base_dir: Path) -> Path:
     return staging
 
 
-def publish(staging: Path, base_dir: Path, card: dict[str, Any]) -> Path:
+def publish(staging: Path, base_dir: Path, card: ModelCard) -> Path:
     """Write the model card (with its version number) and rename `staging` to the next version.
 
     The rename is the single moment of publication; before it no integer directory exists.
     """
     version = max(existing_versions(base_dir), default=0) + 1
-    card = {**card, "version": version}
-    card_path = staging / MODEL_CARD
-    with card_path.open("w", encoding="utf-8") as f:
-        json.dump(card, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    card.model_copy(update={"version": version}).write(staging)
     target = base_dir / str(version)
     if target.exists():  # a concurrent publisher won the race; never overwrite a version
         raise ExportError(f"{target} appeared while publishing; retry to take the next version")

@@ -1,13 +1,16 @@
 """Train, evaluate and publish the sentiment model: `python -m training --help`.
 
-Reads top to bottom: data → vectorize → model → train → evaluate → export → publish.
+Reads top to bottom: data → vectorize → model → train → calibrate → evaluate → export → publish.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,95 +20,139 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
+from contract import (
+    EXPLAIN_SIGNATURE_NAME,
+    SCORE_SIGNATURE_NAME,
+    ModelCard,
+    Sample,
+    SignatureInfo,
+    version_dirs,
+)
+from training import baselines as baselines_lib
 from training import calibration as calibration_lib
 from training import data as data_lib
 from training import export as export_lib
+from training import gate as gate_lib
+from training.data import Split
 from training.model import (
     DEFAULT_PRESET,
     PRESETS,
     Hyperparameters,
     build_model,
     build_vectorizer,
+    naive_bayes_ratios,
     tokenize,
 )
 
 logger = logging.getLogger("training")
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "sentiment-service"
+BEHAVIOURAL_SET = (
+    Path(__file__).resolve().parents[1] / "tests" / "training" / "behavioural_set.jsonl"
+)
 VECTORIZE_CHUNK = 2048
+# Length buckets for training batches: texts of similar length are padded together.
+LENGTH_BUCKETS = (16, 64, 128, 256, 512, 1024)
 HAND_WRITTEN_SAMPLES = (
     "This movie was wonderful, I loved every minute of it.",
     "Terrible acting, a boring plot and a complete waste of time.",
     "It was fine.",
     "I loved it!",
     "not good",
+    "I did not like it",
+    "not bad at all",
+    "",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingResult:
-    version_dir: Path
-    metrics: dict[str, dict[str, float | int | None]]
-    seconds: float
 
 
 # --- data ---------------------------------------------------------------------------------
 
 
-def limit_examples(
-    texts: list[str], labels: np.ndarray, limit: int | None, seed: int
-) -> tuple[list[str], np.ndarray]:
-    """A seeded random slice, for quick runs (tests, compose demos); None keeps everything."""
-    if limit is None or limit >= len(texts):
-        return texts, labels
-    keep = np.sort(np.random.default_rng(seed).permutation(len(texts))[:limit])
-    return [texts[i] for i in keep], labels[keep]
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    fit: Split
+    validation: Split
+    test: Split
+    # Short sentences held out from the validation reviews: where calibration is hardest.
+    validation_snippets: Split
+
+
+def load_splits(
+    source: str, cache_dir: Path, params: Hyperparameters, limit: int | None
+) -> tuple[data_lib.LabelledData, Splits]:
+    dataset = data_lib.load(source, cache_dir, seed=params.seed)
+    train = dataset.train.sample(limit, params.seed)
+    fit, validation = data_lib.train_validation_split(
+        train.texts, train.labels, params.validation_fraction, params.seed
+    )
+    snippets = data_lib.short_snippets(validation.texts, validation.labels, 1.0, params.seed + 1)
+    splits = Splits(fit, validation, dataset.test.sample(limit, params.seed), snippets)
+    logger.info(
+        "Data: %d train, %d validation, %d test", len(fit), len(validation), len(splits.test)
+    )
+    return dataset, splits
 
 
 # --- vectorize ----------------------------------------------------------------------------
 
 
-def adapt_vectorizer(params: Hyperparameters, texts: list[str]) -> keras.layers.TextVectorization:
+def adapt_vectorizer(params: Hyperparameters, texts: list[str]) -> Any:
     """Learn the vocabulary from the training split only: validation and test stay unseen."""
     vectorizer = build_vectorizer(params)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(VECTORIZE_CHUNK))
-    logger.info("Vocabulary: %d tokens", vectorizer.vocabulary_size())
+    logger.info("Vocabulary: %d units", vectorizer.vocabulary_size())
     return vectorizer
 
 
-def vectorize(
-    vectorizer: keras.layers.TextVectorization, texts: list[str], never_empty: bool
-) -> np.ndarray:
+def vectorize(vectorizer: Any, params: Hyperparameters, texts: list[str]) -> Any:
     """Tokenize once up front; the tutorial re-tokenizes every epoch, which dominates its time."""
     chunks = [
-        tokenize(
-            vectorizer, tf.constant(texts[start : start + VECTORIZE_CHUNK]), never_empty
-        ).numpy()
+        tokenize(vectorizer, params, tf.constant(texts[start : start + VECTORIZE_CHUNK]))
         for start in range(0, len(texts), VECTORIZE_CHUNK)
     ]
-    return np.concatenate(chunks)
+    return tf.concat(chunks, axis=0)
 
 
 def as_dataset(
-    token_ids: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None
-) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((token_ids, labels))
+    token_ids: Any, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None
+) -> Any:
+    """Batches for Keras; ragged ids are bucketed by length and padded per batch (masked)."""
+    targets = tf.constant(labels.astype(np.float32))
+    if isinstance(token_ids, tf.RaggedTensor):
+        values, splits = token_ids.flat_values, token_ids.row_splits
+        dataset = tf.data.Dataset.range(len(labels)).map(
+            lambda i: (values[splits[i] : splits[i + 1]], targets[i])
+        )
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((token_ids, targets))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if isinstance(token_ids, tf.RaggedTensor):
+        dataset = dataset.bucket_by_sequence_length(
+            lambda ids, _: tf.shape(ids)[0],
+            bucket_boundaries=list(LENGTH_BUCKETS),
+            bucket_batch_sizes=[batch_size] * (len(LENGTH_BUCKETS) + 1),
+        )
+    else:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-# --- train --------------------------------------------------------------------------------
+# --- model and train ----------------------------------------------------------------------
+
+
+def build(params: Hyperparameters, vectorizer: Any, fit_ids: Any, fit_labels: np.ndarray) -> Any:
+    ratios = None
+    if params.embedding_init == "naive_bayes":
+        ratios = naive_bayes_ratios(fit_ids, fit_labels, params.max_tokens)
+    return build_model(params, vectorizer.get_vocabulary(), ratios)
 
 
 def train(
-    model: keras.Model,
-    params: Hyperparameters,
-    train_ds: tf.data.Dataset,
-    validation_ds: tf.data.Dataset,
-    verbose: int,
-) -> keras.callbacks.History:
+    model: Any, params: Hyperparameters, train_ds: Any, validation_ds: Any, verbose: int
+) -> Any:
     callbacks = []
     if params.early_stopping_patience is not None:
         callbacks.append(
@@ -121,28 +168,36 @@ def train(
         epochs=params.epochs,
         callbacks=callbacks,
         verbose=verbose,
-        shuffle=False,  # the dataset reshuffles itself each epoch
     )
+
+
+def raw_logits(
+    model: Any, params: Hyperparameters, token_ids: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated logits in input order, and each text's real-token count."""
+    logits = []
+    for start in range(0, int(token_ids.shape[0]), 1024):
+        batch = token_ids[start : start + 1024]
+        dense = batch.to_tensor() if isinstance(batch, tf.RaggedTensor) else batch
+        logits.append(model(dense, training=False).numpy()[:, 0])
+    if isinstance(token_ids, tf.RaggedTensor):
+        counts = token_ids.row_lengths().numpy()
+    else:
+        counts = tf.reduce_sum(tf.cast(tf.not_equal(token_ids, 0), tf.int64), axis=1).numpy()
+    return np.concatenate(logits).astype(np.float64), counts
 
 
 # --- evaluate -----------------------------------------------------------------------------
 
 
-def predict_logits(model: keras.Model, token_ids: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(token_ids, batch_size=1024, verbose=0)[:, 0], dtype=np.float64)
-
-
 def evaluate(
     logits: np.ndarray,
+    counts: np.ndarray,
     labels: np.ndarray,
-    token_ids: np.ndarray,
     calibration: calibration_lib.LengthTemperature,
 ) -> dict[str, float | int | None]:
     """Accuracy at the 0.5 threshold, ROC AUC (threshold-free), and the served (calibrated)
     probabilities' loss and 15-bin ECE, beside the ECE the raw logits would have had."""
-    from sklearn.metrics import roc_auc_score
-
-    counts = calibration_lib.token_counts(token_ids).numpy()[:, 0]
     calibrated = calibration.apply_numpy(logits, counts)
     accuracy = float(np.mean((logits >= 0) == (labels == 1)))
     roc_auc = float(roc_auc_score(labels, logits)) if len(np.unique(labels)) == 2 else None
@@ -150,31 +205,57 @@ def evaluate(
         "accuracy": round(accuracy, 4),
         "loss": round(calibration_lib.binary_nll(calibrated, labels), 4),
         "roc_auc": None if roc_auc is None else round(roc_auc, 4),
-        "ece": round(calibration_lib.expected_calibration_error(_sigmoid(calibrated), labels), 4),
+        "ece": round(
+            calibration_lib.expected_calibration_error(calibration_lib.sigmoid(calibrated), labels),
+            4,
+        ),
         "ece_uncalibrated": round(
-            calibration_lib.expected_calibration_error(_sigmoid(logits), labels), 4
+            calibration_lib.expected_calibration_error(calibration_lib.sigmoid(logits), labels), 4
         ),
         "examples": len(labels),
     }
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))
+def score_live_version(base_dir: Path, test: Split) -> tuple[int | None, float | None]:
+    """The highest published version's accuracy on this run's test split (None: no version)."""
+    versions = version_dirs(base_dir)
+    if not versions:
+        return None, None
+    version, path = versions[-1]
+    probabilities = []
+    for start in range(0, len(test), VECTORIZE_CHUNK):
+        probabilities.append(
+            export_lib.served_probabilities(path, test.texts[start : start + VECTORIZE_CHUNK])
+        )
+    accuracy = float(np.mean((np.concatenate(probabilities) >= 0.5) == (test.labels == 1)))
+    logger.info("Live version %d on this test split: accuracy %.4f", version, accuracy)
+    return version, round(accuracy, 4)
 
 
-def fit_calibration(
-    params: Hyperparameters, logits: np.ndarray, labels: np.ndarray, token_ids: np.ndarray
-) -> calibration_lib.LengthTemperature:
-    """Fit the preset's calibration on validation data only (the test split stays a report)."""
-    if params.calibration == "none":
-        return calibration_lib.LengthTemperature()
-    if params.calibration == "temperature":
-        return calibration_lib.fit_temperature(logits, labels)
-    counts = calibration_lib.token_counts(token_ids).numpy()[:, 0]
-    return calibration_lib.fit_length_temperature(logits, labels, counts)
+def behavioural_report(version_dir: Path, path: Path | None) -> dict[str, Any] | None:
+    """Accuracy per kind on the hand-written behavioural set (a test set: never used to tune)."""
+    if path is None or not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    probabilities = export_lib.served_probabilities(version_dir, [row["text"] for row in rows])
+    correct = (probabilities >= 0.5) == (np.array([row["label"] for row in rows]) == 1)
+    kinds = sorted({row.get("kind", "unspecified") for row in rows})
+    by_kind = {}
+    for kind in kinds:
+        mask = np.array([row.get("kind", "unspecified") == kind for row in rows])
+        by_kind[kind] = {
+            "accuracy": round(float(correct[mask].mean()), 4),
+            "texts": int(mask.sum()),
+        }
+    return {
+        "source": path.name,
+        "accuracy": round(float(correct.mean()), 4),
+        "texts": len(rows),
+        "by_kind": by_kind,
+    }
 
 
-def plot_history(history: keras.callbacks.History, path: Path) -> None:
+def plot_history(history: Any, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and in CI
@@ -193,20 +274,29 @@ def plot_history(history: keras.callbacks.History, path: Path) -> None:
     plt.close(figure)
 
 
-def pick_samples(texts: list[str], labels: np.ndarray, seed: int, per_class: int = 3) -> list[str]:
+def pick_samples(test: Split, seed: int, per_class: int = 3) -> list[str]:
     """Real test reviews of both classes plus short hand-written ones, replayed by the service."""
     rng = np.random.default_rng(seed)
     chosen: list[str] = []
     for label in (1, 0):
-        candidates = np.flatnonzero(labels == label)
-        chosen += [
-            texts[i]
-            for i in rng.choice(candidates, size=min(per_class, len(candidates)), replace=False)
-        ]
+        candidates = np.flatnonzero(test.labels == label)
+        picked = rng.choice(candidates, size=min(per_class, len(candidates)), replace=False)
+        chosen += [test.texts[i] for i in picked]
     return chosen + list(HAND_WRITTEN_SAMPLES)
 
 
 # --- the whole run ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+    tolerance: float = gate_lib.DEFAULT_TOLERANCE
+    max_ece: float = gate_lib.DEFAULT_MAX_ECE
+    force: bool = False
+
+
+class GateRefused(RuntimeError):
+    """The promotion gate refused the new version; nothing was published."""
 
 
 def run(
@@ -218,112 +308,121 @@ def run(
     cache_dir: Path = DEFAULT_CACHE_DIR,
     limit: int | None = None,
     verbose: int = 2,
-) -> TrainingResult:
+    gate: GateSettings | None = None,
+    behavioural_set: Path | None = BEHAVIOURAL_SET,
+) -> Path:
+    """One training run; returns the published version directory or raises GateRefused."""
+    gate = gate or GateSettings()
     started = time.perf_counter()
     keras.utils.set_random_seed(params.seed)
 
-    dataset = data_lib.load(source, cache_dir, seed=params.seed)
-    train_texts, train_labels = limit_examples(
-        dataset.train_texts, dataset.train_labels, limit, params.seed
-    )
-    test_texts, test_labels = limit_examples(
-        dataset.test_texts, dataset.test_labels, limit, params.seed
-    )
-    fit_split, validation_split = data_lib.train_validation_split(
-        train_texts, train_labels, params.validation_fraction, params.seed
-    )
-    logger.info(
-        "Data: %d train, %d validation, %d test",
-        len(fit_split.texts),
-        len(validation_split.texts),
-        len(test_texts),
-    )
-
-    vectorizer = adapt_vectorizer(params, fit_split.texts)
-    fit_texts, fit_labels = fit_split.texts, fit_split.labels
+    # data
+    dataset, splits = load_splits(source, cache_dir, params, limit)
+    fit = splits.fit
     if params.snippets_per_review > 0:
         snippets = data_lib.short_snippets(
-            fit_split.texts, fit_split.labels, params.snippets_per_review, params.seed
+            fit.texts, fit.labels, params.snippets_per_review, params.seed
         )
-        fit_texts, fit_labels = (
-            fit_texts + snippets.texts,
-            np.concatenate([fit_labels, snippets.labels]),
-        )
-        logger.info("Added %d short training snippets", len(snippets.texts))
-    fit_ids = vectorize(vectorizer, fit_texts, params.mask_padding)
-    validation_ids = vectorize(vectorizer, validation_split.texts, params.mask_padding)
-    test_ids = vectorize(vectorizer, test_texts, params.mask_padding)
-    # Short texts are where a bag of words is least calibrated, so they are held out too.
-    validation_snippets = data_lib.short_snippets(
-        validation_split.texts, validation_split.labels, 1.0, params.seed + 1
-    )
-    validation_snippet_ids = vectorize(vectorizer, validation_snippets.texts, params.mask_padding)
+        logger.info("Added %d short training snippets", len(snippets))
+        fit = fit + snippets
 
-    model = build_model(params)
+    # vectorize
+    vectorizer = adapt_vectorizer(params, splits.fit.texts)
+    fit_ids = vectorize(vectorizer, params, fit.texts)
+    validation_ids = vectorize(vectorizer, params, splits.validation.texts)
+
+    # model and train
+    model = build(
+        params, vectorizer, vectorize(vectorizer, params, splits.fit.texts), splits.fit.labels
+    )
     history = train(
         model,
         params,
-        as_dataset(fit_ids, fit_labels, params.batch_size, shuffle_seed=params.seed),
-        as_dataset(validation_ids, validation_split.labels, 1024),
+        as_dataset(fit_ids, fit.labels, params.batch_size, shuffle_seed=params.seed),
+        as_dataset(validation_ids, splits.validation.labels, 1024),
         verbose,
     )
 
-    validation_logits = predict_logits(model, validation_ids)
-    snippet_logits = predict_logits(model, validation_snippet_ids)
-    calibration_texts = (
-        np.concatenate([validation_ids, validation_snippet_ids])
-        if len(snippet_logits)
-        else validation_ids
-    )
-    calibration = fit_calibration(
-        params,
-        np.concatenate([validation_logits, snippet_logits]),
-        np.concatenate([validation_split.labels, validation_snippets.labels]),
-        calibration_texts,
+    # calibrate (validation reviews and validation snippets only)
+    outputs = {
+        "validation": raw_logits(model, params, validation_ids),
+        "validation_snippets": raw_logits(
+            model, params, vectorize(vectorizer, params, splits.validation_snippets.texts)
+        ),
+        "test": raw_logits(model, params, vectorize(vectorizer, params, splits.test.texts)),
+    }
+    labels = {
+        "validation": splits.validation.labels,
+        "validation_snippets": splits.validation_snippets.labels,
+        "test": splits.test.labels,
+    }
+    calibration = calibration_lib.fit(
+        params.calibration,
+        np.concatenate([outputs["validation"][0], outputs["validation_snippets"][0]]),
+        np.concatenate([labels["validation"], labels["validation_snippets"]]),
+        np.concatenate([outputs["validation"][1], outputs["validation_snippets"][1]]),
     )
     logger.info("Calibration (%s): %s", params.calibration, calibration)
+
+    # evaluate
     metrics = {
-        "validation": evaluate(
-            validation_logits, validation_split.labels, validation_ids, calibration
-        ),
-        "validation_snippets": evaluate(
-            snippet_logits, validation_snippets.labels, validation_snippet_ids, calibration
-        ),
-        "test": evaluate(predict_logits(model, test_ids), test_labels, test_ids, calibration),
+        split: evaluate(logits, counts, labels[split], calibration)
+        for split, (logits, counts) in outputs.items()
     }
     for split, figures in metrics.items():
-        logger.info(
-            "%s: accuracy %.4f, loss %.4f, ROC AUC %s, ECE %.4f (uncalibrated %.4f) on %d",
-            split,
-            figures["accuracy"],
-            figures["loss"],
-            figures["roc_auc"],
-            figures["ece"],
-            figures["ece_uncalibrated"],
-            figures["examples"],
-        )
+        logger.info("%s: %s", split, figures)
+    baselines = baselines_lib.fit_baselines(splits.fit, splits.validation, splits.test)
+    live_version, live_accuracy = score_live_version(output_dir / name, splits.test)
 
+    # export
+    trained = export_lib.TrainedModel(params, vectorizer, model, calibration)
     staging = export_lib.create_staging_dir(output_dir / name)
     try:
-        export_lib.write_saved_model(
-            vectorizer, model, staging, calibration, never_empty=params.mask_padding
+        export_lib.write_saved_model(trained, staging)
+        samples = pick_samples(splits.test, params.seed)
+        served = export_lib.verify_export(
+            staging, samples, trained.reference_probabilities(samples)
         )
-        samples = pick_samples(test_texts, test_labels, params.seed)
-        expected = export_lib.reference_probabilities(
-            vectorizer, model, samples, calibration, never_empty=params.mask_padding
-        )
-        served = export_lib.verify_export(staging, samples, expected)
         plot_history(history, staging / "training_curves.png")
-        card = model_card(
-            name, preset, params, dataset, limit, metrics, history, samples, served, calibration
+        behaviour = behavioural_report(staging, behavioural_set)
+        decision = gate_lib.decide(
+            accuracy=float(metrics["test"]["accuracy"] or 0.0),
+            ece=float(metrics["test"]["ece"] or 0.0),
+            live_accuracy=live_accuracy,
+            live_version=live_version,
+            baseline_accuracies={k: b.test_accuracy for k, b in baselines.items()},
+            tolerance=gate.tolerance,
+            max_ece=gate.max_ece,
+            force=gate.force,
         )
+        card = model_card(
+            name, preset, params, dataset, limit, metrics, history, samples, served, calibration,
+            baselines, behaviour, decision, live_version, live_accuracy,
+        )  # fmt: skip
+
+        # publish
+        if not decision.publish:
+            refused = keep_refused(staging, cache_dir, name, card)
+            for check in decision.failures():
+                logger.error("Gate check %s failed: %s", check.name, check.detail)
+            raise GateRefused(f"the promotion gate refused the new version (kept at {refused})")
+        if not decision.passed:
+            logger.warning("Gate failed but --force given: publishing anyway")
         version_dir = export_lib.publish(staging, output_dir / name, card)
     except BaseException:
         export_lib.discard(staging)
         raise
-    seconds = time.perf_counter() - started
-    logger.info("Done in %.1f s: %s", seconds, version_dir)
-    return TrainingResult(version_dir, metrics, seconds)
+    logger.info("Done in %.1f s: %s", time.perf_counter() - started, version_dir)
+    return version_dir
+
+
+def keep_refused(staging: Path, cache_dir: Path, name: str, card: ModelCard) -> Path:
+    """Move a refused export out of the model base directory, for inspection."""
+    target = cache_dir / "refused" / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    card.write(staging)
+    shutil.move(staging, target)
+    return target
 
 
 def model_card(
@@ -333,54 +432,63 @@ def model_card(
     dataset: data_lib.LabelledData,
     limit: int | None,
     metrics: dict[str, Any],
-    history: keras.callbacks.History,
+    history: Any,
     samples: list[str],
     served: np.ndarray,
     calibration: calibration_lib.LengthTemperature,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "preset": preset,
-        "decision_threshold": 0.5,
-        "data": {"source": dataset.source, "sha256": dataset.sha256, "limit": limit},
-        "hyperparameters": params.to_dict(),
-        "epochs_trained": len(history.history["loss"]),
-        "calibration": {
+    baselines: dict[str, baselines_lib.BaselineResult],
+    behaviour: dict[str, Any] | None,
+    decision: gate_lib.GateDecision,
+    live_version: int | None,
+    live_accuracy: float | None,
+) -> ModelCard:
+    import keras
+
+    return ModelCard(
+        name=name,
+        version=0,  # set by publish()
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        preset=preset,
+        decision_threshold=0.5,
+        samples=[
+            Sample(text=t, probability=float(p)) for t, p in zip(samples, served, strict=True)
+        ],
+        signature=SignatureInfo(),
+        metrics=metrics,
+        data={"source": dataset.source, "sha256": dataset.sha256, "limit": limit},
+        hyperparameters=params.to_dict(),
+        epochs_trained=len(history.history["loss"]),
+        calibration={
             "method": params.calibration,
             "formula": "probability = sigmoid(logit_raw / T(n)), T(n) = a + b / sqrt(n), "
-            "n = real (non-padding) tokens incl. bigrams",
-            # A single figure only for plain temperature scaling; T(n) otherwise (a may be < 0:
-            # n never exceeds sequence_length, where T is still positive).
-            "temperature": calibration.a if calibration.b == 0.0 else None,
-            "temperature_by_tokens": {
+            "a > 0, b >= 0, n = real units (words and n-grams) scored",
+            **calibration.to_dict(),
+            "temperature_by_units": {
                 str(n): round(calibration.temperature(n), 4)
                 for n in (1, 3, 10, 30, 100, 300, params.sequence_length)
             },
-            **calibration.to_dict(),
             "fitted_on": "validation split + one short snippet per validation review"
             if params.calibration != "none"
             else None,
             "ece_bins": calibration_lib.ECE_BINS,
         },
-        "metrics": metrics,
-        "samples": [
-            {"text": t, "probability": float(p)} for t, p in zip(samples, served, strict=True)
-        ],
-        "signature": {
-            "name": export_lib.SIGNATURE_NAME,
-            "input": export_lib.INPUT_NAME,
-            "outputs": ["probability", "logit"],
+        baselines={key: result.to_dict() for key, result in baselines.items()},
+        behavioural=behaviour,
+        gate={
+            **decision.to_dict(),
+            "live_version": live_version,
+            "live_test_accuracy": live_accuracy,
         },
-        "framework": {"tensorflow": tf.__version__, "keras": keras.__version__},
-    }
+        signatures=[SignatureInfo().name, SCORE_SIGNATURE_NAME, EXPLAIN_SIGNATURE_NAME],
+        framework={"tensorflow": tf.__version__, "keras": keras.__version__},
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the sentiment model on IMDB (or your own data) and publish a SavedModel "
-        "version under OUTPUT_DIR/NAME/<version>/.",
+        "version under OUTPUT_DIR/NAME/<version>/ if it passes the promotion gate.",
     )
     parser.add_argument(
         "--data",
@@ -393,7 +501,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE_DIR,
-        help="where downloads are kept (default: %(default)s)",
+        help="where downloads and refused exports are kept (default: %(default)s)",
     )
     parser.add_argument(
         "--output-dir",
@@ -432,6 +540,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fixed-epochs", action="store_true", help="train exactly --epochs, no early stopping"
+    )
+    parser.add_argument(
+        "--gate-tolerance",
+        type=float,
+        default=gate_lib.DEFAULT_TOLERANCE,
+        help="test accuracy may trail the live version and the best baseline by this much "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-ece",
+        type=float,
+        default=gate_lib.DEFAULT_MAX_ECE,
+        help="largest test ECE the gate accepts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="publish even if the promotion gate refuses"
+    )
+    parser.add_argument(
+        "--behavioural-set",
+        type=Path,
+        default=BEHAVIOURAL_SET,
+        help="hand-written JSON Lines texts (text, label, kind) reported per kind in the card; "
+        "evaluation only (default: %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no Keras progress output")
     parser.add_argument("--log-level", default="INFO")
@@ -476,8 +607,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             limit=args.limit,
             verbose=0 if args.quiet else 2,
+            gate=GateSettings(args.gate_tolerance, args.max_ece, args.force),
+            behavioural_set=args.behavioural_set,
         )
     except (data_lib.DataError, export_lib.ExportError) as exc:
         logger.error("%s", exc)
         return 2
+    except GateRefused as exc:
+        logger.error("%s", exc)
+        return 3
     return 0
