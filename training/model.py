@@ -222,17 +222,43 @@ def naive_bayes_ratios(
     return np.asarray(ratios, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class NaiveBayesStart:
+    """Where training starts: each unit's log-count ratio, and the scale and bias that turn a
+    text's mean ratio into a calibrated logit (a one-feature logistic regression)."""
+
+    ratios: np.ndarray
+    scale: float
+    bias: float
+
+
+def naive_bayes_start(
+    token_ids: tf.RaggedTensor, labels: np.ndarray, vocabulary_size: int
+) -> NaiveBayesStart:
+    """Ratios from the training split, and the logit scale that fits them on the same split.
+
+    Without the scale the first epochs are spent only growing the weights: a mean of ratios is
+    a small number, and its sigmoid sits near 0.5 for every review.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    ratios = naive_bayes_ratios(token_ids, labels, vocabulary_size)
+    mean_ratio = tf.reduce_mean(tf.gather(ratios, token_ids), axis=1).numpy()
+    fitted = LogisticRegression(C=1e4).fit(mean_ratio.reshape(-1, 1), labels)
+    return NaiveBayesStart(ratios, float(fitted.coef_[0, 0]), float(fitted.intercept_[0]))
+
+
 def build_model(
     params: Hyperparameters,
     vocabulary: list[str] | None = None,
-    naive_bayes: np.ndarray | None = None,
+    naive_bayes: NaiveBayesStart | None = None,
 ) -> keras.Model:
     """Token ids in, one logit out; the sigmoid is applied only in the exported serving graph.
 
     With `mask_padding` the Embedding emits a mask that Dropout passes on and
     GlobalAveragePooling1D honours, so the average runs over real tokens only. `vocabulary`
     (for tied negations) and `naive_bayes` ratios (for the initialization) come from the
-    adapted vectorizer and the training split.
+    adapted vectorizer and the training split (`naive_bayes_start`).
     """
     rng = np.random.default_rng(params.seed)
     embedding_kwargs: dict[str, Any] = {}
@@ -243,7 +269,7 @@ def build_model(
         # Every dimension carries the ratio (a unit vector times it), so dropping one
         # dimension never drops a unit's whole evidence; small noise breaks the symmetry.
         direction = np.full(params.embedding_dim, 1 / np.sqrt(params.embedding_dim))
-        table = np.outer(naive_bayes, direction) + rng.normal(
+        table = np.outer(naive_bayes.ratios, direction) + rng.normal(
             0.0, 0.01, (params.max_tokens, params.embedding_dim)
         )
         if params.tie_negations and vocabulary is not None:
@@ -253,8 +279,9 @@ def build_model(
             table.astype(np.float32)
         )
         dense_kwargs["kernel_initializer"] = keras.initializers.Constant(
-            direction.reshape(-1, 1).astype(np.float32)
+            (naive_bayes.scale * direction).reshape(-1, 1).astype(np.float32)
         )
+        dense_kwargs["bias_initializer"] = keras.initializers.Constant(naive_bayes.bias)
     embedding: keras.layers.Embedding
     if params.tie_negations:
         embedding = NegationTiedEmbedding(

@@ -42,7 +42,7 @@ from training.model import (
     Hyperparameters,
     build_model,
     build_vectorizer,
-    naive_bayes_ratios,
+    naive_bayes_start,
     tokenize,
 )
 
@@ -131,7 +131,7 @@ def as_dataset(
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     if isinstance(token_ids, tf.RaggedTensor):
         dataset = dataset.bucket_by_sequence_length(
-            lambda ids, _: tf.shape(ids)[0],
+            _length,
             bucket_boundaries=list(LENGTH_BUCKETS),
             bucket_batch_sizes=[batch_size] * (len(LENGTH_BUCKETS) + 1),
         )
@@ -140,14 +140,19 @@ def as_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _length(token_ids: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+    return tf.shape(token_ids)[0]
+
+
 # --- model and train ----------------------------------------------------------------------
 
 
 def build(params: Hyperparameters, vectorizer: Any, fit_ids: Any, fit_labels: np.ndarray) -> Any:
-    ratios = None
+    start = None
     if params.embedding_init == "naive_bayes":
-        ratios = naive_bayes_ratios(fit_ids, fit_labels, params.max_tokens)
-    return build_model(params, vectorizer.get_vocabulary(), ratios)
+        start = naive_bayes_start(fit_ids, fit_labels, params.max_tokens)
+        logger.info("Naive-Bayes start: logit = %.2f x mean ratio %+.2f", start.scale, start.bias)
+    return build_model(params, vectorizer.get_vocabulary(), start)
 
 
 def train(

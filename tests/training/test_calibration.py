@@ -10,9 +10,7 @@ from training.calibration import (
     LengthTemperature,
     binary_nll,
     expected_calibration_error,
-    fit_length_temperature,
-    fit_temperature,
-    token_counts,
+    fit,
 )
 
 
@@ -45,7 +43,7 @@ def _overconfident_toy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_temperature_fit_recovers_the_scale_and_lowers_nll() -> None:
     logits, labels = _overconfident_toy()
-    fitted = fit_temperature(logits, labels)
+    fitted = fit("temperature", logits, labels, np.ones_like(logits))
     assert fitted.a == pytest.approx(3.0, rel=0.1) and fitted.b == 0.0
     assert binary_nll(logits / fitted.a, labels) < binary_nll(logits, labels) - 0.05
     calibrated = 1 / (1 + np.exp(-logits / fitted.a))
@@ -62,8 +60,8 @@ def test_length_temperature_tames_short_texts_that_one_temperature_cannot() -> N
     true_logits = rng.normal(0.0, 2.0, size=6000)
     labels = (rng.random(6000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
     logits = true_logits * np.where(counts == 4.0, 4.0, 1.0)
-    single = fit_temperature(logits, labels)
-    by_length = fit_length_temperature(logits, labels, counts)
+    single = fit("temperature", logits, labels, counts)
+    by_length = fit("length", logits, labels, counts)
     nll_single = binary_nll(logits / single.a, labels)
     nll_length = binary_nll(by_length.apply_numpy(logits, counts), labels)
     assert nll_length < nll_single - 0.02
@@ -73,13 +71,31 @@ def test_length_temperature_tames_short_texts_that_one_temperature_cannot() -> N
 def test_identity_and_tf_application_agree_with_numpy() -> None:
     logits = np.array([[2.0], [-6.0]], dtype=np.float32)
     counts = np.array([[1.0], [100.0]], dtype=np.float32)
-    np.testing.assert_array_equal(LengthTemperature().apply_numpy(logits, counts), logits)
-    calibrated = LengthTemperature(a=1.0, b=3.0).apply_numpy(logits, counts)
-    np.testing.assert_allclose(calibrated, [[2.0 / 4.0], [-6.0 / 1.3]], rtol=1e-6)
+    np.testing.assert_array_equal(LengthTemperature().apply_numpy(logits, counts), logits[:, 0])
+    calibration = LengthTemperature(a=1.0, b=3.0)
+    calibrated = calibration.apply_numpy(logits, counts)
+    np.testing.assert_allclose(calibrated, [2.0 / 4.0, -6.0 / 1.3], rtol=1e-6)
+    in_graph = calibration.apply(tf.constant(logits), tf.constant(counts)).numpy()[:, 0]
+    np.testing.assert_allclose(in_graph, calibrated, rtol=1e-6)
     assert LengthTemperature(a=1.0, b=3.0).temperature(100) == pytest.approx(1.3)
-    assert LengthTemperature(a=-5.0, b=1.0).temperature(100) > 0, "T never reaches zero"
 
 
-def test_token_counts_ignore_padding() -> None:
-    ids = tf.constant([[5, 3, 1, 0, 0], [0, 0, 0, 0, 0], [9, 9, 9, 9, 9]], dtype=tf.int64)
-    assert token_counts(ids).numpy()[:, 0].tolist() == [3.0, 0.0, 5.0]
+def test_temperature_stays_positive_at_every_length() -> None:
+    """a > 0 and b >= 0 are enforced, so T(n) can never cross zero however long texts get."""
+    with pytest.raises(ValueError, match="positive"):
+        LengthTemperature(a=-0.36, b=28.0)  # what version 2's fit produced
+    with pytest.raises(ValueError, match="positive"):
+        LengthTemperature(a=1.0, b=-1.0)
+    # Data that pulls T down for long texts: the fit still returns a valid (positive) T(n).
+    rng = np.random.default_rng(2)
+    counts = rng.integers(1, 3000, size=5000).astype(np.float64)
+    true_logits = rng.normal(0.0, 2.0, size=5000)
+    labels = (rng.random(5000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
+    fitted = fit("length", true_logits * (1 + 8 / np.sqrt(counts)) * 0.2, labels, counts)
+    assert fitted.a > 0 and fitted.b >= 0
+    assert all(fitted.temperature(n) > 0 for n in (1, 10, 1000, 10**6, 10**9))
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="vibes"):
+        fit("vibes", np.zeros(2), np.array([0, 1]), np.ones(2))

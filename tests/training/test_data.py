@@ -20,9 +20,9 @@ from training.data import DataError
 
 def test_archive_reads_labelled_splits_and_skips_unsup(imdb_archive: Path, tmp_path: Path) -> None:
     loaded = data.load(str(imdb_archive), tmp_path)
-    assert len(loaded.train_texts) == len(loaded.test_texts) == 6
-    assert "unlabelled review that must be ignored" not in loaded.train_texts
-    by_text = dict(zip(loaded.train_texts, loaded.train_labels.tolist(), strict=True))
+    assert len(loaded.train.texts) == len(loaded.test.texts) == 6
+    assert "unlabelled review that must be ignored" not in loaded.train.texts
+    by_text = dict(zip(loaded.train.texts, loaded.train.labels.tolist(), strict=True))
     assert all(by_text[t] == 1 for t in POSITIVE_TEXTS)
     assert all(by_text[t] == 0 for t in NEGATIVE_TEXTS)
     assert loaded.sha256 == data.file_sha256(imdb_archive)
@@ -34,8 +34,8 @@ def test_extracted_directory_matches_archive(imdb_archive: Path, tmp_path: Path)
         archive.extractall(extracted, filter="data")
     from_dir = data.load(str(extracted / "aclImdb"), tmp_path)
     from_archive = data.load(str(imdb_archive), tmp_path)
-    assert sorted(from_dir.train_texts) == sorted(from_archive.train_texts)
-    assert sorted(from_dir.test_texts) == sorted(from_archive.test_texts)
+    assert sorted(from_dir.train.texts) == sorted(from_archive.train.texts)
+    assert sorted(from_dir.test.texts) == sorted(from_archive.test.texts)
 
 
 def _rows(n: int) -> list[tuple[str, str]]:
@@ -48,10 +48,10 @@ def test_csv_accepts_word_and_digit_labels_and_holds_out_a_test_split(tmp_path: 
     lines += ['"one more",1', '"and another",0']
     path.write_text("\n".join(lines) + "\n")
     loaded = data.load(str(path), tmp_path, test_fraction=0.2)
-    assert len(loaded.train_texts) == 8 and len(loaded.test_texts) == 2
-    assert set(loaded.train_texts + loaded.test_texts) >= {"one more", "and another"}
+    assert len(loaded.train.texts) == 8 and len(loaded.test.texts) == 2
+    assert set(loaded.train.texts + loaded.test.texts) >= {"one more", "and another"}
     assert (
-        sorted(np.concatenate([loaded.train_labels, loaded.test_labels]).tolist())
+        sorted(np.concatenate([loaded.train.labels, loaded.test.labels]).tolist())
         == [0] * 5 + [1] * 5
     )
 
@@ -60,7 +60,7 @@ def test_jsonl_reads_objects(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in _rows(10)))
     loaded = data.load(str(path), tmp_path)
-    assert len(loaded.train_texts) + len(loaded.test_texts) == 10
+    assert len(loaded.train.texts) + len(loaded.test.texts) == 10
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_url_is_downloaded_once_into_the_cache(
     cache = tmp_path / "cache"
     first = data.load(url, cache)
     second = data.load(url, cache)
-    assert len(first.train_texts) == 6 and first.sha256 == second.sha256
+    assert len(first.train.texts) == 6 and first.sha256 == second.sha256
     assert len(requests) == 1, "the second load must reuse the cached archive"
     assert not list(cache.glob("*.part"))
 

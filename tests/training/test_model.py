@@ -1,4 +1,5 @@
-"""Both presets share the tutorial's architecture; the default masks padding and reads bigrams."""
+"""Both presets share the tutorial's layer stack; the default masks padding, reads negation scopes
+and n-grams, starts from naive-Bayes ratios and ties negated units to their base."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from training.model import (
     DEFAULT_PRESET,
     PRESETS,
     Hyperparameters,
+    NegationTiedEmbedding,
     build_model,
     build_vectorizer,
-    standardize,
-    standardize_keep_apostrophes,
+    naive_bayes_ratios,
+    naive_bayes_start,
+    negation_base_ids,
+    tokenize,
+    unit_scores,
 )
+from training.text import standardize_tutorial
 
 ARCHITECTURE = [
     keras.layers.Embedding,
@@ -38,30 +44,48 @@ def test_the_default_preset_is_default_and_the_tutorial_is_unchanged() -> None:
         16,
     )
     assert (tutorial.ngrams, tutorial.mask_padding, tutorial.calibration) == (1, False, "none")
-    assert tutorial.standardization == "tutorial" and tutorial.snippets_per_review == 0.0
+    assert tutorial.tokenizer == "tutorial" and tutorial.snippets_per_review == 0.0
+    assert tutorial.embedding_init == "uniform" and not tutorial.tie_negations
+
+
+def _tiny_vectorizer(params: Hyperparameters) -> keras.layers.TextVectorization:
+    vectorizer = build_vectorizer(params)
+    vectorizer.adapt(tf.constant(["not funny at all", "funny and good", "not good", "bad"]))
+    return vectorizer
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_layers_are_the_tutorials_in_order(preset: str) -> None:
-    params = PRESETS[preset]
-    model = build_model(params)
-    assert [type(layer) for layer in model.layers] == ARCHITECTURE
+    params = dataclasses.replace(PRESETS[preset], max_tokens=60)
+    vectorizer = _tiny_vectorizer(params)
+    start = None
+    if params.embedding_init == "naive_bayes":
+        ids = tokenize(vectorizer, params, tf.constant(["funny", "bad", "good", "not funny"]))
+        start = naive_bayes_start(ids, np.array([1, 0, 1, 0]), params.max_tokens)
+    model = build_model(params, vectorizer.get_vocabulary(), start)
+    assert [type(layer).__mro__[1] if type(layer) is NegationTiedEmbedding else type(layer)
+            for layer in model.layers] == ARCHITECTURE  # fmt: skip
     embedding, dropout_a, _, dropout_b, dense = model.layers
+    assert isinstance(embedding, keras.layers.Embedding)
     assert embedding.input_dim == params.max_tokens and embedding.output_dim == 16
     assert embedding.mask_zero is params.mask_padding
     assert dropout_a.rate == dropout_b.rate == params.dropout
-    assert dense.units == 1
+    assert dense.units == 1 and dense.activation is keras.activations.linear
+    assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
+    assert model.loss.get_config()["from_logits"] is True
 
 
 def test_tutorial_pools_over_padding_and_default_over_real_tokens_only() -> None:
-    """The issue's root cause: without a mask a short text is averaged with its padding."""
+    """Without a mask a short text is averaged with its padding; with it, only real tokens."""
     outputs = {}
     for preset in ("tutorial", "default"):
-        params = dataclasses.replace(PRESETS[preset], max_tokens=50, sequence_length=8)
-        model = build_model(params)
+        params = dataclasses.replace(
+            PRESETS[preset], max_tokens=50, sequence_length=8, embedding_init="uniform"
+        )
+        model = build_model(params, ["", "[UNK]"] + [f"w{i}" for i in range(48)])
         table = np.zeros((50, 16), dtype=np.float32)
         table[7] = 1.0  # a strongly-weighted word; id 0 (padding) stays at zero
-        model.layers[0].set_weights([table])
+        model.layers[0].set_weights([table, *model.layers[0].get_weights()[1:]])
         model.layers[-1].set_weights([np.ones((16, 1), np.float32), np.zeros(1, np.float32)])
         short = np.array([[7, 0, 0, 0, 0, 0, 0, 0]], dtype=np.int64)
         long = np.full((1, 8), 7, dtype=np.int64)
@@ -70,49 +94,69 @@ def test_tutorial_pools_over_padding_and_default_over_real_tokens_only() -> None
     assert outputs["default"][0] == pytest.approx(16.0) == outputs["default"][1]
 
 
-def test_output_is_an_unbounded_logit() -> None:
-    model = build_model(Hyperparameters())
-    dense = model.layers[-1]
-    assert dense.activation is keras.activations.linear
-    dense.set_weights([np.full((16, 1), 50.0, dtype=np.float32), np.array([5.0], dtype=np.float32)])
-    model.layers[0].set_weights([np.ones((10_000, 16), dtype=np.float32)])
-    logits = model(np.ones((2, 250), dtype=np.int64), training=False).numpy()
-    assert logits.shape == (2, 1) and np.all(logits > 1.0), "a sigmoid would cap the output at 1"
-
-
-def test_loss_is_binary_crossentropy_from_logits() -> None:
-    model = build_model(Hyperparameters())
-    assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
-    assert model.loss.get_config()["from_logits"] is True
-
-
-def test_vectorizer_settings_and_standardization() -> None:
+def test_tutorial_vectorizer_is_the_tutorials() -> None:
     vectorizer = build_vectorizer(Hyperparameters())
     config = vectorizer.get_config()
     assert config["max_tokens"] == 10_000 and config["output_sequence_length"] == 250
     assert config["ngrams"] is None
-    cleaned = standardize(tf.constant(["Great<br />FILM, really!!"])).numpy()[0].decode()
-    assert cleaned.split() == ["great", "film", "really"]
+    cleaned = standardize_tutorial(tf.constant(["Great<br />FILM, really!!"])).numpy()[0]
+    assert cleaned.decode().split() == ["great", "film", "really"]
 
 
-def test_default_standardization_keeps_words_apart_and_apostrophes_in() -> None:
-    raw = ["Don't miss it<br />it's 'GREAT', not-good...NOT bad", "Isn\u2019t it?"]
-    cleaned = [t.decode().split() for t in standardize_keep_apostrophes(tf.constant(raw)).numpy()]
-    assert cleaned[0] == ["don't", "miss", "it", "it's", "great", "not", "good", "not", "bad"]
-    assert cleaned[1] == ["isn't", "it"]
+def test_default_tokens_are_ragged_truncated_and_never_empty() -> None:
+    params = dataclasses.replace(PRESETS["default"], max_tokens=60, sequence_length=5)
+    vectorizer = _tiny_vectorizer(params)
+    ids = tokenize(vectorizer, params, tf.constant(["", "?!", "bad", "funny " * 20]))
+    assert isinstance(ids, tf.RaggedTensor)
+    assert ids.row_lengths().numpy().tolist() == [1, 1, 1, 5]
+    assert ids[0].numpy().tolist() == [1] == ids[1].numpy().tolist(), "one unknown token"
 
 
-def test_default_vectorizer_emits_bigrams() -> None:
-    params = dataclasses.replace(PRESETS["default"], max_tokens=100, sequence_length=10)
-    vectorizer = build_vectorizer(params)
-    vectorizer.adapt(tf.constant(["not good", "not bad at all"]))
-    assert {"not good", "not bad", "bad at"} <= set(vectorizer.get_vocabulary())
-    ids = vectorizer(tf.constant(["not good"])).numpy()[0]
-    assert np.count_nonzero(ids) == 3, "two words and one word pair"
+def test_naive_bayes_ratios_point_the_right_way() -> None:
+    ids = tf.ragged.constant([[2, 3], [2, 4], [5, 3], [5, 4]], dtype=tf.int64)
+    ratios = naive_bayes_ratios(ids, np.array([1, 1, 0, 0]), 6)
+    assert ratios[2] > 0 > ratios[5], "seen only in positive / only in negative documents"
+    assert ratios[3] == pytest.approx(0.0) == ratios[4], "seen equally in both"
+    assert ratios[0] == 0 == ratios[1], "padding and unknown carry no evidence"
+
+
+def test_negated_units_are_tied_to_minus_their_base() -> None:
+    vocabulary = ["", "[UNK]", "funny", "NOT_funny", "not NOT_funny", "NOT_dull", "good bad"]
+    assert negation_base_ids(vocabulary) == [-1, -1, -1, 2, -1, -1, -1]
+    params = dataclasses.replace(
+        PRESETS["default"], max_tokens=len(vocabulary), embedding_init="uniform"
+    )
+    model = build_model(params, vocabulary)
+    embedding = model.get_layer("embedding")
+    assert isinstance(embedding, NegationTiedEmbedding)
+    table = np.zeros((len(vocabulary), 16), np.float32)
+    table[2] = 2.0  # "funny"
+    table[3] = 0.5  # the correction of "NOT_funny"
+    embedding.set_weights([table, np.float32(0.75)])
+    vectors = embedding(tf.constant([[2, 3, 5]])).numpy()[0]
+    np.testing.assert_allclose(vectors[1], -0.75 * 2.0 + 0.5)
+    np.testing.assert_allclose(embedding.effective_embeddings()[[2, 3, 5]], vectors)
+    scores, _ = unit_scores(model)
+    kernel = model.get_layer("logit").get_weights()[0][:, 0]
+    assert scores[3] == pytest.approx(float((-0.75 * 2.0 + 0.5) * kernel.sum()), rel=1e-5)
+
+
+def test_naive_bayes_start_gives_a_calibrated_first_guess() -> None:
+    params = dataclasses.replace(PRESETS["default"], max_tokens=60)
+    vectorizer = _tiny_vectorizer(params)
+    texts = ["funny and good"] * 5 + ["bad"] * 5 + ["good"] * 3 + ["not good"] * 3
+    labels = np.array([1] * 5 + [0] * 5 + [1] * 3 + [0] * 3)
+    ids = tokenize(vectorizer, params, tf.constant(texts))
+    start = naive_bayes_start(ids, labels, params.max_tokens)
+    model = build_model(params, vectorizer.get_vocabulary(), start)
+    logits = model(ids.to_tensor(), training=False).numpy()[:, 0]
+    assert np.mean((logits > 0) == (labels == 1)) == 1.0, "the untrained model is already NB"
 
 
 def test_unknown_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="standardization"):
-        Hyperparameters(standardization="shout")
-    with pytest.raises(ValueError, match="calibration"):
-        Hyperparameters(calibration="vibes")
+    with pytest.raises(ValueError, match="ngrams"):
+        Hyperparameters(ngrams=0)
+    with pytest.raises(ValueError, match="negation tokenizer"):
+        Hyperparameters(tie_negations=True)
+    with pytest.raises(ValueError, match="mask_padding"):
+        Hyperparameters(embedding_init="naive_bayes")

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract import CARD_FILE
 from training import export as export_lib
 from training.model import PRESETS
-from training.train import main, run
+from training.train import BEHAVIOURAL_SET, GateSettings, main, run
 
-QUICK = dict(epochs=2)
+FORCE = GateSettings(force=True)  # tiny slices lose to the baselines; the gate has its own tests
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,16 @@ def trained(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     output = tmp_path_factory.mktemp("models")
     params = dataclasses.replace(PRESETS["tutorial"], epochs=2, max_tokens=2000)
-    run(str(real_imdb_archive), output, "sentiment", params, "tutorial", limit=1500, verbose=0)
+    run(
+        str(real_imdb_archive),
+        output,
+        "sentiment",
+        params,
+        "tutorial",
+        limit=1500,
+        verbose=0,
+        gate=FORCE,
+    )
     return output / "sentiment"
 
 
@@ -32,7 +42,7 @@ def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
     version = trained / "1"
     assert (version / "saved_model.pb").is_file() and (version / "training_curves.png").is_file()
     assert version.stat().st_mode & 0o777 == 0o755, "readable by a service running as another user"
-    card = json.loads((version / "model_card.json").read_text())
+    card = json.loads((version / CARD_FILE).read_text())
     assert card["version"] == 1 and card["preset"] == "tutorial"
     assert set(card["metrics"]["test"]) == {
         "accuracy",
@@ -42,7 +52,7 @@ def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
         "ece_uncalibrated",
         "examples",
     }
-    assert card["calibration"]["method"] == "none" and card["calibration"]["temperature"] == 1.0
+    assert card["calibration"]["method"] == "none" and card["calibration"]["a"] == 1.0
     assert card["metrics"]["test"]["examples"] == 1500
     assert len(card["data"]["sha256"]) == 64
     assert card["hyperparameters"]["max_tokens"] == 2000
@@ -53,6 +63,9 @@ def test_export_takes_raw_strings_and_returns_probabilities(trained: Path) -> No
     _, inputs = serve.structured_input_signature
     assert list(inputs) == ["text"] and inputs["text"].dtype == tf.string
     assert set(serve.structured_outputs) == {"probability", "logit"}
+    assert {"serving_default", "score", "explain"} <= set(
+        tf.saved_model.load(str(trained / "1")).signatures
+    )
     out = serve(text=tf.constant(["An excellent film.", "Awful.", ""]))
     probability, logit = out["probability"].numpy(), out["logit"].numpy()
     assert probability.shape == (3, 1)
@@ -66,16 +79,25 @@ def trained_default(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFa
 
     output = tmp_path_factory.mktemp("default-models")
     params = dataclasses.replace(PRESETS["default"], epochs=2, max_tokens=5000, sequence_length=300)
-    run(str(real_imdb_archive), output, "sentiment", params, "default", limit=1500, verbose=0)
+    run(
+        str(real_imdb_archive),
+        output,
+        "sentiment",
+        params,
+        "default",
+        limit=1500,
+        verbose=0,
+        gate=FORCE,
+    )
     return output / "sentiment" / "1"
 
 
 def test_default_preset_exports_its_length_calibration(trained_default: Path) -> None:
-    card = json.loads((trained_default / "model_card.json").read_text())
-    assert card["preset"] == "default" and card["hyperparameters"]["ngrams"] == 2
+    card = json.loads((trained_default / CARD_FILE).read_text())
+    assert card["preset"] == "default" and card["hyperparameters"]["tokenizer"] == "negation"
     calibration = card["calibration"]
-    assert calibration["method"] == "length" and calibration["temperature"] is None
-    assert all(t > 0 for t in calibration["temperature_by_tokens"].values())
+    assert calibration["method"] == "length" and calibration["a"] > 0 and calibration["b"] >= 0
+    assert all(t > 0 for t in calibration["temperature_by_units"].values())
     assert "validation_snippets" in card["metrics"]
     texts = [s["text"] for s in card["samples"]]
     served = export_lib.served_probabilities(trained_default, texts)
@@ -95,7 +117,7 @@ def test_default_preset_scores_empty_and_punctuation_only_text(trained_default: 
 
 
 def test_recorded_samples_replay_exactly(trained: Path) -> None:
-    card = json.loads((trained / "1" / "model_card.json").read_text())
+    card = json.loads((trained / "1" / CARD_FILE).read_text())
     texts = [s["text"] for s in card["samples"]]
     served = export_lib.served_probabilities(trained / "1", texts)
     np.testing.assert_allclose(served, [s["probability"] for s in card["samples"]], atol=1e-6)
@@ -114,6 +136,7 @@ def test_a_second_run_publishes_the_next_version(trained: Path, real_imdb_archiv
             "1",
             "--max-tokens",
             "500",
+            "--force",
             "--quiet",
         ]
     )
@@ -137,13 +160,22 @@ def test_failure_mid_export_publishes_nothing(
     monkeypatch.setattr("training.train.plot_history", broken_plot)
     params = dataclasses.replace(PRESETS["tutorial"], epochs=1, max_tokens=500)
     with pytest.raises(OSError, match="disk full"):
-        run(str(real_imdb_archive), tmp_path, "sentiment", params, "tutorial", limit=200, verbose=0)
+        run(
+            str(real_imdb_archive),
+            tmp_path,
+            "sentiment",
+            params,
+            "tutorial",
+            limit=200,
+            verbose=0,
+            gate=FORCE,
+        )
     assert sorted(p.name for p in base.iterdir()) == ["1"], "no new version and no staging left"
     assert (base / "1" / "marker").read_text() == "published earlier"
 
 
 def test_export_that_disagrees_with_keras_is_refused(trained: Path) -> None:
-    card = json.loads((trained / "1" / "model_card.json").read_text())
+    card = json.loads((trained / "1" / CARD_FILE).read_text())
     texts = [s["text"] for s in card["samples"]]
     wrong = np.array([s["probability"] for s in card["samples"]]) + 1e-3
     with pytest.raises(export_lib.ExportError, match="differs"):
@@ -158,3 +190,56 @@ def test_bad_data_exits_with_a_clear_error(
     assert main(["--data", str(bad), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
     assert "bad.csv: row 3" in caplog.text
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("saved_model.pb"))
+
+
+def test_card_carries_the_baselines_and_behaviour_per_kind(trained: Path) -> None:
+    card = json.loads((trained / "1" / CARD_FILE).read_text())
+    assert set(card["baselines"]) == {"tfidf_logreg", "nbsvm"}
+    for baseline in card["baselines"].values():
+        assert 0.5 < baseline["test_accuracy"] <= 1.0 and baseline["C"] > 0
+    kinds = {json.loads(line)["kind"] for line in BEHAVIOURAL_SET.read_text().splitlines()}
+    behaviour = card["behavioural"]
+    assert set(behaviour["by_kind"]) == kinds
+    assert behaviour["texts"] == sum(k["texts"] for k in behaviour["by_kind"].values())
+    assert 0.0 <= behaviour["accuracy"] <= 1.0
+    assert card["gate"]["forced"] is True and card["gate"]["live_version"] is None
+
+
+def test_gate_refuses_a_worse_model_and_force_publishes_it(
+    trained_default: Path, real_imdb_archive: Path, tmp_path: Path
+) -> None:
+    """A one-epoch model on 300 reviews must not replace the live version; --force overrides."""
+    import shutil
+
+    base = tmp_path / "sentiment"
+    shutil.copytree(trained_default, base / "1")
+    arguments = [
+        "--data",
+        str(real_imdb_archive),
+        "--output-dir",
+        str(tmp_path),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--preset",
+        "tutorial",
+        "--limit",
+        "300",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "500",
+        "--quiet",
+    ]
+    assert main(arguments) == 3, "refused"
+    assert sorted(p.name for p in base.iterdir()) == ["1"], "nothing published, no staging left"
+    refused = list((tmp_path / "cache" / "refused").iterdir())
+    assert len(refused) == 1 and (refused[0] / "saved_model.pb").is_file()
+    card = json.loads((refused[0] / CARD_FILE).read_text())
+    failed = {check["name"] for check in card["gate"]["checks"] if not check["passed"]}
+    assert "live_version" in failed and card["gate"]["published"] is False
+
+    assert main([*arguments, "--force"]) == 0
+    assert export_lib.existing_versions(base) == [1, 2]
+    forced = json.loads((base / "2" / CARD_FILE).read_text())
+    assert forced["gate"]["passed"] is False and forced["gate"]["forced"] is True
+    assert forced["gate"]["live_version"] == 1
