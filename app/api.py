@@ -22,12 +22,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from app.errors import (
-    InvalidInputError,
-    ModelNotFoundError,
-    PayloadTooLargeError,
-    UnauthorizedError,
-)
+from app import inference_protocol, tfserving
+from app.errors import UnauthorizedError
 from app.metrics import CONTENT_TYPE_LATEST
 from app.predictor import Predictor
 from app.schemas import (
@@ -38,12 +34,14 @@ from app.schemas import (
     PredictRequest,
     PredictResponse,
     ReadyResponse,
-    TFServingModelStatusResponse,
-    TFServingPredictRequest,
-    TFServingPredictResponse,
 )
+from app.scoring import check_batch_size as _check_batch_size
+from app.scoring import count_labels as _count_labels
+from app.scoring import labels_for as _labels
+from app.scoring import score_texts
+from app.scoring import service_of as _service
 from app.service import Service
-from contract import SIGNATURE_NAME, ModelCard
+from contract import ModelCard
 
 _JSON = "application/json"
 
@@ -59,38 +57,10 @@ def _json(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type=_JSON)
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
 async def _score(service: Service, texts: Sequence[str]) -> tuple[list[float], Predictor]:
-    """Check the limits that depend on settings, then score via the micro-batcher."""
-    service.registry.require_live()
-    max_chars = service.settings.max_text_chars
-    for text in texts:
-        if len(text) > max_chars:
-            raise InvalidInputError(f"A text is longer than {max_chars} characters.")
-    scored = await service.batcher.submit(texts)
+    """Score via the shared path (limits, micro-batcher) every prediction route takes."""
+    scored = await score_texts(service, texts)
     return scored.probabilities, scored.model
-
-
-def _labels(probabilities: list[float], predictor: Predictor) -> list[str]:
-    """Apply the model card's decision threshold."""
-    threshold = predictor.decision_threshold
-    return ["positive" if p >= threshold else "negative" for p in probabilities]
-
-
-def _count_labels(service: Service, labels: list[str]) -> None:
-    """Count the predicted labels in the metrics."""
-    positives = labels.count("positive")
-    service.metrics.count_predictions(positives, len(labels) - positives)
-
-
-def _check_batch_size(service: Service, count: int) -> None:
-    limit = service.settings.max_batch_items
-    if count > limit:
-        raise PayloadTooLargeError(f"At most {limit} texts per request.")
 
 
 async def predict(body: PredictRequest, request: Request) -> Response:
@@ -118,41 +88,6 @@ async def predict_batch(body: BatchPredictRequest, request: Request) -> Response
         for label, probability in zip(labels, probabilities, strict=True)
     ]
     return _json({"predictions": predictions, "model_version": predictor.version_label})
-
-
-async def tf_serving_predict(
-    name: str, body: TFServingPredictRequest, request: Request
-) -> Response:
-    """TF Serving's REST predict: ``instances`` answers ``predictions``, ``inputs`` ``outputs``."""
-    service = _service(request)
-    if name != service.settings.model_name:
-        raise ModelNotFoundError(f"Model {name!r} is not served here.")
-    if body.signature_name not in (None, SIGNATURE_NAME):
-        raise InvalidInputError(f"Only the {SIGNATURE_NAME!r} signature is served.")
-    if (body.instances is None) == (body.inputs is None):
-        raise InvalidInputError("Send exactly one of 'instances' or 'inputs'.")
-    texts = body.texts()
-    if not texts:
-        raise InvalidInputError("At least one text is required.")
-    _check_batch_size(service, len(texts))
-    probabilities, predictor = await _score(service, texts)
-    _count_labels(service, _labels(probabilities, predictor))
-    key = "predictions" if body.instances is not None else "outputs"
-    return _json({key: [[probability] for probability in probabilities]})
-
-
-async def tf_serving_model_status(name: str, request: Request) -> Response:
-    """The live version in TF Serving's GetModelStatus shape."""
-    service = _service(request)
-    if name != service.settings.model_name:
-        raise ModelNotFoundError(f"Model {name!r} is not served here.")
-    predictor = service.registry.require_live()
-    status = {
-        "version": predictor.version_label,
-        "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""},
-    }
-    return _json({"model_version_status": [status]})
 
 
 async def model_card(request: Request) -> Response:
@@ -220,22 +155,6 @@ _MODEL_ROUTES = (
         "Score several texts",
     ),
     RouteSpec(
-        "/v1/models/{name}:predict",
-        tf_serving_predict,
-        "POST",
-        TFServingPredictResponse,
-        {**_PREDICTION_ERRORS, **_error_docs(404)},
-        "TF Serving compatible predict",
-    ),
-    RouteSpec(
-        "/v1/models/{name}",
-        tf_serving_model_status,
-        "GET",
-        TFServingModelStatusResponse,
-        _error_docs(401, 404, 503),
-        "TF Serving compatible model status",
-    ),
-    RouteSpec(
         "/v1/model",
         model_card,
         "GET",
@@ -260,6 +179,8 @@ def install_routes(app: FastAPI, api_key: str | None) -> None:
             tags=["predictions"],
             dependencies=guarded,
         )
+    tfserving.install_routes(app, guarded)
+    inference_protocol.install_routes(app, guarded)
     app.add_api_route(
         "/healthz",
         healthz,

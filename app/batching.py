@@ -48,15 +48,20 @@ Model = TypeVar("Model")
 """The model that scored a batch, as the scoring function reports it (the service: Predictor)."""
 
 ScoreFunction = Callable[[list[str]], tuple[npt.NDArray[np.float32], Model]]
+"""Scores a batch: ``[N]`` probabilities, or ``[N, 2]`` rows of (probability, logit)."""
 BatchObserver = Callable[[int, float], None]
 
 
 @dataclass(slots=True)
 class ScoredTexts(Generic[Model]):
-    """The probabilities for one request's texts, in order, and the model that scored them."""
+    """The probabilities for one request's texts, in order, and the model that scored them.
+
+    ``logits`` is None when the score function returned probabilities only.
+    """
 
     probabilities: list[float]
     model: Model
+    logits: list[float] | None = None
 
 
 @dataclass(slots=True)
@@ -182,11 +187,16 @@ class MicroBatcher(Generic[Model]):
             texts = [text for item in batch for text in item.texts]
             started = time.perf_counter()
             values: list[float] = []
+            logits: list[float] | None = None
             model: Model | None = None
             failure: ServiceError | None = None
             try:
-                probabilities, model = self._score(texts)
-                values = probabilities.tolist()
+                scores, model = self._score(texts)
+                if scores.ndim == 2:  # rows of (probability, logit)
+                    values = scores[:, 0].tolist()
+                    logits = scores[:, 1].tolist()
+                else:
+                    values = scores.tolist()
             except Exception as exc:
                 # The type only: an exception message may quote the input.
                 logger.error(
@@ -196,7 +206,7 @@ class MicroBatcher(Generic[Model]):
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             try:
-                loop.call_soon_threadsafe(self._finish, batch, values, model, failure)
+                loop.call_soon_threadsafe(self._finish, batch, values, logits, model, failure)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
@@ -204,6 +214,7 @@ class MicroBatcher(Generic[Model]):
         self,
         batch: list[_Pending[Model]],
         values: list[float],
+        logits: list[float] | None,
         model: Model | None,
         failure: ServiceError | None,
     ) -> None:
@@ -224,5 +235,7 @@ class MicroBatcher(Generic[Model]):
                     error = failure or InferenceError()
                     item.future.set_exception(type(error)(error.message))
                 else:
-                    item.future.set_result(ScoredTexts(values[offset : offset + count], model))
+                    end = offset + count
+                    item_logits = logits[offset:end] if logits is not None else None
+                    item.future.set_result(ScoredTexts(values[offset:end], model, item_logits))
             offset += count

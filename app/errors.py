@@ -12,7 +12,7 @@ or logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,60 @@ def describe_error_types() -> str:
     )
 
 
+ErrorShape = Callable[[ServiceError, int], tuple[int, bytes]]
+"""A route family's error body: (error, status we would send) -> (status, body)."""
+
+# Route families that speak another protocol's error shape, by path prefix.
+_FAMILY_SHAPES: list[tuple[str, ErrorShape]] = []
+
+
+def register_error_shape(path_prefix: str, shape: ErrorShape) -> None:
+    """Render errors on ``path_prefix`` and below in ``shape`` instead of ours.
+
+    Used by the protocol routes (TF Serving REST under /v1/models, the Open Inference
+    Protocol under /v2): their clients parse ``{"error": "<message>"}``. The errors are the
+    same ServiceError types; only the body shape (and a protocol's status) differs, chosen
+    from the request path so framework errors (unknown route, wrong method, body limit in
+    the middleware) get it too.
+    """
+    if all(prefix != path_prefix for prefix, _ in _FAMILY_SHAPES):
+        _FAMILY_SHAPES.append((path_prefix, shape))
+
+
+def _shape_for(path: str) -> ErrorShape | None:
+    for prefix, shape in _FAMILY_SHAPES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape
+    return None
+
+
+def protocol_error_shape(error: ServiceError, status_code: int) -> tuple[int, bytes]:
+    """``{"error": "<message>"}``: TF Serving's and the Open Inference Protocol's shape.
+
+    Both answer invalid requests with 400 (gRPC INVALID_ARGUMENT), where we use 422.
+    """
+    status = 400 if status_code == InvalidInputError.status_code else status_code
+    return status, orjson.dumps({"error": error.message})
+
+
+class _ErrorResponse(Response):
+    """Our error shape, switched to the route family's shape when it is sent."""
+
+    def __init__(self, error: ServiceError, status_code: int, headers: Mapping[str, str]):
+        self.error = error
+        body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
+        super().__init__(
+            body, status_code=status_code, media_type="application/json", headers=headers or None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shape = _shape_for(scope.get("path", ""))
+        if shape is not None:
+            self.status_code, self.body = shape(self.error, self.status_code)
+            self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
+
+
 def error_response(
     error: ServiceError,
     *,
@@ -193,18 +248,13 @@ def error_response(
     """The one renderer: the documented JSON shape with the error's status and headers.
 
     A Response is also an ASGI app, so the middleware sends it directly. ``close`` asks the
-    client to drop the connection (used when the request body was never read).
+    client to drop the connection (used when the request body was never read). Routes
+    registered with ``register_error_shape`` get their protocol's shape instead.
     """
     all_headers = {**error.headers, **(headers or {})}
     if close:
         all_headers["Connection"] = "close"
-    body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
-    return Response(
-        body,
-        status_code=status_code or error.status_code,
-        media_type="application/json",
-        headers=all_headers or None,
-    )
+    return _ErrorResponse(error, status_code or error.status_code, all_headers)
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:

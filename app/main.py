@@ -12,6 +12,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import FastAPI
 
 from app import api
@@ -56,8 +58,14 @@ def create_app(
     _configure_logging(settings)
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
     registry = ModelRegistry(settings.model_base_path, settings.model_name, metrics)
+
+    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+        # Both outputs from one model call: the protocol routes answer the logit too.
+        predictor = registry.require_live()
+        return predictor.predict_scores(texts), predictor
+
     batcher: MicroBatcher[Predictor] = MicroBatcher(
-        registry.score,
+        score,
         max_batch_size=settings.max_batch_size,
         max_wait_seconds=settings.max_batch_wait_ms / 1000,
         gather_seconds=settings.batch_gather_ms / 1000,

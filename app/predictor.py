@@ -22,6 +22,7 @@ from app.errors import BrokenModelError
 from contract import (
     CARD_FILE,
     INPUT_NAME,
+    LOGIT_OUTPUT,
     PROBABILITY_OUTPUT,
     SAMPLE_TOLERANCE,
     SIGNATURE_NAME,
@@ -106,6 +107,22 @@ class Predictor:
                 f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
             )
         return probabilities
+
+    def predict_scores(self, texts: Sequence[str]) -> Probabilities:
+        """``[N, 2]`` float32 rows of (probability, logit), from one call of the signature.
+
+        The protocol routes (TF Serving, Open Inference Protocol) answer both outputs, so
+        the batcher scores with this; ``predict_probabilities`` stays for everything else.
+        """
+        outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
+        probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
+        logits = outputs[LOGIT_OUTPUT].numpy().reshape(-1)
+        if probabilities.shape[0] != len(texts) or logits.shape[0] != len(texts):
+            raise BrokenModelError(
+                f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
+            )
+        scores: Probabilities = np.stack([probabilities, logits], axis=1).astype(np.float32)
+        return scores
 
     def verify_samples(self) -> None:
         """Replay the card's recorded samples; a mismatch means a broken or foreign export."""

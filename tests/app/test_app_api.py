@@ -50,64 +50,6 @@ def test_batch_predictions_keep_input_order(client: TestClient, model_card: dict
         assert prediction["label"] == single["label"]
 
 
-def test_tf_serving_predict_row_and_columnar_formats(
-    client: TestClient, model_card: dict[str, Any]
-) -> None:
-    texts = [sample["text"] for sample in model_card["samples"]]
-    expected = [sample["probability"] for sample in model_card["samples"]]
-
-    rows = client.post("/v1/models/sentiment:predict", json={"instances": texts})
-    assert rows.status_code == 200
-    assert set(rows.json()) == {"predictions"}
-    assert [p[0] for p in rows.json()["predictions"]] == pytest.approx(expected, abs=1e-5)
-
-    named = client.post(
-        "/v1/models/sentiment:predict",
-        json={"signature_name": "serving_default", "instances": [{"text": t} for t in texts]},
-    )
-    assert [p[0] for p in named.json()["predictions"]] == pytest.approx(expected, abs=1e-5)
-
-    columnar = client.post("/v1/models/sentiment:predict", json={"inputs": {"text": texts}})
-    assert [p[0] for p in columnar.json()["outputs"]] == pytest.approx(expected, abs=1e-5)
-
-
-def test_tf_serving_model_status_and_route_disambiguation(
-    client: TestClient, assert_error: Callable[..., Any]
-) -> None:
-    status = client.get("/v1/models/sentiment")
-    assert status.status_code == 200
-    assert status.json() == {
-        "model_version_status": [
-            {
-                "version": "1",
-                "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
-            }
-        ]
-    }
-    assert_error(client.get("/v1/models/other"), 404, "model_not_found")
-    # GET on the predict path must not be mistaken for a model called "sentiment:predict".
-    assert_error(client.get("/v1/models/sentiment:predict"), 404, "model_not_found")
-    assert_error(
-        client.post("/v1/models/other:predict", json={"instances": ["good"]}),
-        404,
-        "model_not_found",
-    )
-
-
-def test_tf_serving_predict_rejects_bad_bodies(
-    client: TestClient, assert_error: Callable[..., Any]
-) -> None:
-    url = "/v1/models/sentiment:predict"
-    assert_error(client.post(url, json={}), 422, "invalid_input")
-    assert_error(client.post(url, json={"instances": []}), 422, "invalid_input")
-    assert_error(client.post(url, json={"instances": ["a"], "inputs": ["b"]}), 422, "invalid_input")
-    assert_error(
-        client.post(url, json={"signature_name": "other", "instances": ["a"]}), 422, "invalid_input"
-    )
-    assert_error(client.post(url, json={"instances": [" "]}), 422, "invalid_input")
-
-
 def test_model_card_route_returns_live_card(client: TestClient, model_card: dict[str, Any]) -> None:
     response = client.get("/v1/model")
     assert response.status_code == 200
@@ -207,11 +149,6 @@ def test_size_limits(
             413,
             "payload_too_large",
         )
-        assert_error(
-            client.post("/v1/models/sentiment:predict", json={"instances": ["a"] * 4}),
-            413,
-            "payload_too_large",
-        )
         # Declared length over the limit: refused before a byte of the body is read.
         assert_error(
             client.post("/v1/predict", json={"text": "y" * 4000}), 413, "payload_too_large"
@@ -239,7 +176,7 @@ def test_size_limits(
 def test_unknown_route_and_wrong_method(
     client: TestClient, assert_error: Callable[..., Any]
 ) -> None:
-    assert_error(client.get("/v2/nothing"), 404, "not_found")
+    assert_error(client.get("/v3/nothing"), 404, "not_found")
     assert_error(client.get("/v1/predict"), 405, "method_not_allowed")
 
 
@@ -276,11 +213,6 @@ def test_not_ready_without_a_model_then_ready_when_one_is_published(
         assert not_ready.headers["retry-after"] == "1"
         assert_error(client.post("/v1/predict", json={"text": "good"}), 503, "not_ready")
         assert_error(client.post("/v1/predict/batch", json={"texts": ["good"]}), 503, "not_ready")
-        assert_error(
-            client.post("/v1/models/sentiment:predict", json={"instances": ["good"]}),
-            503,
-            "not_ready",
-        )
         assert_error(client.get("/v1/model"), 503, "not_ready")
         assert "sentiment_model_ready 0.0" in client.get("/metrics").text
 
@@ -327,13 +259,7 @@ def test_api_key_guards_everything_but_health_and_metrics(
         assert_error(
             client.post("/v1/predict/batch", json={"texts": ["good"]}), 401, "unauthorized"
         )
-        assert_error(client.get("/v1/models/sentiment"), 401, "unauthorized")
         assert_error(client.get("/v1/model"), 401, "unauthorized")
-        assert_error(
-            client.post("/v1/models/sentiment:predict", json={"instances": ["good"]}),
-            401,
-            "unauthorized",
-        )
         # The key is checked before the body: no validation detail leaks to anonymous callers.
         assert_error(client.post("/v1/predict", json={"text": ""}), 401, "unauthorized")
         ok_header = client.post("/v1/predict", json=body, headers={"X-API-Key": "s3cret"})

@@ -163,12 +163,12 @@ def gated_app(
         def gated_predict(texts: Sequence[str]) -> npt.NDArray[np.float32]:
             return scorer(list(texts))[0]
 
-        live.predict_probabilities = gated_predict
+        live.predict_scores = gated_predict  # what the app's batcher calls
         try:
             yield client, scorer
         finally:
             scorer.gate.set()
-            del live.predict_probabilities  # back to the class's method
+            del live.predict_scores  # back to the class's method
 
 
 def test_app_answers_429_when_the_queue_is_full(
