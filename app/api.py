@@ -24,7 +24,9 @@ from starlette.responses import Response
 
 from app import inference_protocol, tfserving
 from app.errors import UnauthorizedError
+from app.explain import install_explain_route
 from app.metrics import CONTENT_TYPE_LATEST
+from app.playground import install_playground_route
 from app.predictor import Predictor
 from app.schemas import (
     BatchPredictRequest,
@@ -181,6 +183,8 @@ def install_routes(app: FastAPI, api_key: str | None) -> None:
         )
     tfserving.install_routes(app, guarded)
     inference_protocol.install_routes(app, guarded)
+    install_explain_route(app, guarded)
+    install_playground_route(app)  # static: no key; its fetches send one
     app.add_api_route(
         "/healthz",
         healthz,

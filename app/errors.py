@@ -130,6 +130,18 @@ class ModelNotFoundError(
     """The TF Serving compatible route named a model this service does not serve."""
 
 
+class ExplainUnavailableError(
+    ServiceError,
+    status=501,
+    error_type="explain_unavailable",
+    message="The live model version was exported without the 'explain' signature.",
+):
+    """/v1/explain on a version exported before explanations existed (versions 1 and 2).
+
+    501, not 500: nothing failed, this version cannot do it; a newer version can.
+    """
+
+
 class NotFoundError(ServiceError, status=404, error_type="not_found", message="Not Found"):
     """No route has this path (raised by Starlette's router)."""
 

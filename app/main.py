@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from app import api
 from app.batching import MicroBatcher
 from app.errors import describe_error_types, install_error_handlers
+from app.input_metrics import InputMetrics
 from app.metrics import ServiceMetrics
 from app.middleware import ServiceMiddleware
 from app.predictor import Predictor
@@ -57,7 +59,15 @@ def create_app(
     settings = settings or Settings()
     _configure_logging(settings)
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
-    registry = ModelRegistry(settings.model_base_path, settings.model_name, metrics)
+    registry = ModelRegistry(
+        settings.model_base_path,
+        settings.model_name,
+        metrics,
+        # Drift and input metrics from each batch's score outputs (versions with ``score``).
+        loader=functools.partial(
+            Predictor.load, observe_inputs=InputMetrics(metrics.registry).observe
+        ),
+    )
 
     def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
         # Both outputs from one model call: the protocol routes answer the logit too.

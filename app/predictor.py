@@ -19,12 +19,14 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from app.errors import BrokenModelError
+from app.input_metrics import InputObserver, observed_scoring
 from contract import (
     CARD_FILE,
     INPUT_NAME,
     LOGIT_OUTPUT,
     PROBABILITY_OUTPUT,
     SAMPLE_TOLERANCE,
+    SCORE_SIGNATURE_NAME,
     SIGNATURE_NAME,
     ModelCard,
     is_version_name,
@@ -58,11 +60,22 @@ class Predictor:
         self._owner = owner
 
     @classmethod
-    def load(cls, path: Path, *, warmup_batch_sizes: Sequence[int] = (1, 8, 64)) -> Predictor:
+    def load(
+        cls,
+        path: Path,
+        *,
+        warmup_batch_sizes: Sequence[int] = (1, 8, 64),
+        observe_inputs: InputObserver | None = None,
+    ) -> Predictor:
         """Load, verify against the card's samples and warm the version in ``path``.
 
         Raises BrokenModelError for anything wrong with the directory, so a caller can refuse
         the version without knowing TensorFlow's many exception types.
+
+        A version with a ``score`` signature (v3 on) is scored with it: the same probability
+        and logit plus input accounting from the same call, which ``observe_inputs`` receives
+        for every batch once the version is verified and warm (the card's samples and the
+        warm-up texts are not traffic, so they are not observed).
         """
         started = time.perf_counter()
         if not is_version_name(path.name):
@@ -77,6 +90,9 @@ class Predictor:
         try:
             loaded = tf.saved_model.load(str(path))
             serving_function = loaded.signatures[SIGNATURE_NAME]
+            score_function = loaded.signatures.get(SCORE_SIGNATURE_NAME)
+            if score_function is not None:  # verified below like serving_default would be
+                serving_function = score_function
         except Exception as exc:
             raise BrokenModelError(
                 f"version {version}: SavedModel failed to load ({type(exc).__name__})"
@@ -88,12 +104,22 @@ class Predictor:
         predictor = cls(version, card, card_document, serving_function, string_constant, loaded)
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
+        if score_function is not None and observe_inputs is not None:
+            predictor._serving_function = observed_scoring(score_function, observe_inputs)
         logger.info(
             "model version %d loaded, verified and warm in %.2fs",
             version,
             time.perf_counter() - started,
         )
         return predictor
+
+    def signature(self, name: str) -> Callable[..., Any] | None:
+        """This version's signature ``name`` (e.g. ``explain``); None if it was not exported."""
+        signatures = getattr(self._owner, "signatures", None)
+        if signatures is None or name not in signatures:
+            return None
+        function: Callable[..., Any] = signatures[name]
+        return function
 
     def predict_probabilities(self, texts: Sequence[str]) -> Probabilities:
         """P(positive) for each text, via the concrete serving function (never Keras predict).

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Maximum texts in one batch or TF Serving request; more are rejected with 413.",
     )
+    max_explain_items: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Maximum texts in one /v1/explain request; more are rejected with 413. Lower than "
+            "the batch limit: an explanation answers every unit of every text."
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,

@@ -1,0 +1,143 @@
+"""Drift and input metrics, observed once per model call from the ``score`` signature.
+
+Versions exported since 3 have a ``score`` signature: ``serving_default``'s probability and
+logit plus input accounting (real token count, out-of-vocabulary count, truncated) from the
+same graph call, so the accounting costs the model nothing extra. The predictor scores every
+batch with it when the live version has it (see ``observed_scoring``) and hands the outputs
+here, on the model thread.
+
+A histogram's ``observe`` walks its buckets in Python under a lock, once per value: three
+histograms times 64 texts would be ~200 such calls per batch on the thread the whole service
+waits for. ``_BulkHistogram.observe_many`` instead bins the whole batch with numpy
+(``searchsorted`` + ``bincount``) and adds one increment per non-empty bucket, which is what
+``observe`` would have done value by value (same ``le`` semantics: a value equal to a bound
+lands in that bucket). It works in both storage modes (local and multiprocess files), since
+it uses the same value objects ``observe`` does.
+
+Texts scored by ``/v1/explain`` are not observed: the playground explains as its user types,
+and half-typed texts are not the traffic whose drift these metrics watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from contract import PROBABILITY_OUTPUT
+
+# Output names of the ``score`` signature (training/export.py, ServingGraph.score).
+TOKEN_COUNT_OUTPUT = "token_count"
+OOV_COUNT_OUTPUT = "oov_count"
+TRUNCATED_OUTPUT = "truncated"
+
+# Twenty equal-width buckets: histogram_quantile interpolates within a bucket, so narrow,
+# even buckets give a usable median and quartiles of the score distribution.
+PROBABILITY_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
+# Real units scored (words and n-grams, at most the version's sequence length).
+TOKEN_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000)
+OOV_SHARE_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class InputBatch:
+    """One model call's per-text outputs, as numpy arrays of equal length."""
+
+    probability: npt.NDArray[np.float32]
+    token_count: npt.NDArray[np.int64]
+    oov_count: npt.NDArray[np.int64]
+    truncated: npt.NDArray[np.bool_]
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any]) -> InputBatch:
+        """Read the ``score`` signature's output tensors (already computed, so cheap)."""
+        return cls(
+            probability=outputs[PROBABILITY_OUTPUT].numpy().reshape(-1),
+            token_count=outputs[TOKEN_COUNT_OUTPUT].numpy().reshape(-1),
+            oov_count=outputs[OOV_COUNT_OUTPUT].numpy().reshape(-1),
+            truncated=outputs[TRUNCATED_OUTPUT].numpy().reshape(-1),
+        )
+
+    @property
+    def oov_share(self) -> npt.NDArray[np.float64]:
+        """OOV units over real units; 0 for an empty text (nothing real was out of vocabulary)."""
+        real = self.token_count.astype(np.float64)
+        return np.divide(
+            self.oov_count.astype(np.float64), real, out=np.zeros_like(real), where=real > 0
+        )
+
+
+InputObserver = Callable[[InputBatch], None]
+
+
+class _BulkHistogram(Histogram):  # type: ignore[misc]
+    """A Histogram that can take a whole batch of values at once (see the module docstring)."""
+
+    def observe_many(self, values: npt.NDArray[Any]) -> None:
+        if values.size == 0:
+            return
+        bounds = np.asarray(self._upper_bounds, dtype=np.float64)
+        exact = values.astype(np.float64)  # the sum in float64, as observe() adds floats
+        counts = np.bincount(np.searchsorted(bounds, exact, side="left"), minlength=len(bounds))
+        self._sum.inc(float(exact.sum()))
+        for index in np.flatnonzero(counts):
+            self._buckets[int(index)].inc(int(counts[index]))
+
+
+class InputMetrics:
+    """Score drift and input accounting, registered in the app's own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.probability = _BulkHistogram(
+            "sentiment_predicted_probability",
+            "Predicted P(positive) per scored text: a shift in its distribution is score drift.",
+            buckets=PROBABILITY_BUCKETS,
+            registry=registry,
+        )
+        self.token_count = _BulkHistogram(
+            "sentiment_input_tokens",
+            "Real units (words and n-grams) scored per text, at most the sequence length.",
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.oov_share = _BulkHistogram(
+            "sentiment_input_oov_share",
+            "Share of a text's scored units that are out of the model's vocabulary.",
+            buckets=OOV_SHARE_BUCKETS,
+            registry=registry,
+        )
+        self.truncated = Counter(
+            "sentiment_input_truncated_texts",
+            "Texts longer than the model's sequence length (their tail was not scored).",
+            registry=registry,
+        )
+
+    def observe(self, batch: InputBatch) -> None:
+        """Record one model call's texts (model thread; a handful of increments per batch)."""
+        self.probability.observe_many(batch.probability)
+        self.token_count.observe_many(batch.token_count)
+        self.oov_share.observe_many(batch.oov_share)
+        truncated = int(np.count_nonzero(batch.truncated))
+        if truncated:
+            self.truncated.inc(truncated)
+
+
+def observed_scoring(
+    score_function: Callable[..., Mapping[str, Any]], observe: InputObserver
+) -> Callable[..., Mapping[str, Any]]:
+    """``score_function`` that also reports each call's accounting to ``observe``.
+
+    Its outputs are a superset of ``serving_default``'s, so callers that read probability
+    (and logit) from it are unchanged.
+    """
+
+    def score_and_observe(**inputs: Any) -> Mapping[str, Any]:
+        outputs = score_function(**inputs)
+        observe(InputBatch.from_outputs(outputs))
+        return outputs
+
+    return score_and_observe
