@@ -11,9 +11,9 @@ import tempfile
 from collections.abc import Iterator
 from types import FrameType
 
-import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from app.connections import DrainingServer
 from app.process import quiet_tensorflow, tune_process
 from app.settings import Settings
 from app.workers import Supervisor, uvicorn_config
@@ -63,7 +63,7 @@ def main() -> None:
             # so a graceful stop (Kubernetes, docker stop) reports status 0, not "killed".
             signal.signal(signal.SIGTERM, _exit_cleanly)
             tune_process(settings)
-            server = uvicorn.Server(uvicorn_config(settings))
+            server = DrainingServer(uvicorn_config(settings))
             server.run()
             status = 0 if server.started else STARTUP_FAILURE
     sys.exit(status)

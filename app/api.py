@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from app import inference_protocol, tfserving
-from app.errors import UnauthorizedError
+from app.errors import NotReadyError, UnauthorizedError
 from app.explain import install_explain_route
 from app.metrics import CONTENT_TYPE_LATEST
 from app.playground import install_playground_route
@@ -42,7 +42,7 @@ from app.scoring import count_labels as _count_labels
 from app.scoring import labels_for as _labels
 from app.scoring import score_texts
 from app.scoring import service_of as _service
-from app.service import Service
+from app.service import DRAINING_STATE_KEY, Service
 from contract import ModelCard
 
 _JSON = "application/json"
@@ -52,7 +52,8 @@ def _error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
-_PREDICTION_ERRORS = _error_docs(401, 413, 422, 429, 503)
+# 400: a body that is not even text (invalid UTF-8), which the framework rejects itself.
+_PREDICTION_ERRORS = _error_docs(400, 401, 413, 422, 429, 503)
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -104,7 +105,13 @@ async def healthz() -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 only when a verified, warm model is live; 503 otherwise."""
+    """200 only when a verified, warm model is live and the process is not stopping.
+
+    The server marks the request state at SIGTERM (``app.connections.DrainingServer``), so
+    load balancers take the pod out of rotation at once while in-flight requests finish.
+    """
+    if request.scope.get("state", {}).get(DRAINING_STATE_KEY):
+        raise NotReadyError("The service is shutting down.")
     live = _service(request).registry.require_live()
     return _json({"status": "ready", "model_version": live.version_label})
 

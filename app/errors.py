@@ -12,7 +12,7 @@ or logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -112,6 +112,24 @@ class BrokenModelError(
     ServiceError, status=503, error_type="broken_model", message="The model version is broken."
 ):
     """A model version on disk failed to load or verify; it is never served."""
+
+
+class RequestHeadTooLargeError(
+    ServiceError,
+    status=431,
+    error_type="request_head_too_large",
+    message="The request line and headers are too large.",
+):
+    """The request head is over ``SENTIMENT_MAX_REQUEST_HEAD_BYTES`` (answered, then closed)."""
+
+
+class RequestHeadTimeoutError(
+    ServiceError,
+    status=408,
+    error_type="request_timeout",
+    message="The request line and headers did not arrive in time.",
+):
+    """The request head took longer than ``SENTIMENT_REQUEST_HEAD_TIMEOUT_SECONDS``."""
 
 
 class UnauthorizedError(
@@ -260,25 +278,71 @@ def error_response(
     """The one renderer: the documented JSON shape with the error's status and headers.
 
     A Response is also an ASGI app, so the middleware sends it directly. ``close`` asks the
-    client to drop the connection (used when the request body was never read). Routes
+    client to drop the connection (used when the request body was never read). Every 413
+    closes it too: after a body over the limit the rest of that body (chunked or not) is
+    still on the wire, and reading it to reach the next request is what the limit refuses. Routes
     registered with ``register_error_shape`` get their protocol's shape instead.
     """
     all_headers = {**error.headers, **(headers or {})}
-    if close:
+    if close or (status_code or error.status_code) == PayloadTooLargeError.status_code:
         all_headers["Connection"] = "close"
     return _ErrorResponse(error, status_code or error.status_code, all_headers)
 
 
-def describe_validation_errors(errors: Sequence[Any]) -> str:
-    """Summarize pydantic errors by location and reason, deliberately dropping the input."""
+# pydantic error types whose message quotes the input; they get a fixed reason instead.
+_MESSAGES_WITH_INPUT = frozenset({"union_tag_invalid", "union_tag_not_found"})
+_NAME_NOT_ECHOED = "(name not echoed)"
+
+
+def describe_validation_errors(
+    errors: Sequence[Any], known_names: Collection[str] = frozenset()
+) -> str:
+    """Summarize pydantic errors by location and reason, deliberately dropping the input.
+
+    A location is a path of field names, list indexes and dict keys. Field names the schema
+    defines (``known_names``) and indexes are shown; any other name was chosen by the client
+    (an unknown field, a dict key) and is never repeated, so a client can't make the
+    service (or a log) say what it wants. Pydantic's union-branch tags are dropped too.
+    """
     parts = []
     for error in errors[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        location = []
+        for part in error.get("loc", ()):
+            if isinstance(part, int) or part in known_names:
+                location.append(str(part))
         reason = str(error.get("msg", "invalid value"))
-        parts.append(f"{location or 'body'}: {reason}")
+        error_type = error.get("type")
+        if error_type == "extra_forbidden":
+            reason = f"unknown field {_NAME_NOT_ECHOED}; {reason}"
+        elif error_type in _MESSAGES_WITH_INPUT:
+            reason = "does not match any expected variant"
+        parts.append(f"{'.'.join(p for p in location if p != 'body') or 'body'}: {reason}")
     if len(errors) > 5:
         parts.append(f"... and {len(errors) - 5} more")
     return "; ".join(parts)
+
+
+def schema_field_names(app: FastAPI) -> frozenset[str]:
+    """Every property name the app's OpenAPI schema defines (computed once per app)."""
+    names: frozenset[str] | None = getattr(app.state, "schema_field_names", None)
+    if names is None:
+        found: set[str] = set()
+        _collect_property_names(app.openapi(), found)
+        names = frozenset(found)
+        app.state.schema_field_names = names
+    return names
+
+
+def _collect_property_names(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            found.update(str(name) for name in properties)
+        for value in node.values():
+            _collect_property_names(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_property_names(value, found)
 
 
 async def handle_service_error(request: Request, exc: Exception) -> Response:
@@ -290,7 +354,8 @@ async def handle_service_error(request: Request, exc: Exception) -> Response:
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     """Render FastAPI's request validation errors (bad JSON, types, limits) as 422."""
     assert isinstance(exc, RequestValidationError)
-    return error_response(InvalidInputError(describe_validation_errors(exc.errors())))
+    message = describe_validation_errors(exc.errors(), schema_field_names(request.app))
+    return error_response(InvalidInputError(message))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

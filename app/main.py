@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from app.metrics import ServiceMetrics
 from app.middleware import ServiceMiddleware
 from app.predictor import Predictor
 from app.registry import ModelRegistry
+from app.schemas import reflect_setting_limits
 from app.service import Service
 from app.settings import Settings
 
@@ -47,6 +49,22 @@ def _configure_logging(settings: Settings) -> None:
         app_logger.addHandler(handler)
 
 
+def _reflect_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
+    """Make this app's OpenAPI document state its own text and batch limits."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = reflect_setting_limits(
+                generate(),
+                max_text_chars=settings.max_text_chars,
+                max_batch_items=settings.max_batch_items,
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None, *, on_model_change: Callable[[], None] | None = None
 ) -> FastAPI:
@@ -67,6 +85,7 @@ def create_app(
         loader=functools.partial(
             Predictor.load, observe_inputs=InputMetrics(metrics.registry).observe
         ),
+        settle_seconds=settings.model_settle_seconds,
     )
 
     def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
@@ -116,6 +135,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    _reflect_limits_in_openapi(app, settings)
     install_error_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     api.install_routes(app, settings.api_key.get_secret_value() if settings.api_key else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,7 @@ class ServiceMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self._labels_by_endpoint: dict[Any, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,8 +67,31 @@ class ServiceMiddleware:
             if not response_started:
                 await _send_error(ServiceError(), scope, receive, send_recording_status)
         finally:
-            route_label = getattr(scope.get("route"), "path", _UNMATCHED_ROUTE)
-            metrics.request_finished(route_label, scope["method"], status, started)
+            metrics.request_finished(self._route_label(scope), scope["method"], status, started)
+
+    def _route_label(self, scope: Scope) -> str:
+        """The route template that matched, for metrics; "unmatched" only when none did.
+
+        FastAPI's API routes put themselves in ``scope["route"]``; Starlette's plain routes
+        (those FastAPI adds for /openapi.json, /docs, /redoc) only leave their ``endpoint``,
+        which is looked up among the app's routes once per endpoint (a handful exist).
+        """
+        route = scope.get("route")
+        if route is not None:
+            return str(route.path)
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return _UNMATCHED_ROUTE
+        label = self._labels_by_endpoint.get(endpoint)
+        if label is None:
+            paths = [
+                str(candidate.path)
+                for candidate in getattr(scope.get("app"), "routes", ())
+                if getattr(candidate, "endpoint", None) is endpoint and hasattr(candidate, "path")
+            ]
+            label = paths[0] if paths else _UNMATCHED_ROUTE
+            self._labels_by_endpoint[endpoint] = label
+        return label
 
     def _limit_streamed_body(self, receive: Receive) -> Receive:
         """Count a chunked body as it streams in; stop reading once it is over the limit."""

@@ -82,6 +82,18 @@ class Predictor:
             raise BrokenModelError(f"{path.name!r} is not an integer version")
         version = int(path.name)
         card, card_document = _read_card(path)
+        if card.version != version:
+            # The directory name is the version (TF Serving's rule): it is what responses,
+            # metrics and the TF Serving status report, so the card served by /v1/model must
+            # say the same. A copied or renamed export keeps its old card; say so once.
+            logger.warning(
+                "version %d: %s says version %d; the directory name wins",
+                version,
+                CARD_FILE,
+                card.version,
+            )
+            card = card.model_copy(update={"version": version})
+            card_document = {**card_document, "version": version}
         if not (path / "saved_model.pb").is_file():
             raise BrokenModelError(f"version {version}: saved_model.pb is missing")
 

@@ -4,14 +4,26 @@ Versions are what ``contract.version_dirs`` finds under the base path. A candida
 loaded, verified and warmed beside the live model, then swapped in with one reference
 assignment, so every batch is scored entirely by one version and reports that version.
 A broken candidate is logged once, remembered, and the live version keeps serving.
+
+Publishing should be atomic (write elsewhere, rename into place), but a version copied in
+place must not be read half-written nor be refused for good. So a candidate is remembered by
+a fingerprint of its whole tree (every file's size, mtime and ctime, not only the top
+directory, which finishing a file inside ``variables/`` does not change): a refused version
+is retried as soon as anything under it changes. And while a version is live, a candidate is
+only loaded once nothing under it has changed for ``settle_seconds`` (by ctime, which the
+kernel sets, so copies that preserve old mtimes are seen too). With nothing live yet (start
+up) a candidate is tried at once: serving sooner matters more, and a half-written one is
+refused and retried when its files change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,14 +36,28 @@ from contract import version_dirs
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Path], Predictor]
-_DirectoryIdentity = tuple[int, int, int]
 
 
-def _identity(path: Path) -> _DirectoryIdentity:
-    # A directory rewritten in place or replaced by a rename gets a new identity, so a
-    # fixed version is retried while an unchanged broken one is not.
-    stat = path.stat()
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+class TreeState(NamedTuple):
+    """What a version directory looks like now: its fingerprint and its newest change."""
+
+    fingerprint: int
+    newest_change_ns: int
+
+
+def tree_state(path: Path) -> TreeState:
+    """Fingerprint every entry under ``path`` (name, size, mtime, ctime) and the top inode.
+
+    Raises OSError if the directory disappears while it is read.
+    """
+    top = path.stat()
+    entries: list[tuple[str, int, int, int]] = []
+    newest = top.st_ctime_ns
+    for entry in sorted(path.rglob("*")):
+        stat = entry.lstat()
+        entries.append((str(entry), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+        newest = max(newest, stat.st_ctime_ns)
+    return TreeState(hash((top.st_ino, top.st_ctime_ns, tuple(entries))), newest)
 
 
 class ModelRegistry:
@@ -43,13 +69,15 @@ class ModelRegistry:
         model_name: str,
         metrics: ServiceMetrics,
         loader: Loader = Predictor.load,
+        settle_seconds: float = 0.0,
     ) -> None:
         self.base_path = base_path
         self.model_name = model_name
         self._metrics = metrics
         self._loader = loader
         self._live: Predictor | None = None
-        self._rejected: dict[int, _DirectoryIdentity] = {}
+        self._settle_seconds = settle_seconds
+        self._rejected: dict[int, int] = {}  # version -> fingerprint when it was refused
         self._reported_unready = False
 
     @property
@@ -78,15 +106,16 @@ class ModelRegistry:
         for version, path in reversed(version_dirs(self.base_path)):
             if version <= current:
                 break
-            if self._is_known_broken(version, path):
+            state = self._settled_state(version, path)
+            if state is None:
                 continue
             try:
                 candidate = self._loader(path)
             except BrokenModelError as exc:
-                self._reject(version, path, exc.message)
+                self._reject(version, state, exc.message)
                 continue
             except Exception as exc:  # a loader bug must not kill the watcher
-                self._reject(version, path, f"unexpected {type(exc).__name__}")
+                self._reject(version, state, f"unexpected {type(exc).__name__}")
                 continue
             self._promote(candidate, previous=current)
             return True
@@ -109,20 +138,33 @@ class ModelRegistry:
             if swapped and on_swap is not None:
                 on_swap()
 
-    def _is_known_broken(self, version: int, path: Path) -> bool:
-        known = self._rejected.get(version)
-        if known is None:
-            return False
-        try:
-            return known == _identity(path)
-        except OSError:
-            return True
+    def _settled_state(self, version: int, path: Path) -> TreeState | None:
+        """The candidate's state if it should be loaded now; None to skip it this time.
 
-    def _reject(self, version: int, path: Path, reason: str) -> None:
+        Skipped: a version refused before and unchanged since, and (while a version is live)
+        one whose files changed less than ``settle_seconds`` ago and are still changing after
+        waiting out the rest of that time (blocking: this runs on the watcher's thread).
+        """
         try:
-            self._rejected[version] = _identity(path)
+            state = tree_state(path)
+            if self._rejected.get(version) == state.fingerprint:
+                return None
+            if self._live is None or self._settle_seconds <= 0:
+                return state
+            quiet_for = (time.time_ns() - state.newest_change_ns) / 1e9
+            if quiet_for >= self._settle_seconds:
+                return state
+            time.sleep(self._settle_seconds - quiet_for)
+            settled = tree_state(path)
         except OSError:
-            self._rejected[version] = (0, 0, 0)
+            return None  # vanished or unreadable mid-scan: look again next time
+        if settled.fingerprint != state.fingerprint:
+            logger.info("model version %d is still being written; will retry", version)
+            return None
+        return settled
+
+    def _reject(self, version: int, state: TreeState, reason: str) -> None:
+        self._rejected[version] = state.fingerprint
         self._metrics.reload_failures.inc()
         logger.error("model version %d refused, live version unchanged: %s", version, reason)
 

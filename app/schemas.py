@@ -1,12 +1,18 @@
 """Request and response bodies; their examples make up the OpenAPI documentation.
 
-Limits that depend on settings (characters per text, texts per batch) are checked in the
-routes, because a schema class is shared by every app instance in the process.
+The schema says exactly what the service accepts, so a client generated from it (or a
+schema-driven fuzzer) never sends a body it believes valid and gets 422: a text must contain a
+non-whitespace character (``NON_BLANK_PATTERN``, the same characters ``str.strip`` removes,
+spelled out so every regex engine agrees). Limits that depend on settings (characters per
+text, texts per batch) are checked in the routes, because a schema class is shared by every
+app instance in the process; ``reflect_setting_limits`` writes an app's values into its
+OpenAPI document.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import sys
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -17,7 +23,26 @@ def _reject_blank(text: str) -> str:
     return text
 
 
+def _non_blank_pattern() -> str:
+    """A regex matching any character ``str.strip`` keeps, as explicit \\u escapes."""
+    blank = [code for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    return "[^" + "".join(f"\\u{code:04x}" for code in blank) + "]"
+
+
+NON_BLANK_PATTERN = _non_blank_pattern()
 ReviewText = Annotated[str, AfterValidator(_reject_blank)]
+# Our own routes' text: the same validation, described in the schema.
+PredictText = Annotated[
+    ReviewText,
+    Field(
+        min_length=1,
+        json_schema_extra={"pattern": NON_BLANK_PATTERN},
+        description=(
+            "Raw English review text: at least one non-whitespace character and at most "
+            "SENTIMENT_MAX_TEXT_CHARS characters (default 20000; longer is 422)."
+        ),
+    ),
+]
 Label = Literal["positive", "negative"]
 
 _EXAMPLE_TEXT = "This movie was wonderful, I loved every minute of it."
@@ -30,7 +55,7 @@ class PredictRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"text": _EXAMPLE_TEXT}]}
     )
 
-    text: ReviewText = Field(description="Raw English review text.")
+    text: PredictText
 
 
 class BatchPredictRequest(BaseModel):
@@ -43,7 +68,28 @@ class BatchPredictRequest(BaseModel):
         },
     )
 
-    texts: list[ReviewText] = Field(min_length=1, description="Raw English review texts.")
+    texts: list[PredictText] = Field(
+        min_length=1,
+        description=(
+            "Raw English review texts: at least one, at most SENTIMENT_MAX_BATCH_ITEMS "
+            "(default 256; more is 413)."
+        ),
+    )
+
+
+def reflect_setting_limits(
+    document: dict[str, Any], *, max_text_chars: int, max_batch_items: int
+) -> dict[str, Any]:
+    """Write one app's limits into its OpenAPI ``document`` (maxLength, maxItems)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    text = schemas.get("PredictRequest", {}).get("properties", {}).get("text")
+    if text is not None:
+        text["maxLength"] = max_text_chars
+    texts = schemas.get("BatchPredictRequest", {}).get("properties", {}).get("texts")
+    if texts is not None:
+        texts["maxItems"] = max_batch_items
+        texts.get("items", {})["maxLength"] = max_text_chars
+    return document
 
 
 class Prediction(BaseModel):

@@ -10,6 +10,10 @@ from app.predictor import Predictor
 from app.registry import ModelRegistry
 from app.settings import Settings
 
+# Set in the server's lifespan state (``scope["state"]`` of every later request) when the
+# process has been told to stop: /readyz answers 503 and responses close their connection.
+DRAINING_STATE_KEY = "sentiment_draining"
+
 
 @dataclass(slots=True)
 class Service:

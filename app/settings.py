@@ -76,12 +76,38 @@ class Settings(BaseSettings):
         ge=1024,
         description="Maximum request body size in bytes, enforced before parsing (413).",
     )
+    max_request_head_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description=(
+            "Maximum size in bytes of a request line plus headers; a longer head is answered "
+            "431 and its connection closed, before it is buffered (memory stays bounded)."
+        ),
+    )
+    request_head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Time a client has to send a request line and headers, from connecting (or from "
+            "the first byte of a later request on a keep-alive connection); a connection that "
+            "misses it is closed (408 if it sent part of a head). Bounds slowloris clients."
+        ),
+    )
     reload_interval_seconds: float = Field(
         default=10.0,
         ge=0,
         description=(
             "How often the model base directory is polled for a newer version; 0 disables "
             "hot reload."
+        ),
+    )
+    model_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Hot reload waits until no file under a new version directory has changed for this "
+            "long before loading it, so a version copied in place (not renamed) is not read "
+            "half-written. A refused version is retried whenever any file under it changes."
         ),
     )
     max_batch_size: int = Field(

@@ -8,7 +8,8 @@ workers by hashing them, so two workers really do use two cores.
 
 The supervisor here is deliberately small: it starts the workers, replaces one that dies,
 gives up if a worker cannot start at all, and on SIGTERM or SIGINT lets every worker drain
-(uvicorn's graceful shutdown) before exiting 0. A worker binds its socket itself and only
+(uvicorn's graceful shutdown, with app.connections' gentler close of idle connections) before
+exiting 0. A worker binds its socket itself and only
 listens once its model is loaded, so a worker that dies or is still starting never holds
 connections it cannot serve.
 """
@@ -29,6 +30,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
+from app.connections import ConnectionLimits, DrainingServer, guarded_protocol
 from app.main import create_app
 from app.process import refreeze_heap, tune_process
 from app.settings import Settings
@@ -61,7 +63,13 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=settings.access_log,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the request-head size and time limits uvicorn lacks (app.connections).
+        http=guarded_protocol(
+            ConnectionLimits(
+                max_head_bytes=settings.max_request_head_bytes,
+                head_timeout_seconds=settings.request_head_timeout_seconds,
+            )
+        ),
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
 
@@ -74,7 +82,7 @@ def serving_app() -> FastAPI:
 def serve_worker(settings: Settings) -> None:
     """A worker process: tuned, its own socket, then uvicorn until it is told to stop."""
     tune_process(settings)
-    server = uvicorn.Server(uvicorn_config(settings))
+    server = DrainingServer(uvicorn_config(settings))
     try:
         sock = reuse_port_socket(settings.host, settings.port)
     except OSError as exc:

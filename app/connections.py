@@ -1,0 +1,207 @@
+"""What a connection may cost before it is a request, and how connections end on shutdown.
+
+uvicorn's httptools protocol buffers the request line and headers itself, before the ASGI app
+sees anything, and bounds neither their size nor the time a client takes to send them: one
+64 MB header was answered 200, and 32 of them at once took two workers from 0.7 GB to 2-3 GB
+each; 200 connections trickling a header line every 2 s stayed open forever. So the limits
+live here, at the protocol level, in a small subclass of uvicorn's ``HttpToolsProtocol``:
+
+* the request head (request line plus headers) is fed to the parser at most
+  ``max_head_bytes`` at a time; a head still incomplete past that is answered 431 and the
+  connection closed, so memory per connection stays bounded however large the header is;
+* a head must arrive within ``head_timeout_seconds`` of the connection opening (first
+  request) or of its first byte (later requests on a keep-alive connection), else 408 and close;
+* on shutdown (SIGTERM), an idle keep-alive connection is not closed at once: a request the
+  client already sent on it would be lost (uvicorn's ``shutdown`` closes it, and the client
+  sees a reset for a POST it will not retry). It stays open for ``drain_idle_seconds``;
+  any request arriving meanwhile is answered with ``Connection: close``. Requests in flight
+  are answered with ``Connection: close`` too (uvicorn's behaviour, kept).
+
+``DrainingServer`` flips readiness at the signal: it marks the lifespan state (the ASGI
+channel from server to app, copied into every request's ``scope["state"]``), so ``/readyz``
+answers 503 from the moment SIGTERM arrives and new requests get ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import FrameType
+from typing import Any, ClassVar, NamedTuple
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from app.errors import RequestHeadTimeoutError, RequestHeadTooLargeError, ServiceError
+from app.service import DRAINING_STATE_KEY
+
+logger = logging.getLogger(__name__)
+
+# After a 431 the client is usually still sending its header: keep reading (and discarding)
+# a little so it can see the answer instead of a reset, then close whatever it still sends.
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 256 * 1024
+
+
+class ConnectionLimits(NamedTuple):
+    """The per-connection limits ``guarded_protocol`` enforces (from Settings)."""
+
+    max_head_bytes: int
+    head_timeout_seconds: float
+    drain_idle_seconds: float = 1.0
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` that enforces ``limits``."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+def raw_error_response(error: ServiceError) -> bytes:
+    """The documented JSON error as raw HTTP/1.1 bytes, closing the connection.
+
+    Written straight to the transport: these answers happen before there is an ASGI request.
+    """
+    body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
+    head = [
+        STATUS_LINE[error.status_code],
+        b"content-type: application/json\r\n",
+        b"content-length: " + str(len(body)).encode() + b"\r\n",
+        b"connection: close\r\n\r\n",
+    ]
+    return b"".join(head) + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bounded, timed request head and a gentle drain."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits(16 * 1024, 10.0)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_open = True  # the parser is inside a request head (or waiting for one)
+        self._head_bytes = 0  # bytes fed to the parser since this head began
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        self._discarding = False  # the connection is lingering after an error: read nothing
+        self._discarded = 0
+
+    # Connection life
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            self._discarded += len(data)
+            if self._discarded > _LINGER_BYTES:
+                self.transport.close()
+            return
+        while data:
+            if not self._head_open:
+                super().data_received(data)
+                return
+            allowed = self.limits.max_head_bytes - self._head_bytes
+            piece, data = data[:allowed], data[allowed:]
+            self._head_bytes += len(piece)
+            if piece:
+                super().data_received(piece)
+            if self.transport.is_closing():
+                return
+            if data and self._head_open:
+                self._reject(RequestHeadTooLargeError())
+                return
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open = True
+        if self._head_timer is None:
+            self._start_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+        if self._draining or self.app_state.get(DRAINING_STATE_KEY):
+            self.cycle.keep_alive = False  # the response says Connection: close
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_open = True
+        self._head_bytes = 0
+
+    # Shutdown
+    def shutdown(self) -> None:
+        """Finish what was sent; close an idle connection only after a short quiet time."""
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            return
+        self._drain_timer = self.loop.call_later(
+            self.limits.drain_idle_seconds, self._close_if_idle
+        )
+
+    def _close_if_idle(self) -> None:
+        self._drain_timer = None
+        if self.transport.is_closing():
+            return
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if not busy and self._head_bytes == 0:
+            self.transport.close()
+        # Otherwise a request is arriving or running: its response carries Connection: close
+        # (or the head timeout ends a client that never finishes its head).
+
+    # Limits
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(
+            self.limits.head_timeout_seconds, self._head_timed_out
+        )
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._head_open:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._start_head_timer()  # a pipelined head behind a running request: wait
+            return
+        if self._head_bytes:
+            logger.info(
+                "request head not received within %.0fs; closing",
+                self.limits.head_timeout_seconds,
+            )
+            self._reject(RequestHeadTimeoutError())
+        else:
+            self.transport.close()  # never sent a byte: nothing to answer
+
+    def _reject(self, error: ServiceError) -> None:
+        """Answer ``error`` and close, lingering briefly so the client can read the answer."""
+        self._discarding = True
+        self._cancel_timers()
+        self.transport.write(raw_error_response(error))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._drain_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._drain_timer = None
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app at the signal that it is draining (readiness 503)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        lifespan = getattr(self, "lifespan", None)
+        if lifespan is not None:
+            lifespan.state[DRAINING_STATE_KEY] = True
+        super().handle_exit(sig, frame)
