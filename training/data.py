@@ -294,3 +294,50 @@ def short_snippets(
             snippet_texts.append(sentences[index])
             snippet_labels.append(label)
     return Split(snippet_texts, np.array(snippet_labels, dtype=np.float32))
+
+
+# Auxiliaries after which English puts its "not": "was good" → "was not good".
+_AUXILIARY = re.compile(
+    r"\b(is|was|are|were|am|do|does|did|has|have|had|will|would|can|could|should|must)\b",
+    re.IGNORECASE,
+)
+# Negations that a counterfactual removes: "was not good" → "was good", "isn't" → "is".
+_NEGATION = re.compile(r"\b(?:(not|never) |(\w+)n't\b)", re.IGNORECASE)
+_CONTRACTED = {"wo": "will", "ca": "can", "sha": "shall"}
+
+
+def negated_counterfactual(sentence: str) -> str | None:
+    """The sentence with its first negation removed, or "not" added after its first auxiliary.
+
+    None when neither applies (no negation, no auxiliary): such a sentence has no simple
+    opposite. "The plot was dull" → "The plot was not dull"; "I didn't like it" → "I did like
+    it"; "It is not funny" → "It is funny".
+    """
+    negation = _NEGATION.search(sentence)
+    if negation is not None:
+        if negation.group(2) is not None:
+            stem = negation.group(2)
+            restored = _CONTRACTED.get(stem.lower(), stem)
+            return sentence[: negation.start()] + restored + sentence[negation.end() :]
+        return sentence[: negation.start()] + sentence[negation.end() :]
+    auxiliary = _AUXILIARY.search(sentence)
+    if auxiliary is None:
+        return None
+    return sentence[: auxiliary.end()] + " not" + sentence[auxiliary.end() :]
+
+
+def counterfactual_snippets(snippets: Split, clear: np.ndarray) -> Split:
+    """Counterfactual augmentation: each clear-cut snippet negated, with its label flipped.
+
+    IMDB's review labels say little about "not X" on its own; a snippet whose sentiment is
+    clear (`clear`: judged by the training split's own evidence) and its negation teach the
+    model that negating a clause reverses it. Only the training split is used.
+    """
+    texts: list[str] = []
+    labels: list[float] = []
+    for text, label, keep in zip(snippets.texts, snippets.labels.tolist(), clear, strict=True):
+        negated = negated_counterfactual(text) if keep else None
+        if negated is not None:
+            texts.append(negated)
+            labels.append(1.0 - label)
+    return Split(texts, np.array(labels, dtype=np.float32))

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -81,6 +82,14 @@ class TrainedModel:
         return np.asarray(tf.sigmoid(calibrated).numpy()[:, 0], dtype=np.float64)
 
 
+class _Totals(NamedTuple):
+    raw_logit: tf.Tensor  # [N] bias + mean unit score, before calibration
+    count: tf.Tensor  # [N] units averaged (an empty text: its one unknown stand-in)
+    real: tf.Tensor  # [N] real units scored (at most the sequence length)
+    all_units: tf.Tensor  # [N] units before truncation
+    unknown: tf.Tensor  # [N] out-of-vocabulary units among the real ones
+
+
 class ServingGraph(tf.Module):  # type: ignore[misc]
     """The folded model with its text pipeline; the exported object."""
 
@@ -101,6 +110,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         )
         self._scores = tf.constant(scores[: len(vocabulary)])
         self._bias = tf.constant(bias, tf.float32)
+        self._pairs = _WordPairIds(vocabulary) if params.ngrams == 2 else None
         text_spec = tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)
         self.serve = tf.function(self._serve, input_signature=[text_spec])
         self.score = tf.function(self._score_with_accounting, input_signature=[text_spec])
@@ -108,31 +118,28 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
 
     def _units(self, text: tf.Tensor) -> tf.RaggedTensor:
         """The units the model scores, in the vectorizer's order: words, then n-grams."""
-        if self._params.tokenizer == "negation":
-            words = text_lib.split_marking_negation(text_lib.standardize(text))
-        else:
-            words = tf.strings.split(text_lib.standardize_tutorial(text))
+        words = self._words(text)
         if self._params.ngrams == 1:
             return words
         widths = tuple(range(1, self._params.ngrams + 1))
         return tf.strings.ngrams(words, ngram_width=widths, separator=" ")
 
+    def _words(self, text: tf.Tensor) -> tf.RaggedTensor:
+        if self._params.tokenizer == "negation":
+            return text_lib.split_marking_negation(text_lib.standardize(text))
+        return tf.strings.split(text_lib.standardize_tutorial(text))
+
     def _score(
         self, text: tf.Tensor
     ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """ids, per-unit scores, raw logit, real-unit count n, divisor of the mean, all units."""
+        """Per unit: ids and scores (ragged); per text: raw logit, units scored n (an empty
+        text counts its one unknown stand-in), divisor of the mean, units before truncation."""
         all_ids = self._table.lookup(self._units(text))
         length = self._params.sequence_length
         ids = all_ids[:, :length]
         if self._masked:
-            empty = tf.equal(ids.row_lengths(), 0)
-            unknown = tf.RaggedTensor.from_row_lengths(
-                tf.fill(
-                    [tf.reduce_sum(tf.cast(empty, tf.int64))], tf.constant(UNKNOWN_ID, tf.int64)
-                ),
-                tf.cast(empty, tf.int64),
-            )
-            ids = tf.concat([ids, unknown], axis=1)
+            empty = tf.cast(tf.equal(ids.row_lengths(), 0), tf.int64)
+            ids = tf.concat([ids, _repeat_id(UNKNOWN_ID, empty)], axis=1)
         count = ids.row_lengths()
         scores = tf.gather(self._scores, ids)
         total = tf.reduce_sum(scores, axis=1)
@@ -144,22 +151,36 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         raw_logit = self._bias + total / divisor
         return ids, scores, raw_logit, count, divisor, all_ids.row_lengths()
 
+    def _totals(self, text: tf.Tensor) -> _Totals:
+        """What serving needs per text, without materializing units where it can avoid it."""
+        if self._pairs is not None and self._masked:
+            return self._pairs.totals(
+                self._words(text), self._scores, self._bias, self._params.sequence_length
+            )
+        ids, _, raw_logit, count, _, all_units = self._score(text)
+        real = tf.minimum(all_units, self._params.sequence_length)
+        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1)
+        # An empty text's unknown stand-in is not an out-of-vocabulary word.
+        return _Totals(raw_logit, count, real, all_units, tf.minimum(unknown, real))
+
     def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        _, _, raw_logit, count, _, _ = self._score(text)
-        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])
+        totals = self._totals(text)
+        logit = self._calibration.apply(
+            totals.raw_logit[:, tf.newaxis], totals.count[:, tf.newaxis]
+        )
         return {PROBABILITY_OUTPUT: tf.sigmoid(logit), LOGIT_OUTPUT: logit}
 
     def _score_with_accounting(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids, _, raw_logit, count, _, total_units = self._score(text)
-        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])
-        real = tf.minimum(total_units, self._params.sequence_length)
-        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1)
+        totals = self._totals(text)
+        logit = self._calibration.apply(
+            totals.raw_logit[:, tf.newaxis], totals.count[:, tf.newaxis]
+        )
         return {
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
             LOGIT_OUTPUT: logit,
-            "token_count": real,
-            "oov_count": tf.minimum(unknown, real),  # an empty text's stand-in is not counted
-            "truncated": total_units > self._params.sequence_length,
+            "token_count": totals.real,
+            "oov_count": totals.unknown,
+            "truncated": totals.all_units > self._params.sequence_length,
         }
 
     def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -205,6 +226,95 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
             LOGIT_OUTPUT: logit,
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
         }
+
+
+class _WordPairIds(tf.Module):  # type: ignore[misc]
+    """Word and word-pair vocabulary ids from one string lookup per word.
+
+    Every word that appears in the vocabulary, alone or in a pair, gets a word number (the
+    vocabulary's own id for words that are units themselves); a pair's id is then an integer
+    lookup of (first number, second number). Words of no vocabulary unit get -1, and any pair
+    containing one is unknown, as its string would be.
+    """
+
+    def __init__(self, vocabulary: list[str]) -> None:
+        super().__init__(name="word_pairs")
+        numbers = {unit: i for i, unit in enumerate(vocabulary) if i >= 2 and " " not in unit}
+        pairs = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
+        for _, words in pairs:
+            for word in words:
+                numbers.setdefault(word, len(vocabulary) + len(numbers))
+        self._stride = len(vocabulary) + len(numbers)
+        self._unit_words = len(vocabulary)
+        self._words = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(numbers)), tf.constant(list(numbers.values()), tf.int64)
+            ),
+            default_value=-1,
+        )
+        keys = [numbers[a] * self._stride + numbers[b] for _, (a, b) in pairs]
+        self._pairs = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.int64), tf.constant([i for i, _ in pairs], tf.int64)
+            ),
+            default_value=UNKNOWN_ID,
+        )
+
+    def totals(
+        self, words: tf.RaggedTensor, scores: tf.Tensor, bias: tf.Tensor, length: int
+    ) -> _Totals:
+        """The masked mean over the first `length` units (words, then pairs) of each text.
+
+        Works on the flat word list of the whole batch: a pair is two neighbours of one text,
+        and position checks replace the vectorizer's truncation, so no per-text unit list is
+        ever built.
+        """
+        texts = words.nrows()
+        numbers = self._words.lookup(words.flat_values)
+        rows = words.value_rowids()
+        position = tf.range(tf.size(numbers, out_type=tf.int64)) - tf.gather(
+            words.row_starts(), rows
+        )
+        word_count = words.row_lengths()
+        word_ids = tf.where(
+            (numbers >= 0) & (numbers < self._unit_words),
+            numbers,
+            tf.constant(UNKNOWN_ID, tf.int64),
+        )
+        keep_word = position < length
+        first, second = numbers[:-1], numbers[1:]
+        same_text = tf.equal(rows[:-1], rows[1:])
+        keys = tf.where(same_text & (first >= 0) & (second >= 0), first * self._stride + second, -1)
+        pair_ids = self._pairs.lookup(keys)
+        pair_rows = rows[:-1]
+        keep_pair = same_text & (position[:-1] < length - tf.gather(word_count, pair_rows))
+
+        def per_text(values: tf.Tensor, keep: tf.Tensor, at: tf.Tensor) -> tf.Tensor:
+            return tf.math.unsorted_segment_sum(
+                tf.where(keep, values, tf.zeros_like(values)), at, texts
+            )
+
+        total = per_text(tf.gather(scores, word_ids), keep_word, rows) + per_text(
+            tf.gather(scores, pair_ids), keep_pair, pair_rows
+        )
+        real = per_text(tf.cast(keep_word, tf.int64), keep_word, rows) + per_text(
+            tf.cast(keep_pair, tf.int64), keep_pair, pair_rows
+        )
+        unknown = per_text(
+            tf.cast(tf.equal(word_ids, UNKNOWN_ID), tf.int64), keep_word, rows
+        ) + per_text(tf.cast(tf.equal(pair_ids, UNKNOWN_ID), tf.int64), keep_pair, pair_rows)
+        empty = tf.equal(real, 0)  # scored as one unknown unit, as the vectorizer path does
+        total = tf.where(empty, scores[UNKNOWN_ID], total)
+        count = tf.maximum(real, 1)
+        all_units = word_count + tf.maximum(word_count - 1, 0)
+        return _Totals(bias + total / tf.cast(count, tf.float32), count, real, all_units, unknown)
+
+
+def _repeat_id(unit_id: int, counts: tf.Tensor) -> tf.RaggedTensor:
+    """`counts[i]` copies of `unit_id` in row i."""
+    return tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.reduce_sum(counts)], tf.constant(unit_id, tf.int64)), counts
+    )
 
 
 def _repeat(unit: str, counts: tf.Tensor) -> tf.RaggedTensor:

@@ -65,6 +65,12 @@ class Hyperparameters:
     embedding_init: EmbeddingInit = "uniform"
     # Negated units start as minus their base unit (times a learned weight) plus a correction.
     tie_negations: bool = False
+    # L2 penalty on the embedding's distance from its naive-Bayes start: keeps rare units (actor
+    # names, one-off phrases) near the evidence instead of memorising the training reviews.
+    prior_l2: float = 0.0
+    # Counterfactual augmentation: each clear-cut training snippet negated ("was dull" → "was
+    # not dull") with its label flipped (training.data.counterfactual_snippets).
+    counterfactuals: bool = False
     # Short snippets cut from each training review (labelled with the review) per review, so the
     # model also learns from inputs as short as the ones users type; 0 disables.
     snippets_per_review: float = 0.0
@@ -79,6 +85,8 @@ class Hyperparameters:
             raise ValueError("tie_negations needs the negation tokenizer")
         if self.embedding_init == "naive_bayes" and not self.mask_padding:
             raise ValueError("naive_bayes initialization needs mask_padding")
+        if (self.prior_l2 or self.counterfactuals) and self.embedding_init != "naive_bayes":
+            raise ValueError("prior_l2 and counterfactuals need the naive_bayes initialization")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,6 +156,21 @@ def tokenize(
     )
     guarded: tf.RaggedTensor = tf.concat([truncated, unknown], axis=1)
     return guarded
+
+
+@keras.saving.register_keras_serializable(package="sentiment")
+class DistanceFromStart(keras.regularizers.Regularizer):  # type: ignore[misc]
+    """strength x sum((weights - start)^2): weight decay toward a prior instead of toward 0."""
+
+    def __init__(self, strength: float, start: np.ndarray) -> None:
+        self.strength = strength
+        self.start = tf.constant(start, tf.float32)
+
+    def __call__(self, weights: Any) -> Any:
+        return self.strength * tf.reduce_sum(tf.square(weights - self.start))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"strength": self.strength, "start": self.start.numpy().tolist()}
 
 
 @keras.saving.register_keras_serializable(package="sentiment")
@@ -248,6 +271,16 @@ def naive_bayes_start(
     return NaiveBayesStart(ratios, float(fitted.coef_[0, 0]), float(fitted.intercept_[0]))
 
 
+def clear_cut(
+    start: NaiveBayesStart, token_ids: tf.RaggedTensor, labels: np.ndarray, confidence: float
+) -> np.ndarray:
+    """Which texts the naive-Bayes start already scores as their label with `confidence`."""
+    mean_ratio = tf.reduce_mean(tf.gather(start.ratios, token_ids), axis=1).numpy()
+    probability = 1.0 / (1.0 + np.exp(-(start.scale * mean_ratio + start.bias)))
+    agreement = np.where(np.asarray(labels) == 1, probability, 1.0 - probability)
+    return np.asarray(agreement >= confidence)
+
+
 def build_model(
     params: Hyperparameters,
     vocabulary: list[str] | None = None,
@@ -278,6 +311,10 @@ def build_model(
         embedding_kwargs["embeddings_initializer"] = keras.initializers.Constant(
             table.astype(np.float32)
         )
+        if params.prior_l2:
+            embedding_kwargs["embeddings_regularizer"] = DistanceFromStart(
+                params.prior_l2, table.astype(np.float32)
+            )
         dense_kwargs["kernel_initializer"] = keras.initializers.Constant(
             (naive_bayes.scale * direction).reshape(-1, 1).astype(np.float32)
         )

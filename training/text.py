@@ -37,19 +37,28 @@ NEGATORS = (
     "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint", "mustnt", "neednt",
 )  # fmt: skip
 CONTRAST_WORDS = ("but", "although", "though", "however", "yet", "whereas", "except")
-_NEGATED_CONTRACTION = ".+n't"
-
+# The standardized text carries the clause structure as tokens, so splitting needs no word
+# lists: a "." boundary ends a clause (and stands before every contrast word), and a "~" marker
+# follows every negator. Punctuation is gone by then, so neither can be a real word. Both are
+# dropped after marking; they only steer it.
+NEGATOR_MARK = "~"
 _CLAUSE_PUNCTUATION = '.,;:!?()[]{}"'
-# One pass for everything that ends a clause; runs of them become a single boundary.
-_CLAUSE_END = "(?:<br */?>|[" + re.escape(_CLAUSE_PUNCTUATION) + "])+"
-# The rest of ASCII punctuation (apostrophe aside) separates words.
-_WORD_SEPARATORS = (
+# Runs of clause punctuation (or IMDB's <br />) become one boundary; a contrast word gets one.
+_CLAUSE_END = (
+    "(?:<br */?>|["
+    + re.escape(_CLAUSE_PUNCTUATION)
+    + "])+|\\b("
+    + "|".join(CONTRAST_WORDS)
+    + ")\\b"
+)
+# The rest of ASCII punctuation (apostrophe aside) separates words, and an apostrophe not
+# between two letters is a quote mark, not part of a word.
+_WORD_SEPARATOR_OR_QUOTE = (
     "["
     + re.escape("".join(c for c in string.punctuation if c not in _CLAUSE_PUNCTUATION + "'"))
-    + "]"
+    + "]|(^|[^a-z])'+|'+([^a-z]|$)"
 )
-# An apostrophe not between two letters is a quote mark, not part of a word.
-_QUOTE_MARK = "(^|[^a-z])'+|'+([^a-z]|$)"
+_NEGATOR = r"\b(" + "|".join(NEGATORS) + r"|\w+n't)\b"
 
 _TUTORIAL_PUNCTUATION = f"[{re.escape(string.punctuation)}]"
 
@@ -70,44 +79,45 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
     """
     lowercase = tf.strings.lower(text, encoding="utf-8")
     straight = tf.strings.regex_replace(lowercase, "[\u2018\u2019]", "'")
-    bounded = tf.strings.regex_replace(straight, _CLAUSE_END, f" {CLAUSE_BOUNDARY} ")
-    spaced = tf.strings.regex_replace(bounded, _WORD_SEPARATORS, " ")
-    unquoted: tf.Tensor = tf.strings.regex_replace(spaced, _QUOTE_MARK, "\\1 \\2")
-    return unquoted
-
-
-def _is_one_of(tokens: tf.Tensor, words: tuple[str, ...]) -> tf.Tensor:
-    return tf.reduce_any(tf.equal(tokens[:, tf.newaxis], tf.constant(words)[tf.newaxis, :]), axis=1)
+    bounded = tf.strings.regex_replace(straight, _CLAUSE_END, f" {CLAUSE_BOUNDARY} \\1")
+    spaced = tf.strings.regex_replace(bounded, _WORD_SEPARATOR_OR_QUOTE, "\\1 \\2")
+    marked: tf.Tensor = tf.strings.regex_replace(spaced, _NEGATOR, f"\\1 {NEGATOR_MARK}")
+    return marked
 
 
 def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     """Words of each standardized text, ``NOT_``-marked inside negation scopes: [N] → [N, None].
 
     Works on the flat list of every text's tokens at once: a clause starts at each text's first
-    token and after each boundary or contrast word; a token is negated when an odd number of
-    negators precede it in its clause.
+    token and at each boundary (`standardize` puts one before each contrast word); a token is
+    negated when an odd number of negator marks (`standardize` puts one after each negator)
+    precede it in its clause.
     """
     tokens = tf.strings.split(standardized)
     flat = tokens.flat_values
     positions = tf.range(tf.size(flat, out_type=tf.int64))
     row_ids = tokens.value_rowids()
     is_boundary = tf.equal(flat, CLAUSE_BOUNDARY)
-    resets = is_boundary | _is_one_of(flat, CONTRAST_WORDS)
-    is_negator = _is_one_of(flat, NEGATORS) | tf.strings.regex_full_match(
-        flat, _NEGATED_CONTRACTION
-    )
+    is_mark = tf.equal(flat, NEGATOR_MARK)
     starts_text = tf.equal(positions, tf.gather(tokens.row_starts(), row_ids))
-    clause = tf.cumsum(tf.cast(resets | starts_text, tf.int64)) - 1
+    clause = tf.cumsum(tf.cast(is_boundary | starts_text, tf.int64)) - 1
     # One past the last clause id (at least 1, so a batch with no tokens still works).
     clauses = tf.maximum(tf.reduce_max(tf.concat([clause, [0]], axis=0)) + 1, 1)
     clause_start = tf.math.unsorted_segment_min(positions, clause, clauses)
-    negators_before = tf.cumsum(tf.cast(is_negator, tf.int64), exclusive=True)
-    in_clause = negators_before - tf.gather(negators_before, tf.gather(clause_start, clause))
-    negated = tf.equal(in_clause % 2, 1) & ~is_negator & ~resets
-    marked = tf.where(negated, tf.strings.join([NEGATION_PREFIX, flat]), flat)
-    keep = ~is_boundary
+    marks_before = tf.cumsum(tf.cast(is_mark, tf.int64), exclusive=True)
+    in_clause = marks_before - tf.gather(marks_before, tf.gather(clause_start, clause))
+    steering = is_boundary | is_mark
+    # A negator is the token just before a mark; negators are never marked themselves.
+    is_negator = tf.concat([is_mark[1:], [False]], axis=0)
+    negated = tf.equal(in_clause % 2, 1) & ~steering & ~is_negator
+    # Rewrite only the tokens that change: most are not negated.
+    scoped = tf.where(negated)
+    flat = tf.tensor_scatter_nd_update(
+        flat, scoped, tf.strings.join([NEGATION_PREFIX, tf.gather_nd(flat, scoped)])
+    )
+    keep = ~steering
     return tf.RaggedTensor.from_value_rowids(
-        tf.boolean_mask(marked, keep), tf.boolean_mask(row_ids, keep), nrows=tokens.nrows()
+        tf.boolean_mask(flat, keep), tf.boolean_mask(row_ids, keep), nrows=tokens.nrows()
     )
 
 

@@ -42,6 +42,7 @@ from training.model import (
     Hyperparameters,
     build_model,
     build_vectorizer,
+    clear_cut,
     naive_bayes_start,
     tokenize,
 )
@@ -55,6 +56,9 @@ BEHAVIOURAL_SET = (
 VECTORIZE_CHUNK = 2048
 # Length buckets for training batches: texts of similar length are padded together.
 LENGTH_BUCKETS = (16, 64, 128, 256, 512, 1024)
+# A snippet is negated for counterfactual augmentation only when the naive-Bayes start already
+# gives its label this probability: a neutral sentence has no clear opposite.
+COUNTERFACTUAL_CONFIDENCE = 0.75
 HAND_WRITTEN_SAMPLES = (
     "This movie was wonderful, I loved every minute of it.",
     "Terrible acting, a boring plot and a complete waste of time.",
@@ -145,14 +149,6 @@ def _length(token_ids: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
 
 
 # --- model and train ----------------------------------------------------------------------
-
-
-def build(params: Hyperparameters, vectorizer: Any, fit_ids: Any, fit_labels: np.ndarray) -> Any:
-    start = None
-    if params.embedding_init == "naive_bayes":
-        start = naive_bayes_start(fit_ids, fit_labels, params.max_tokens)
-        logger.info("Naive-Bayes start: logit = %.2f x mean ratio %+.2f", start.scale, start.bias)
-    return build_model(params, vectorizer.get_vocabulary(), start)
 
 
 def train(
@@ -323,27 +319,43 @@ def run(
 
     # data
     dataset, splits = load_splits(source, cache_dir, params, limit)
-    fit = splits.fit
-    if params.snippets_per_review > 0:
-        snippets = data_lib.short_snippets(
-            fit.texts, fit.labels, params.snippets_per_review, params.seed
-        )
-        logger.info("Added %d short training snippets", len(snippets))
-        fit = fit + snippets
 
     # vectorize
     vectorizer = adapt_vectorizer(params, splits.fit.texts)
-    fit_ids = vectorize(vectorizer, params, fit.texts)
+    review_ids = vectorize(vectorizer, params, splits.fit.texts)
     validation_ids = vectorize(vectorizer, params, splits.validation.texts)
+    start = None
+    if params.embedding_init == "naive_bayes":
+        start = naive_bayes_start(review_ids, splits.fit.labels, params.max_tokens)
+        logger.info("Naive-Bayes start: logit = %.2f x mean ratio %+.2f", start.scale, start.bias)
+    extra = Split([], np.zeros(0, np.float32))
+    if params.snippets_per_review > 0:
+        snippets = data_lib.short_snippets(
+            splits.fit.texts, splits.fit.labels, params.snippets_per_review, params.seed
+        )
+        extra = extra + snippets
+        if params.counterfactuals and start is not None:
+            clear = clear_cut(
+                start,
+                vectorize(vectorizer, params, snippets.texts),
+                snippets.labels,
+                COUNTERFACTUAL_CONFIDENCE,
+            )
+            extra = extra + data_lib.counterfactual_snippets(snippets, clear)
+        logger.info("Added %d short training texts (snippets, counterfactuals)", len(extra))
+    train_ids = (
+        tf.concat([review_ids, vectorize(vectorizer, params, extra.texts)], axis=0)
+        if len(extra)
+        else review_ids
+    )
+    train_labels = np.concatenate([splits.fit.labels, extra.labels])
 
     # model and train
-    model = build(
-        params, vectorizer, vectorize(vectorizer, params, splits.fit.texts), splits.fit.labels
-    )
+    model = build_model(params, vectorizer.get_vocabulary(), start)
     history = train(
         model,
         params,
-        as_dataset(fit_ids, fit.labels, params.batch_size, shuffle_seed=params.seed),
+        as_dataset(train_ids, train_labels, params.batch_size, shuffle_seed=params.seed),
         as_dataset(validation_ids, splits.validation.labels, 1024),
         verbose,
     )
