@@ -216,7 +216,7 @@ class Explainer:
             )
         if self._waiting >= self._max_waiting:
             raise OverloadedError()
-        if self._executor is None:
+        if self._executor is None:  # created on first use; its idle thread ends with the process
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
         self._waiting += 1
         try:
@@ -236,11 +236,6 @@ class Explainer:
             raise InferenceError() from exc
         finally:
             self._waiting -= 1
-
-    def close(self) -> None:
-        """Let the thread exit (it finishes what it runs)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _service(request: Request) -> Service:
