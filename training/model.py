@@ -31,10 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from training import text as text_lib
+from training.start import LinearStart, negation_base_ids
 
 Tokenizer = Literal["tutorial", "negation"]
 Calibration = Literal["none", "temperature", "length"]
-EmbeddingInit = Literal["uniform", "naive_bayes"]
+EmbeddingInit = Literal["uniform", "naive_bayes", "nbsvm"]
 
 PADDING_ID = 0
 UNKNOWN_ID = 1
@@ -61,7 +62,8 @@ class Hyperparameters:
     mask_padding: bool = False
     # "tutorial" strips punctuation; "negation" marks negation scopes (training.text).
     tokenizer: Tokenizer = "tutorial"
-    # "naive_bayes" starts each unit's embedding at its log-count ratio on the training split.
+    # Where each unit's embedding starts (training.start): "naive_bayes" at its log-count ratio
+    # on the training split, "nbsvm" at its weight in NBSVM fitted on the training split.
     embedding_init: EmbeddingInit = "uniform"
     # Negated units start as minus their base unit (times a learned weight) plus a correction.
     tie_negations: bool = False
@@ -83,10 +85,10 @@ class Hyperparameters:
             raise ValueError("ngrams must be at least 1")
         if self.tie_negations and self.tokenizer != "negation":
             raise ValueError("tie_negations needs the negation tokenizer")
-        if self.embedding_init == "naive_bayes" and not self.mask_padding:
-            raise ValueError("naive_bayes initialization needs mask_padding")
-        if (self.prior_l2 or self.counterfactuals) and self.embedding_init != "naive_bayes":
-            raise ValueError("prior_l2 and counterfactuals need the naive_bayes initialization")
+        if self.embedding_init != "uniform" and not self.mask_padding:
+            raise ValueError(f"{self.embedding_init} initialization needs mask_padding")
+        if (self.prior_l2 or self.counterfactuals) and self.embedding_init == "uniform":
+            raise ValueError("prior_l2 and counterfactuals need a naive_bayes or nbsvm start")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,11 +103,13 @@ PRESETS: dict[str, Hyperparameters] = {
         embedding_dim=16,
         dropout=0.4,
         batch_size=64,
+        learning_rate=1e-4,
         ngrams=2,
         mask_padding=True,
         tokenizer="negation",
-        embedding_init="naive_bayes",
+        embedding_init="nbsvm",
         tie_negations=True,
+        counterfactuals=True,
         snippets_per_review=0.3,
         calibration="length",
         epochs=20,
@@ -215,99 +219,37 @@ class NegationTiedEmbedding(keras.layers.Embedding):  # type: ignore[misc]
         return {**super().get_config(), "base_ids": self.base_ids}
 
 
-def negation_base_ids(vocabulary: list[str]) -> list[int]:
-    """For each vocabulary entry, the id of its un-negated form or -1 (NegationTiedEmbedding)."""
-    index = {unit: i for i, unit in enumerate(vocabulary)}
-    bases = []
-    for unit in vocabulary:
-        base = text_lib.negated_base(unit)
-        bases.append(index.get(base, -1) if base is not None else -1)
-    return bases
-
-
-def naive_bayes_ratios(
-    token_ids: tf.RaggedTensor, labels: np.ndarray, vocabulary_size: int, smoothing: float = 1.0
-) -> np.ndarray:
-    """log(P(unit | positive) / P(unit | negative)) from document frequencies (Wang & Manning).
-
-    Padding and the unknown unit get 0: they carry no evidence.
-    """
-    rows = token_ids.value_rowids().numpy()
-    ids = token_ids.flat_values.numpy()
-    present = np.unique(np.stack([rows, ids]), axis=1)  # each unit once per document
-    positive = np.asarray(labels)[present[0]] == 1
-    counts_positive = np.bincount(present[1][positive], minlength=vocabulary_size) + smoothing
-    counts_negative = np.bincount(present[1][~positive], minlength=vocabulary_size) + smoothing
-    ratios = np.log(counts_positive / counts_positive.sum()) - np.log(
-        counts_negative / counts_negative.sum()
-    )
-    ratios[[PADDING_ID, UNKNOWN_ID]] = 0.0
-    return np.asarray(ratios, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class NaiveBayesStart:
-    """Where training starts: each unit's log-count ratio, and the scale and bias that turn a
-    text's mean ratio into a calibrated logit (a one-feature logistic regression)."""
-
-    ratios: np.ndarray
-    scale: float
-    bias: float
-
-
-def naive_bayes_start(
-    token_ids: tf.RaggedTensor, labels: np.ndarray, vocabulary_size: int
-) -> NaiveBayesStart:
-    """Ratios from the training split, and the logit scale that fits them on the same split.
-
-    Without the scale the first epochs are spent only growing the weights: a mean of ratios is
-    a small number, and its sigmoid sits near 0.5 for every review.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    ratios = naive_bayes_ratios(token_ids, labels, vocabulary_size)
-    mean_ratio = tf.reduce_mean(tf.gather(ratios, token_ids), axis=1).numpy()
-    fitted = LogisticRegression(C=1e4).fit(mean_ratio.reshape(-1, 1), labels)
-    return NaiveBayesStart(ratios, float(fitted.coef_[0, 0]), float(fitted.intercept_[0]))
-
-
-def clear_cut(
-    start: NaiveBayesStart, token_ids: tf.RaggedTensor, labels: np.ndarray, confidence: float
-) -> np.ndarray:
-    """Which texts the naive-Bayes start already scores as their label with `confidence`."""
-    mean_ratio = tf.reduce_mean(tf.gather(start.ratios, token_ids), axis=1).numpy()
-    probability = 1.0 / (1.0 + np.exp(-(start.scale * mean_ratio + start.bias)))
-    agreement = np.where(np.asarray(labels) == 1, probability, 1.0 - probability)
-    return np.asarray(agreement >= confidence)
-
-
 def build_model(
     params: Hyperparameters,
     vocabulary: list[str] | None = None,
-    naive_bayes: NaiveBayesStart | None = None,
+    start: LinearStart | None = None,
 ) -> keras.Model:
     """Token ids in, one logit out; the sigmoid is applied only in the exported serving graph.
 
     With `mask_padding` the Embedding emits a mask that Dropout passes on and
     GlobalAveragePooling1D honours, so the average runs over real tokens only. `vocabulary`
-    (for tied negations) and `naive_bayes` ratios (for the initialization) come from the
-    adapted vectorizer and the training split (`naive_bayes_start`).
+    (for tied negations) and the `start` (per-unit scores, see `training.start`) come from
+    the adapted vectorizer and the training split.
     """
     rng = np.random.default_rng(params.seed)
     embedding_kwargs: dict[str, Any] = {}
     dense_kwargs: dict[str, Any] = {}
-    if params.embedding_init == "naive_bayes":
-        if naive_bayes is None:
-            raise ValueError("naive_bayes initialization needs the ratios")
-        # Every dimension carries the ratio (a unit vector times it), so dropping one
+    if params.embedding_init != "uniform":
+        if start is None:
+            raise ValueError(f"{params.embedding_init} initialization needs a LinearStart")
+        # Every dimension carries the unit's score (a unit vector times it), so dropping one
         # dimension never drops a unit's whole evidence; small noise breaks the symmetry.
         direction = np.full(params.embedding_dim, 1 / np.sqrt(params.embedding_dim))
-        table = np.outer(naive_bayes.ratios, direction) + rng.normal(
+        own = np.asarray(start.scores, dtype=np.float64).copy()
+        if params.tie_negations and vocabulary is not None:
+            # A tied unit's vector is own - 1.0 x base at the start (negation_weight = 1).
+            bases = np.asarray(negation_base_ids(vocabulary))
+            tied = np.flatnonzero(bases >= 0)
+            own[tied] += own[bases[tied]]
+        # The logit scale lives in the embedding, so its entries are O(1) whatever the start.
+        table = np.outer(own * start.scale, direction) + rng.normal(
             0.0, 0.01, (params.max_tokens, params.embedding_dim)
         )
-        if params.tie_negations and vocabulary is not None:
-            tied = np.asarray(negation_base_ids(vocabulary)) >= 0
-            table[: len(tied)][tied] = 0.0  # a tied unit's correction starts at nothing
         embedding_kwargs["embeddings_initializer"] = keras.initializers.Constant(
             table.astype(np.float32)
         )
@@ -316,9 +258,9 @@ def build_model(
                 params.prior_l2, table.astype(np.float32)
             )
         dense_kwargs["kernel_initializer"] = keras.initializers.Constant(
-            (naive_bayes.scale * direction).reshape(-1, 1).astype(np.float32)
+            direction.reshape(-1, 1).astype(np.float32)
         )
-        dense_kwargs["bias_initializer"] = keras.initializers.Constant(naive_bayes.bias)
+        dense_kwargs["bias_initializer"] = keras.initializers.Constant(start.bias)
     embedding: keras.layers.Embedding
     if params.tie_negations:
         embedding = NegationTiedEmbedding(

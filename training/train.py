@@ -42,10 +42,9 @@ from training.model import (
     Hyperparameters,
     build_model,
     build_vectorizer,
-    clear_cut,
-    naive_bayes_start,
     tokenize,
 )
+from training.start import clear_cut, naive_bayes_start, nbsvm_start
 
 logger = logging.getLogger("training")
 
@@ -163,13 +162,20 @@ def train(
                 restore_best_weights=True,
             )
         )
-    return model.fit(
+    # The start is already a strong model: keep it unless training beats it on validation.
+    start_weights = model.get_weights()
+    start_loss = float(model.evaluate(validation_ds, verbose=0)[0])
+    history = model.fit(
         train_ds,
         validation_data=validation_ds,
         epochs=params.epochs,
         callbacks=callbacks,
         verbose=verbose,
     )
+    if start_loss <= min(history.history["val_loss"]):
+        model.set_weights(start_weights)
+        logger.info("Training did not improve on the start (validation loss %.4f)", start_loss)
+    return history
 
 
 def raw_logits(
@@ -324,19 +330,24 @@ def run(
     vectorizer = adapt_vectorizer(params, splits.fit.texts)
     review_ids = vectorize(vectorizer, params, splits.fit.texts)
     validation_ids = vectorize(vectorizer, params, splits.validation.texts)
-    start = None
-    if params.embedding_init == "naive_bayes":
-        start = naive_bayes_start(review_ids, splits.fit.labels, params.max_tokens)
-        logger.info("Naive-Bayes start: logit = %.2f x mean ratio %+.2f", start.scale, start.bias)
+    naive_bayes = None
+    if params.embedding_init != "uniform":
+        naive_bayes = naive_bayes_start(
+            review_ids,
+            splits.fit.labels,
+            vectorizer.get_vocabulary(),
+            params.max_tokens,
+            params.tie_negations,
+        )
     extra = Split([], np.zeros(0, np.float32))
     if params.snippets_per_review > 0:
         snippets = data_lib.short_snippets(
             splits.fit.texts, splits.fit.labels, params.snippets_per_review, params.seed
         )
         extra = extra + snippets
-        if params.counterfactuals and start is not None:
+        if params.counterfactuals and naive_bayes is not None:
             clear = clear_cut(
-                start,
+                naive_bayes,
                 vectorize(vectorizer, params, snippets.texts),
                 snippets.labels,
                 COUNTERFACTUAL_CONFIDENCE,
@@ -351,6 +362,23 @@ def run(
     train_labels = np.concatenate([splits.fit.labels, extra.labels])
 
     # model and train
+    start = naive_bayes
+    if params.embedding_init == "nbsvm":
+        start = nbsvm_start(
+            train_ids,
+            train_labels,
+            validation_ids,
+            splits.validation.labels,
+            vectorizer.get_vocabulary(),
+            params.max_tokens,
+            params.tie_negations,
+            review_ids,
+            splits.fit.labels,
+        )
+    if start is not None:
+        logger.info(
+            "Start: %s; logit = %.2f x mean score %+.2f", start.description, start.scale, start.bias
+        )
     model = build_model(params, vectorizer.get_vocabulary(), start)
     history = train(
         model,

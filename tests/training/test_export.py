@@ -56,6 +56,7 @@ def default_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
         max_tokens=80,
         sequence_length=SEQUENCE_LENGTH,
         embedding_init="uniform",
+        counterfactuals=False,
     )
     return _export(tmp_path_factory.mktemp("default"), params, LengthTemperature(a=0.5, b=2.0))
 
@@ -132,7 +133,7 @@ def test_tutorial_explanations_show_the_padding_share(tutorial_export: Any) -> N
 
 
 WORDS_ONLY = dataclasses.replace(
-    PRESETS["default"], max_tokens=80, ngrams=1, embedding_init="uniform"
+    PRESETS["default"], max_tokens=80, ngrams=1, embedding_init="uniform", counterfactuals=False
 )
 
 

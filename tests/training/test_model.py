@@ -17,11 +17,15 @@ from training.model import (
     NegationTiedEmbedding,
     build_model,
     build_vectorizer,
-    naive_bayes_ratios,
-    naive_bayes_start,
-    negation_base_ids,
     tokenize,
     unit_scores,
+)
+from training.start import (
+    clear_cut,
+    naive_bayes_ratios,
+    naive_bayes_start,
+    nbsvm_start,
+    negation_base_ids,
 )
 from training.text import standardize_tutorial
 
@@ -59,9 +63,11 @@ def test_layers_are_the_tutorials_in_order(preset: str) -> None:
     params = dataclasses.replace(PRESETS[preset], max_tokens=60)
     vectorizer = _tiny_vectorizer(params)
     start = None
-    if params.embedding_init == "naive_bayes":
+    if params.embedding_init != "uniform":
         ids = tokenize(vectorizer, params, tf.constant(["funny", "bad", "good", "not funny"]))
-        start = naive_bayes_start(ids, np.array([1, 0, 1, 0]), params.max_tokens)
+        start = naive_bayes_start(
+            ids, np.array([1, 0, 1, 0]), vectorizer.get_vocabulary(), params.max_tokens, True
+        )
     model = build_model(params, vectorizer.get_vocabulary(), start)
     assert [type(layer).__mro__[1] if type(layer) is NegationTiedEmbedding else type(layer)
             for layer in model.layers] == ARCHITECTURE  # fmt: skip
@@ -80,7 +86,11 @@ def test_tutorial_pools_over_padding_and_default_over_real_tokens_only() -> None
     outputs = {}
     for preset in ("tutorial", "default"):
         params = dataclasses.replace(
-            PRESETS[preset], max_tokens=50, sequence_length=8, embedding_init="uniform"
+            PRESETS[preset],
+            max_tokens=50,
+            sequence_length=8,
+            embedding_init="uniform",
+            counterfactuals=False,
         )
         model = build_model(params, ["", "[UNK]"] + [f"w{i}" for i in range(48)])
         table = np.zeros((50, 16), dtype=np.float32)
@@ -124,7 +134,10 @@ def test_negated_units_are_tied_to_minus_their_base() -> None:
     vocabulary = ["", "[UNK]", "funny", "NOT_funny", "not NOT_funny", "NOT_dull", "good bad"]
     assert negation_base_ids(vocabulary) == [-1, -1, -1, 2, -1, -1, -1]
     params = dataclasses.replace(
-        PRESETS["default"], max_tokens=len(vocabulary), embedding_init="uniform"
+        PRESETS["default"],
+        max_tokens=len(vocabulary),
+        embedding_init="uniform",
+        counterfactuals=False,
     )
     model = build_model(params, vocabulary)
     embedding = model.get_layer("embedding")
@@ -141,16 +154,31 @@ def test_negated_units_are_tied_to_minus_their_base() -> None:
     assert scores[3] == pytest.approx(float((-0.75 * 2.0 + 0.5) * kernel.sum()), rel=1e-5)
 
 
-def test_naive_bayes_start_gives_a_calibrated_first_guess() -> None:
-    params = dataclasses.replace(PRESETS["default"], max_tokens=60)
+@pytest.mark.parametrize("kind", ["naive_bayes", "nbsvm"])
+def test_linear_start_is_already_a_good_model(kind: str) -> None:
+    """The untrained Keras model computes the linear start's decisions exactly."""
+    params = dataclasses.replace(PRESETS["default"], max_tokens=60, embedding_init=kind)
     vectorizer = _tiny_vectorizer(params)
+    vocabulary = vectorizer.get_vocabulary()
     texts = ["funny and good"] * 5 + ["bad"] * 5 + ["good"] * 3 + ["not good"] * 3
     labels = np.array([1] * 5 + [0] * 5 + [1] * 3 + [0] * 3)
     ids = tokenize(vectorizer, params, tf.constant(texts))
-    start = naive_bayes_start(ids, labels, params.max_tokens)
-    model = build_model(params, vectorizer.get_vocabulary(), start)
+    if kind == "naive_bayes":
+        start = naive_bayes_start(ids, labels, vocabulary, params.max_tokens, True)
+    else:
+        start = nbsvm_start(
+            ids, labels, ids, labels, vocabulary, params.max_tokens, True, ids, labels
+        )
+    model = build_model(params, vocabulary, start)
     logits = model(ids.to_tensor(), training=False).numpy()[:, 0]
-    assert np.mean((logits > 0) == (labels == 1)) == 1.0, "the untrained model is already NB"
+    assert np.mean((logits > 0) == (labels == 1)) == 1.0
+    expected = start.scale * tf.reduce_mean(tf.gather(start.scores, ids), axis=1).numpy()
+    np.testing.assert_allclose(logits, expected + start.bias, atol=0.05)
+    assert clear_cut(start, ids, labels, 0.5).all()
+    # The tie holds at the start: "NOT_good" scores minus "good" (its correction is zero).
+    if "NOT_good" in vocabulary and kind == "naive_bayes":
+        negated, base = vocabulary.index("NOT_good"), vocabulary.index("good")
+        assert start.scores[negated] == pytest.approx(-start.scores[base])
 
 
 def test_unknown_settings_are_refused() -> None:
@@ -159,4 +187,4 @@ def test_unknown_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="negation tokenizer"):
         Hyperparameters(tie_negations=True)
     with pytest.raises(ValueError, match="mask_padding"):
-        Hyperparameters(embedding_init="naive_bayes")
+        Hyperparameters(embedding_init="nbsvm")
