@@ -210,6 +210,7 @@ def test_unknown_model_version_and_label(client: TestClient) -> None:
         ({"instances": []}, None),
         ({"instances": [" "]}, None),
         ({"instances": [5]}, None),
+        ({"inputs": {SECRET: ["a"]}}, None),
         ({"instances": [{"text": ["a", "b"]}]}, None),
         ([], None),
     ],
