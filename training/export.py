@@ -186,8 +186,8 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
     def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids, scores, raw_logit, count, divisor, total_units = self._score(text)
         logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])[:, 0]
-        temperature = self._calibration.a + self._calibration.b * tf.math.rsqrt(
-            tf.maximum(tf.cast(count, tf.float32), 1.0)
+        temperature = self._calibration.a + self._calibration.b * tf.pow(
+            tf.maximum(tf.cast(count, tf.float32), 1.0), -self._calibration.p
         )
         # The unit strings as scored; an unseen unit shows its own text (it scored as unknown).
         units = self._units(text)[:, : self._params.sequence_length]

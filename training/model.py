@@ -77,7 +77,7 @@ class Hyperparameters:
     # model also learns from inputs as short as the ones users type; 0 disables.
     snippets_per_review: float = 0.0
     # Fitted on the validation split and baked into the exported graph: "temperature" divides
-    # the logit by one T; "length" by T(n) = a + b / sqrt(n) (a, b >= 0), n = real tokens.
+    # the logit by one T; "length" by T(n) = a + b / n^p (positive), n = real tokens.
     calibration: Calibration = "none"
 
     def __post_init__(self) -> None:

@@ -171,6 +171,6 @@ def clear_cut(
     """Which texts the start already scores as their label with `confidence`."""
     mean_score = tf.reduce_mean(tf.gather(start.scores.astype(np.float32), token_ids), axis=1)
     logits = start.scale * mean_score.numpy() + start.bias
-    probability = 1.0 / (1.0 + np.exp(-logits))
+    probability = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
     agreement = np.where(np.asarray(labels) == 1, probability, 1.0 - probability)
     return np.asarray(agreement >= confidence)

@@ -505,8 +505,8 @@ def model_card(
         epochs_trained=len(history.history["loss"]),
         calibration={
             "method": params.calibration,
-            "formula": "probability = sigmoid(logit_raw / T(n)), T(n) = a + b / sqrt(n), "
-            "a > 0, b >= 0, n = real units (words and n-grams) scored",
+            "formula": "probability = sigmoid(logit_raw / T(n)), T(n) = a + b / n^p, "
+            "a > 0, b >= 0, 0 <= p <= 2, n = real units (words and n-grams) scored",
             **calibration.to_dict(),
             "temperature_by_units": {
                 str(n): round(calibration.temperature(n), 4)
