@@ -65,8 +65,9 @@ class Hyperparameters:
     # Where each unit's embedding starts (training.start): "naive_bayes" at its log-count ratio
     # on the training split, "nbsvm" at its weight in NBSVM fitted on the training split.
     embedding_init: EmbeddingInit = "uniform"
-    # Negated units start as minus their base unit (times a learned weight) plus a correction.
-    tie_negations: bool = False
+    # Negated units start as minus this weight times their base unit, plus a correction; the
+    # weight is learned from there (0: no tie).
+    negation_tie: float = 0.0
     # L2 penalty on the embedding's distance from its naive-Bayes start: keeps rare units (actor
     # names, one-off phrases) near the evidence instead of memorising the training reviews.
     prior_l2: float = 0.0
@@ -83,8 +84,8 @@ class Hyperparameters:
     def __post_init__(self) -> None:
         if self.ngrams < 1:
             raise ValueError("ngrams must be at least 1")
-        if self.tie_negations and self.tokenizer != "negation":
-            raise ValueError("tie_negations needs the negation tokenizer")
+        if self.negation_tie and self.tokenizer != "negation":
+            raise ValueError("negation_tie needs the negation tokenizer")
         if self.embedding_init != "uniform" and not self.mask_padding:
             raise ValueError(f"{self.embedding_init} initialization needs mask_padding")
         if (self.prior_l2 or self.counterfactuals) and self.embedding_init == "uniform":
@@ -108,7 +109,7 @@ PRESETS: dict[str, Hyperparameters] = {
         mask_padding=True,
         tokenizer="negation",
         embedding_init="nbsvm",
-        tie_negations=True,
+        negation_tie=1.0,
         counterfactuals=True,
         snippets_per_review=0.3,
         calibration="length",
@@ -187,9 +188,16 @@ class NegationTiedEmbedding(keras.layers.Embedding):  # type: ignore[misc]
     opposite of a well-estimated word; frequent ones learn their own meaning from the data.
     """
 
-    def __init__(self, *args: Any, base_ids: list[int] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        base_ids: list[int] | None = None,
+        tie_weight: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.base_ids = list(base_ids or [])
+        self.tie_weight = tie_weight
 
     def build(self, input_shape: Any = None) -> None:
         super().build(input_shape)
@@ -198,7 +206,10 @@ class NegationTiedEmbedding(keras.layers.Embedding):  # type: ignore[misc]
         self._base = tf.constant(np.maximum(base, 0))
         self._tied = tf.constant((base >= 0).astype(np.float32)[:, np.newaxis])
         self.negation_weight = self.add_weight(
-            shape=(), initializer="ones", name="negation_weight", trainable=True
+            shape=(),
+            initializer=keras.initializers.Constant(self.tie_weight),
+            name="negation_weight",
+            trainable=True,
         )
 
     def call(self, inputs: Any) -> Any:
@@ -216,7 +227,7 @@ class NegationTiedEmbedding(keras.layers.Embedding):  # type: ignore[misc]
         )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "base_ids": self.base_ids}
+        return {**super().get_config(), "base_ids": self.base_ids, "tie_weight": self.tie_weight}
 
 
 def build_model(
@@ -241,11 +252,11 @@ def build_model(
         # dimension never drops a unit's whole evidence; small noise breaks the symmetry.
         direction = np.full(params.embedding_dim, 1 / np.sqrt(params.embedding_dim))
         own = np.asarray(start.scores, dtype=np.float64).copy()
-        if params.tie_negations and vocabulary is not None:
-            # A tied unit's vector is own - 1.0 x base at the start (negation_weight = 1).
+        if params.negation_tie and vocabulary is not None:
+            # A tied unit's vector is own - negation_tie x base at the start.
             bases = np.asarray(negation_base_ids(vocabulary))
             tied = np.flatnonzero(bases >= 0)
-            own[tied] += own[bases[tied]]
+            own[tied] += params.negation_tie * own[bases[tied]]
         # The logit scale lives in the embedding, so its entries are O(1) whatever the start.
         table = np.outer(own * start.scale, direction) + rng.normal(
             0.0, 0.01, (params.max_tokens, params.embedding_dim)
@@ -262,12 +273,13 @@ def build_model(
         )
         dense_kwargs["bias_initializer"] = keras.initializers.Constant(start.bias)
     embedding: keras.layers.Embedding
-    if params.tie_negations:
+    if params.negation_tie:
         embedding = NegationTiedEmbedding(
             params.max_tokens,
             params.embedding_dim,
             mask_zero=params.mask_padding,
             base_ids=negation_base_ids(vocabulary or []),
+            tie_weight=params.negation_tie,
             name="embedding",
             **embedding_kwargs,
         )

@@ -93,13 +93,14 @@ def _mean_score_fit(
     return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
 
 
-def _tie_matrix(vocabulary: list[str], vocabulary_size: int) -> sp.csr_matrix:
-    """M with effective weights = M @ weights: a tied unit's is its own minus its base's."""
+def _tie_matrix(vocabulary: list[str], vocabulary_size: int, weight: float) -> sp.csr_matrix:
+    """M with effective weights = M @ weights: a tied unit's = its own - weight x its base's."""
     bases = np.asarray(negation_base_ids(vocabulary) + [-1] * (vocabulary_size - len(vocabulary)))
     tied = np.flatnonzero(bases >= 0)
     identity = sp.identity(vocabulary_size, format="csr")
     minus_base = sp.csr_matrix(
-        (-np.ones(len(tied)), (tied, bases[tied])), shape=(vocabulary_size, vocabulary_size)
+        (np.full(len(tied), -weight), (tied, bases[tied])),
+        shape=(vocabulary_size, vocabulary_size),
     )
     return (identity + minus_base).tocsr()
 
@@ -109,11 +110,12 @@ def naive_bayes_start(
     labels: np.ndarray,
     vocabulary: list[str],
     vocabulary_size: int,
-    tie_negations: bool,
+    negation_tie: float,
 ) -> LinearStart:
     ratios = naive_bayes_ratios(token_ids, labels, vocabulary_size)
-    if tie_negations:  # the prior: a negated unit starts as the opposite of its base
-        ratios = np.asarray(_tie_matrix(vocabulary, vocabulary_size) @ _untied(ratios, vocabulary))
+    if negation_tie:  # the prior: a negated unit starts as the opposite of its base
+        tie = _tie_matrix(vocabulary, vocabulary_size, negation_tie)
+        ratios = np.asarray(tie @ _untied(ratios, vocabulary))
     scale, bias = _mean_score_fit(ratios, token_ids, labels)
     return LinearStart(ratios, scale, bias, "naive-Bayes log-count ratios")
 
@@ -133,7 +135,7 @@ def nbsvm_start(
     validation_labels: np.ndarray,
     vocabulary: list[str],
     vocabulary_size: int,
-    tie_negations: bool,
+    negation_tie: float,
     review_ids: tf.RaggedTensor,
     review_labels: np.ndarray,
 ) -> LinearStart:
@@ -144,8 +146,8 @@ def nbsvm_start(
     """
     ratios = naive_bayes_ratios(review_ids, review_labels, vocabulary_size).astype(np.float64)
     tie = (
-        _tie_matrix(vocabulary, vocabulary_size)
-        if tie_negations
+        _tie_matrix(vocabulary, vocabulary_size, negation_tie)
+        if negation_tie
         else sp.identity(vocabulary_size, format="csr")
     )
     scaled = tie @ sp.diags(ratios)  # effective weights = tie @ (ratios * w)

@@ -337,7 +337,7 @@ def run(
             splits.fit.labels,
             vectorizer.get_vocabulary(),
             params.max_tokens,
-            params.tie_negations,
+            params.negation_tie,
         )
     extra = Split([], np.zeros(0, np.float32))
     if params.snippets_per_review > 0:
@@ -371,7 +371,7 @@ def run(
             splits.validation.labels,
             vectorizer.get_vocabulary(),
             params.max_tokens,
-            params.tie_negations,
+            params.negation_tie,
             review_ids,
             splits.fit.labels,
         )

@@ -49,7 +49,7 @@ def test_the_default_preset_is_default_and_the_tutorial_is_unchanged() -> None:
     )
     assert (tutorial.ngrams, tutorial.mask_padding, tutorial.calibration) == (1, False, "none")
     assert tutorial.tokenizer == "tutorial" and tutorial.snippets_per_review == 0.0
-    assert tutorial.embedding_init == "uniform" and not tutorial.tie_negations
+    assert tutorial.embedding_init == "uniform" and not tutorial.negation_tie
 
 
 def _tiny_vectorizer(params: Hyperparameters) -> keras.layers.TextVectorization:
@@ -66,7 +66,7 @@ def test_layers_are_the_tutorials_in_order(preset: str) -> None:
     if params.embedding_init != "uniform":
         ids = tokenize(vectorizer, params, tf.constant(["funny", "bad", "good", "not funny"]))
         start = naive_bayes_start(
-            ids, np.array([1, 0, 1, 0]), vectorizer.get_vocabulary(), params.max_tokens, True
+            ids, np.array([1, 0, 1, 0]), vectorizer.get_vocabulary(), params.max_tokens, 1.0
         )
     model = build_model(params, vectorizer.get_vocabulary(), start)
     assert [type(layer).__mro__[1] if type(layer) is NegationTiedEmbedding else type(layer)
@@ -164,10 +164,10 @@ def test_linear_start_is_already_a_good_model(kind: str) -> None:
     labels = np.array([1] * 5 + [0] * 5 + [1] * 3 + [0] * 3)
     ids = tokenize(vectorizer, params, tf.constant(texts))
     if kind == "naive_bayes":
-        start = naive_bayes_start(ids, labels, vocabulary, params.max_tokens, True)
+        start = naive_bayes_start(ids, labels, vocabulary, params.max_tokens, 1.0)
     else:
         start = nbsvm_start(
-            ids, labels, ids, labels, vocabulary, params.max_tokens, True, ids, labels
+            ids, labels, ids, labels, vocabulary, params.max_tokens, 1.0, ids, labels
         )
     model = build_model(params, vocabulary, start)
     logits = model(ids.to_tensor(), training=False).numpy()[:, 0]
@@ -185,6 +185,6 @@ def test_unknown_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="ngrams"):
         Hyperparameters(ngrams=0)
     with pytest.raises(ValueError, match="negation tokenizer"):
-        Hyperparameters(tie_negations=True)
+        Hyperparameters(negation_tie=1.0)
     with pytest.raises(ValueError, match="mask_padding"):
         Hyperparameters(embedding_init="nbsvm")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract import CARD_FILE
 from tests.training.conftest import SHIPPED_MODEL_BASE
 from training import export as export_lib
 
@@ -30,7 +31,7 @@ CLEARLY_NEGATIVE = [
 
 
 def _card(version: Path) -> dict[str, Any]:
-    card: dict[str, Any] = json.loads((version / export_lib.MODEL_CARD).read_text())
+    card: dict[str, Any] = json.loads((version / CARD_FILE).read_text())
     return card
 
 
@@ -38,9 +39,24 @@ def _versions_with_preset(versions: list[Path], preset: str) -> list[Path]:
     return [v for v in versions if _card(v)["preset"] == preset]
 
 
+KINDS = {
+    "plain",
+    "negated_negative",
+    "negated_positive",
+    "contrast",
+    "intensifier_hedge",
+    "informal",
+    "other_domain",
+}
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in BEHAVIOURAL_SET.read_text().splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
 def behavioural_set() -> tuple[list[str], np.ndarray]:
-    rows = [json.loads(line) for line in BEHAVIOURAL_SET.read_text().splitlines() if line.strip()]
+    rows = _rows()
     return [r["text"] for r in rows], np.array([r["label"] for r in rows], dtype=np.float64)
 
 
@@ -61,7 +77,7 @@ def shipped_versions() -> list[Path]:
 
 def test_every_shipped_version_replays_its_recorded_samples(shipped_versions: list[Path]) -> None:
     for version in shipped_versions:
-        card = json.loads((version / export_lib.MODEL_CARD).read_text())
+        card = json.loads((version / CARD_FILE).read_text())
         assert card["version"] == int(version.name)
         served = export_lib.served_probabilities(version, [s["text"] for s in card["samples"]])
         np.testing.assert_allclose(served, [s["probability"] for s in card["samples"]], atol=1e-5)
@@ -77,16 +93,24 @@ def test_clear_reviews_land_on_the_right_side(shipped_versions: list[Path]) -> N
 
 
 def test_tutorial_version_meets_the_accuracy_bar(shipped_versions: list[Path]) -> None:
-    card = json.loads((shipped_versions[0] / export_lib.MODEL_CARD).read_text())
+    card = json.loads((shipped_versions[0] / CARD_FILE).read_text())
     assert card["metrics"]["test"]["examples"] == 25_000
     assert card["metrics"]["test"]["accuracy"] >= 0.86
 
 
-def test_behavioural_set_is_balanced_short_and_big_enough(
+def test_behavioural_set_is_balanced_short_tagged_and_big_enough(
     behavioural_set: tuple[list[str], np.ndarray],
 ) -> None:
     texts, labels = behavioural_set
-    assert len(texts) >= 100 and len(set(texts)) == len(texts)
+    assert len(texts) >= 270 and len(set(texts)) == len(texts)
+    kinds = [row["kind"] for row in _rows()]
+    assert set(kinds) == KINDS
+    assert all(kinds.count(kind) >= 25 for kind in KINDS)
+    for row in _rows():
+        if row["kind"] == "negated_negative":
+            assert row["label"] == 1, row["text"]
+        if row["kind"] == "negated_positive":
+            assert row["label"] == 0, row["text"]
     assert labels.sum() == len(labels) / 2
     assert max(len(t.split()) for t in texts) <= 20, "one clause to two sentences"
 
