@@ -29,6 +29,34 @@ INPUT_NAME = "text"
 PROBABILITY_OUTPUT = "probability"
 LOGIT_OUTPUT = "logit"
 OUTPUT_NAMES = (PROBABILITY_OUTPUT, LOGIT_OUTPUT)
+# Input accounting, per text, in `score` and `explain`.
+TOKEN_COUNT_OUTPUT = "token_count"  # int64: real units scored (at most the sequence length)
+OOV_COUNT_OUTPUT = "oov_count"  # int64: how many of them are out of vocabulary
+TRUNCATED_OUTPUT = "truncated"  # bool: units beyond the sequence length were dropped
+SCORE_OUTPUT_NAMES = (*OUTPUT_NAMES, TOKEN_COUNT_OUTPUT, OOV_COUNT_OUTPUT, TRUNCATED_OUTPUT)
+# `explain`: every text's units concatenated (units, contributions: [total units]) with
+# units_per_text [N] to split them, and the per-text terms of the logit [N].
+UNITS_OUTPUT = "units"  # string: the unit as scored ("NOT_like", "did not"); "[UNK]" if empty
+CONTRIBUTIONS_OUTPUT = "contributions"  # float32: the unit's exact share of the raw logit
+UNITS_PER_TEXT_OUTPUT = "units_per_text"  # int64
+BIAS_OUTPUT = "bias"  # float32: raw logit = bias + sum of contributions
+OOV_SHARE_OUTPUT = "oov_share"  # float32: oov_count / token_count (0 for no units)
+TEMPERATURE_OUTPUT = "temperature"  # float32: T(n); logit = raw_logit / T(n)
+RAW_LOGIT_OUTPUT = "raw_logit"  # float32: before calibration
+EXPLAIN_OUTPUT_NAMES = (
+    UNITS_OUTPUT,
+    CONTRIBUTIONS_OUTPUT,
+    UNITS_PER_TEXT_OUTPUT,
+    BIAS_OUTPUT,
+    TOKEN_COUNT_OUTPUT,
+    TRUNCATED_OUTPUT,
+    OOV_COUNT_OUTPUT,
+    OOV_SHARE_OUTPUT,
+    TEMPERATURE_OUTPUT,
+    RAW_LOGIT_OUTPUT,
+    LOGIT_OUTPUT,
+    PROBABILITY_OUTPUT,
+)
 CARD_FILE = "model_card.json"
 STAGING_PREFIX = ".tmp-"
 # How closely a reloaded export must reproduce the probabilities recorded in its card.

@@ -35,14 +35,24 @@ import numpy as np
 import tensorflow as tf
 
 from contract import (
+    BIAS_OUTPUT,
+    CONTRIBUTIONS_OUTPUT,
     EXPLAIN_SIGNATURE_NAME,
     INPUT_NAME,
     LOGIT_OUTPUT,
+    OOV_COUNT_OUTPUT,
+    OOV_SHARE_OUTPUT,
     PROBABILITY_OUTPUT,
+    RAW_LOGIT_OUTPUT,
     SAMPLE_TOLERANCE,
     SCORE_SIGNATURE_NAME,
     SIGNATURE_NAME,
     STAGING_PREFIX,
+    TEMPERATURE_OUTPUT,
+    TOKEN_COUNT_OUTPUT,
+    TRUNCATED_OUTPUT,
+    UNITS_OUTPUT,
+    UNITS_PER_TEXT_OUTPUT,
     ModelCard,
     version_dirs,
 )
@@ -178,9 +188,9 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         return {
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
             LOGIT_OUTPUT: logit,
-            "token_count": totals.real,
-            "oov_count": totals.unknown,
-            "truncated": totals.all_units > self._params.sequence_length,
+            TOKEN_COUNT_OUTPUT: totals.real,
+            OOV_COUNT_OUTPUT: totals.unknown,
+            TRUNCATED_OUTPUT: totals.all_units > self._params.sequence_length,
         }
 
     def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -211,18 +221,18 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         real = tf.minimum(total_units, self._params.sequence_length)
         unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1) - extra
         return {
-            "units": units.flat_values,
-            "contributions": contributions.flat_values,
-            "units_per_text": units.row_lengths(),
-            "bias": tf.fill(tf.shape(raw_logit), self._bias),
-            "token_count": real,
-            "truncated": total_units > self._params.sequence_length,
-            "oov_count": unknown,
-            "oov_share": tf.math.divide_no_nan(
+            UNITS_OUTPUT: units.flat_values,
+            CONTRIBUTIONS_OUTPUT: contributions.flat_values,
+            UNITS_PER_TEXT_OUTPUT: units.row_lengths(),
+            BIAS_OUTPUT: tf.fill(tf.shape(raw_logit), self._bias),
+            TOKEN_COUNT_OUTPUT: real,
+            TRUNCATED_OUTPUT: total_units > self._params.sequence_length,
+            OOV_COUNT_OUTPUT: unknown,
+            OOV_SHARE_OUTPUT: tf.math.divide_no_nan(
                 tf.cast(unknown, tf.float32), tf.cast(real, tf.float32)
             ),
-            "temperature": temperature,
-            "raw_logit": raw_logit,
+            TEMPERATURE_OUTPUT: temperature,
+            RAW_LOGIT_OUTPUT: raw_logit,
             LOGIT_OUTPUT: logit,
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
         }
