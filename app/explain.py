@@ -53,7 +53,22 @@ from app.errors import (
 from app.predictor import Predictor
 from app.schemas import ErrorResponse, Label, ReviewText
 from app.service import Service
-from contract import EXPLAIN_SIGNATURE_NAME, INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
+from contract import (
+    BIAS_OUTPUT,
+    CONTRIBUTIONS_OUTPUT,
+    EXPLAIN_SIGNATURE_NAME,
+    INPUT_NAME,
+    LOGIT_OUTPUT,
+    OOV_COUNT_OUTPUT,
+    OOV_SHARE_OUTPUT,
+    PROBABILITY_OUTPUT,
+    RAW_LOGIT_OUTPUT,
+    TEMPERATURE_OUTPUT,
+    TOKEN_COUNT_OUTPUT,
+    TRUNCATED_OUTPUT,
+    UNITS_OUTPUT,
+    UNITS_PER_TEXT_OUTPUT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,24 +163,24 @@ def explain_blocking(
     outputs = explain(**{INPUT_NAME: tf.constant(list(texts), dtype=tf.string)})
     values = {name: tensor.numpy() for name, tensor in outputs.items()}
     count = len(texts)
-    for name in ("units_per_text", PROBABILITY_OUTPUT, "raw_logit"):
+    for name in (UNITS_PER_TEXT_OUTPUT, PROBABILITY_OUTPUT, RAW_LOGIT_OUTPUT):
         if values[name].reshape(-1).shape[0] != count:
             raise InferenceError()
-    ends = np.cumsum(values["units_per_text"]).tolist()
-    units = [unit.decode("utf-8", "replace") for unit in values["units"].tolist()]
-    contributions = values["contributions"].astype(np.float64).tolist()
+    ends = np.cumsum(values[UNITS_PER_TEXT_OUTPUT]).tolist()
+    units = [unit.decode("utf-8", "replace") for unit in values[UNITS_OUTPUT].tolist()]
+    contributions = values[CONTRIBUTIONS_OUTPUT].astype(np.float64).tolist()
     columns = {
         name: values[name].reshape(-1).tolist()
         for name in (
             PROBABILITY_OUTPUT,
             LOGIT_OUTPUT,
-            "raw_logit",
-            "temperature",
-            "bias",
-            "token_count",
-            "truncated",
-            "oov_count",
-            "oov_share",
+            RAW_LOGIT_OUTPUT,
+            TEMPERATURE_OUTPUT,
+            BIAS_OUTPUT,
+            TOKEN_COUNT_OUTPUT,
+            TRUNCATED_OUTPUT,
+            OOV_COUNT_OUTPUT,
+            OOV_SHARE_OUTPUT,
         )
     }
     explanations = []
@@ -177,14 +192,14 @@ def explain_blocking(
                 "label": "positive" if probability >= threshold else "negative",
                 "probability": probability,
                 "logit": columns[LOGIT_OUTPUT][i],
-                "raw_logit": columns["raw_logit"][i],
-                "temperature": columns["temperature"][i],
-                "bias": columns["bias"][i],
+                "raw_logit": columns[RAW_LOGIT_OUTPUT][i],
+                "temperature": columns[TEMPERATURE_OUTPUT][i],
+                "bias": columns[BIAS_OUTPUT][i],
                 "input": {
-                    "token_count": columns["token_count"][i],
-                    "truncated": columns["truncated"][i],
-                    "oov_count": columns["oov_count"][i],
-                    "oov_share": columns["oov_share"][i],
+                    "token_count": columns[TOKEN_COUNT_OUTPUT][i],
+                    "truncated": columns[TRUNCATED_OUTPUT][i],
+                    "oov_count": columns[OOV_COUNT_OUTPUT][i],
+                    "oov_share": columns[OOV_SHARE_OUTPUT][i],
                 },
                 "units": [
                     {"unit": unit, "contribution": contribution}

@@ -28,12 +28,12 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from contract import PROBABILITY_OUTPUT
-
-# Output names of the ``score`` signature (training/export.py, ServingGraph.score).
-TOKEN_COUNT_OUTPUT = "token_count"
-OOV_COUNT_OUTPUT = "oov_count"
-TRUNCATED_OUTPUT = "truncated"
+from contract import (
+    OOV_COUNT_OUTPUT,
+    PROBABILITY_OUTPUT,
+    TOKEN_COUNT_OUTPUT,
+    TRUNCATED_OUTPUT,
+)
 
 # Twenty equal-width buckets: histogram_quantile interpolates within a bucket, so narrow,
 # even buckets give a usable median and quartiles of the score distribution.
