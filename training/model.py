@@ -98,18 +98,19 @@ class Hyperparameters:
 PRESETS: dict[str, Hyperparameters] = {
     "tutorial": Hyperparameters(),
     # Chosen on the validation split (README, "Training and model versions"); never on test.
+    # Validation accuracy of the start: tie 1.0 0.9108, tie 0.5 0.9138 (C=0.03 for both).
     "default": Hyperparameters(
         max_tokens=200_000,
         sequence_length=2000,
         embedding_dim=16,
-        dropout=0.4,
+        dropout=0.2,
         batch_size=64,
-        learning_rate=1e-4,
+        learning_rate=3e-4,
         ngrams=2,
         mask_padding=True,
         tokenizer="negation",
         embedding_init="nbsvm",
-        negation_tie=1.0,
+        negation_tie=0.5,
         counterfactuals=True,
         snippets_per_review=0.3,
         calibration="length",
