@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
+
 IMDB_ARCHIVE = REPO_ROOT.parent / "shared" / "datasets" / "aclImdb_labelled.tar.gz"
-SHIPPED_MODEL_BASE = REPO_ROOT / "model" / "sentiment"
+__all__ = ["IMDB_ARCHIVE", "SHIPPED_MODEL_BASE"]
 
 POSITIVE_TEXTS = [
     "A wonderful, moving film.",
