@@ -31,3 +31,20 @@ def test_quick_start_curl_reply_matches_the_shipped_model() -> None:
     assert actual["label"] == shown["label"]
     assert actual["model_version"] == shown["model_version"]
     assert actual["probability"] == pytest.approx(shown["probability"], abs=1e-6)
+
+
+ERROR_ROW = re.compile(r"^\| (?P<status>\d{3}) \| (?P<types>`[^|]+`) \|", re.MULTILINE)
+
+
+def test_error_table_lists_every_error_type_with_its_status() -> None:
+    """The README's error table states what app/errors.py declares, by value."""
+    from app.errors import ServiceError
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    documented = {
+        (int(row["status"]), name.strip("` "))
+        for row in ERROR_ROW.finditer(readme)
+        for name in row["types"].split("/")
+    }
+    declared = {(cls.status_code, cls.error_type) for cls in ServiceError.registered}
+    assert documented == declared
