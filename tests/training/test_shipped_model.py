@@ -155,3 +155,38 @@ def test_default_version_meets_its_targets(shipped_versions: list[Path]) -> None
     # The length-aware temperature exists for short texts: held-out snippets must gain the most.
     snippets = card["metrics"]["validation_snippets"]
     assert snippets["ece"] < snippets["ece_uncalibrated"] / 2
+
+
+def test_newest_default_per_kind_and_against_its_baselines(
+    shipped_versions: list[Path], behavioural_set: tuple[list[str], np.ndarray]
+) -> None:
+    """What version 3 reaches, recomputed from the export (not read from the card).
+
+    The issue's targets are higher than what ships: 0.915 IMDB test accuracy (v3: 0.9083) and
+    >= 90% on every kind (v3's non-movie domains: 87.5%); see the README's quality table.
+    """
+    newest = shipped_versions[-1]
+    card = _card(newest)
+    assert card["preset"] == "default" and card["version"] >= 3
+    texts, labels = behavioural_set
+    probabilities = export_lib.served_probabilities(newest, texts)
+    correct = (probabilities >= 0.5) == (labels == 1)
+    assert correct.mean() >= 0.95
+    kinds = np.array([row["kind"] for row in _rows()])
+    by_kind = {kind: float(correct[kinds == kind].mean()) for kind in KINDS}
+    assert all(accuracy >= 0.85 for accuracy in by_kind.values()), by_kind
+    for kind in ("negated_negative", "negated_positive", "contrast", "plain"):
+        assert by_kind[kind] >= 0.90, (kind, by_kind[kind])
+    recorded = card["behavioural"]["by_kind"]
+    assert {kind: recorded[kind]["accuracy"] for kind in KINDS} == pytest.approx(by_kind, abs=1e-4)
+    # The same run's baselines are in the card; the model beats TF-IDF and stays within the
+    # gate's tolerance of NBSVM.
+    accuracy = card["metrics"]["test"]["accuracy"]
+    baselines = card["baselines"]
+    assert accuracy > baselines["tfidf_logreg"]["test_accuracy"]
+    assert accuracy >= baselines["nbsvm"]["test_accuracy"] - card["gate"]["settings"]["tolerance"]
+    assert card["gate"]["passed"] is True and card["gate"]["live_version"] == 2
+    # Calibration that holds at every length: T(n) > 0 and ECE within the bounds on both splits.
+    assert card["calibration"]["a"] > 0 and card["calibration"]["b"] >= 0
+    assert card["metrics"]["test"]["ece"] <= 0.02
+    assert card["metrics"]["validation_snippets"]["ece"] <= 0.035
