@@ -642,6 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level.upper() != "DEBUG":  # TensorFlow's export notices, shown when debugging
+        for chatty in ("absl", "tensorflow"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         run(
             args.data,
