@@ -62,7 +62,12 @@ def decide(
     """Every check, passed or not, so the card and the log can say which failed and by how much."""
     checks = []
     if live_accuracy is None:
-        checks.append(GateCheck("live_version", True, "no live version to beat (new model name)"))
+        detail = (
+            "no live version to beat (new model name)"
+            if live_version is None
+            else f"live version {live_version} could not be loaded, so it is not served"
+        )
+        checks.append(GateCheck("live_version", True, detail))
     else:
         checks.append(
             GateCheck(

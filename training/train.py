@@ -230,10 +230,13 @@ def score_live_version(base_dir: Path, test: Split) -> tuple[int | None, float |
         return None, None
     version, path = versions[-1]
     probabilities = []
-    for start in range(0, len(test), VECTORIZE_CHUNK):
-        probabilities.append(
-            export_lib.served_probabilities(path, test.texts[start : start + VECTORIZE_CHUNK])
-        )
+    try:
+        for start in range(0, len(test), VECTORIZE_CHUNK):
+            chunk = test.texts[start : start + VECTORIZE_CHUNK]
+            probabilities.append(export_lib.served_probabilities(path, chunk))
+    except Exception as exc:  # a broken directory is never served: nothing to beat
+        logger.warning("Live version %d could not be scored (%s)", version, type(exc).__name__)
+        return version, None
     accuracy = float(np.mean((np.concatenate(probabilities) >= 0.5) == (test.labels == 1)))
     logger.info("Live version %d on this test split: accuracy %.4f", version, accuracy)
     return version, round(accuracy, 4)
