@@ -44,7 +44,7 @@ from training.model import (
     build_vectorizer,
     tokenize,
 )
-from training.start import clear_cut, naive_bayes_start, nbsvm_start
+from training.start import LinearStart, clear_cut, naive_bayes_start, nbsvm_start
 
 logger = logging.getLogger("training")
 
@@ -112,8 +112,8 @@ def adapt_vectorizer(params: Hyperparameters, texts: list[str]) -> Any:
 def vectorize(vectorizer: Any, params: Hyperparameters, texts: list[str]) -> Any:
     """Tokenize once up front; the tutorial re-tokenizes every epoch, which dominates its time."""
     chunks = [
-        tokenize(vectorizer, params, tf.constant(texts[start : start + VECTORIZE_CHUNK]))
-        for start in range(0, len(texts), VECTORIZE_CHUNK)
+        tokenize(vectorizer, params, tf.constant(texts[start : start + VECTORIZE_CHUNK], tf.string))
+        for start in range(0, max(len(texts), 1), VECTORIZE_CHUNK)
     ]
     return tf.concat(chunks, axis=0)
 
@@ -141,6 +141,29 @@ def as_dataset(
     else:
         dataset = dataset.batch(batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def short_training_texts(
+    vectorizer: Any, params: Hyperparameters, fit: Split, naive_bayes: LinearStart | None
+) -> Split:
+    """Snippets cut from the training reviews and, if enabled, their negated counterfactuals."""
+    short = Split([], np.zeros(0, np.float32))
+    if params.snippets_per_review <= 0:
+        return short
+    snippets = data_lib.short_snippets(
+        fit.texts, fit.labels, params.snippets_per_review, params.seed
+    )
+    short = short + snippets
+    if params.counterfactuals and naive_bayes is not None:
+        clear = clear_cut(
+            naive_bayes,
+            vectorize(vectorizer, params, snippets.texts),
+            snippets.labels,
+            COUNTERFACTUAL_CONFIDENCE,
+        )
+        short = short + data_lib.counterfactual_snippets(snippets, clear)
+    logger.info("Added %d short training texts (snippets, counterfactuals)", len(short))
+    return short
 
 
 def _length(token_ids: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
@@ -178,9 +201,7 @@ def train(
     return history
 
 
-def raw_logits(
-    model: Any, params: Hyperparameters, token_ids: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def raw_logits(model: Any, token_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     """Uncalibrated logits in input order, and each text's real-token count."""
     logits = []
     for start in range(0, int(token_ids.shape[0]), 1024):
@@ -342,27 +363,9 @@ def run(
             params.max_tokens,
             params.negation_tie,
         )
-    extra = Split([], np.zeros(0, np.float32))
-    if params.snippets_per_review > 0:
-        snippets = data_lib.short_snippets(
-            splits.fit.texts, splits.fit.labels, params.snippets_per_review, params.seed
-        )
-        extra = extra + snippets
-        if params.counterfactuals and naive_bayes is not None:
-            clear = clear_cut(
-                naive_bayes,
-                vectorize(vectorizer, params, snippets.texts),
-                snippets.labels,
-                COUNTERFACTUAL_CONFIDENCE,
-            )
-            extra = extra + data_lib.counterfactual_snippets(snippets, clear)
-        logger.info("Added %d short training texts (snippets, counterfactuals)", len(extra))
-    train_ids = (
-        tf.concat([review_ids, vectorize(vectorizer, params, extra.texts)], axis=0)
-        if len(extra)
-        else review_ids
-    )
-    train_labels = np.concatenate([splits.fit.labels, extra.labels])
+    short = short_training_texts(vectorizer, params, splits.fit, naive_bayes)
+    train_ids = tf.concat([review_ids, vectorize(vectorizer, params, short.texts)], axis=0)
+    train_labels = np.concatenate([splits.fit.labels, short.labels])
 
     # model and train
     start = naive_bayes
@@ -392,30 +395,28 @@ def run(
     )
 
     # calibrate (validation reviews and validation snippets only)
-    outputs = {
-        "validation": raw_logits(model, params, validation_ids),
-        "validation_snippets": raw_logits(
-            model, params, vectorize(vectorizer, params, splits.validation_snippets.texts)
+    scored = {
+        "validation": (*raw_logits(model, validation_ids), splits.validation.labels),
+        "validation_snippets": (
+            *raw_logits(model, vectorize(vectorizer, params, splits.validation_snippets.texts)),
+            splits.validation_snippets.labels,
         ),
-        "test": raw_logits(model, params, vectorize(vectorizer, params, splits.test.texts)),
+        "test": (
+            *raw_logits(model, vectorize(vectorizer, params, splits.test.texts)),
+            splits.test.labels,
+        ),
     }
-    labels = {
-        "validation": splits.validation.labels,
-        "validation_snippets": splits.validation_snippets.labels,
-        "test": splits.test.labels,
-    }
+    held_out = [scored["validation"], scored["validation_snippets"]]
     calibration = calibration_lib.fit(
         params.calibration,
-        np.concatenate([outputs["validation"][0], outputs["validation_snippets"][0]]),
-        np.concatenate([labels["validation"], labels["validation_snippets"]]),
-        np.concatenate([outputs["validation"][1], outputs["validation_snippets"][1]]),
+        *(np.concatenate([part[i] for part in held_out]) for i in (0, 2, 1)),
     )
     logger.info("Calibration (%s): %s", params.calibration, calibration)
 
     # evaluate
     metrics = {
-        split: evaluate(logits, counts, labels[split], calibration)
-        for split, (logits, counts) in outputs.items()
+        split: evaluate(logits, counts, labels, calibration)
+        for split, (logits, counts, labels) in scored.items()
     }
     for split, figures in metrics.items():
         logger.info("%s: %s", split, figures)
