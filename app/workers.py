@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -94,10 +95,18 @@ def serve_worker(settings: Settings) -> None:
 
 
 class Supervisor:
-    """Keeps ``settings.workers`` workers running until SIGTERM or SIGINT."""
+    """Keeps ``settings.workers`` workers running until SIGTERM or SIGINT.
 
-    def __init__(self, settings: Settings) -> None:
+    ``worker`` is what each worker process runs (a module-level function, for ``spawn``):
+    the service's ``serve_worker``, or the benchmark's ceiling app, which must spread
+    connections over its workers exactly as the service does to be a fair yardstick.
+    """
+
+    def __init__(
+        self, settings: Settings, worker: Callable[[Settings], None] = serve_worker
+    ) -> None:
         self._settings = settings
+        self._worker = worker
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[BaseProcess] = []
         self._stopping = threading.Event()
@@ -129,7 +138,7 @@ class Supervisor:
 
     def _start_worker(self) -> BaseProcess:
         worker = self._context.Process(
-            target=serve_worker, args=(self._settings,), name="sentiment-worker"
+            target=self._worker, args=(self._settings,), name="sentiment-worker"
         )
         worker.start()
         return worker

@@ -7,18 +7,29 @@ the benchmark divides by. To be a fair yardstick it does everything the service'
 (`app.schemas.PredictRequest`), the same settings-dependent length check, and an answer of the
 same shape serialised the same way (orjson into a plain Response).
 
-Run it like the service: `uvicorn bench.ceiling:create_app --factory`.
+Run it like the service: `python -m bench.ceiling` takes the service's `SENTIMENT_HOST`,
+`SENTIMENT_PORT` and `SENTIMENT_WORKERS` and runs that many workers under the service's own
+supervisor (`app.workers.Supervisor`), each on its own `SO_REUSEPORT` socket, so connections
+spread over the workers as they do for the service. A one-worker ceiling against a two-worker
+service would compare one core with two. Each worker is plain uvicorn (uvloop, httptools, no
+access log): no TensorFlow, no connection guards.
 """
 
 from __future__ import annotations
 
+import sys
+
 import orjson
+import uvicorn
 from fastapi import FastAPI
 from starlette.responses import Response
 
 from app.errors import InvalidInputError, error_response
 from app.schemas import PredictRequest, PredictResponse
 from app.settings import Settings
+from app.workers import Supervisor, reuse_port_socket
+
+APP = "bench.ceiling:create_app"
 
 _JSON = "application/json"
 
@@ -44,3 +55,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(orjson.dumps(answer), media_type=_JSON)
 
     return app
+
+
+def serve_ceiling_worker(settings: Settings) -> None:
+    """One ceiling worker on its own ``SO_REUSEPORT`` socket (a Supervisor worker target)."""
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+    uvicorn.Server(config).run(sockets=[reuse_port_socket(settings.host, settings.port)])
+
+
+def main() -> int:
+    """``python -m bench.ceiling``: ``SENTIMENT_WORKERS`` ceiling workers until SIGTERM."""
+    settings = Settings()
+    if settings.workers == 1:
+        serve_ceiling_worker(settings)
+        return 0
+    return Supervisor(settings, worker=serve_ceiling_worker).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,8 +3,11 @@
 The batch endpoint can at best approach what the model itself does with a batch of the same
 size in the same machine, without HTTP, JSON or queueing. This loads the SavedModel exactly as
 `contract` says (`tf.saved_model.load`, its signature, input and output names) and times
-repeated calls. It runs in its own process (see `bench.__main__`) so TensorFlow's
-threads and memory never mix with the load client or the servers' measurements.
+repeated calls of the signature the service scores with (`score` when the version has it,
+else `serving_default`), with the service's TensorFlow thread settings (one intra-op and one
+inter-op thread by default: one worker's model). It runs in its own process (see
+`bench.run`) so TensorFlow's threads and memory never mix with the load client or the
+servers' measurements.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import INPUT_NAME, PROBABILITY_OUTPUT, SIGNATURE_NAME, version_dirs
+from contract import (
+    INPUT_NAME,
+    PROBABILITY_OUTPUT,
+    SCORE_SIGNATURE_NAME,
+    SIGNATURE_NAME,
+    version_dirs,
+)
 
 
 @dataclass(frozen=True)
@@ -51,14 +60,33 @@ def newest_version_dir(model_base: Path) -> Path:
 _SERVING_FUNCTIONS: dict[Path, Any] = {}
 
 
-def load_serving_function(version_dir: Path) -> None:
-    """Load the SavedModel once in this process (call in the worker before timing)."""
+def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
+    """Give this process the service's TensorFlow thread settings (0: TensorFlow's default).
+
+    The pool's initializer: it must run before TensorFlow's runtime starts.
+    """
+    import tensorflow as tf
+
+    if intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    if inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+def load_serving_function(version_dir: Path) -> str:
+    """Load the SavedModel once in this process (call in the worker before timing).
+
+    Returns the name of the signature timed: the one the service scores with.
+    """
     if version_dir not in _SERVING_FUNCTIONS:
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(version_dir))
+        name = SCORE_SIGNATURE_NAME if SCORE_SIGNATURE_NAME in loaded.signatures else SIGNATURE_NAME
         # Keep the loaded object alive: the signature's variables belong to it.
-        _SERVING_FUNCTIONS[version_dir] = (loaded, loaded.signatures[SIGNATURE_NAME])
+        _SERVING_FUNCTIONS[version_dir] = (loaded, loaded.signatures[name], name)
+    signature_name: str = _SERVING_FUNCTIONS[version_dir][2]
+    return signature_name
 
 
 def measure_serving_throughput(
@@ -69,7 +97,7 @@ def measure_serving_throughput(
     run_seconds: float = 0.5,
     distinct_batches: int = 8,
 ) -> InProcessResult:
-    """Texts/s of `serving_default` on batches of `batch_size` real texts, once per run.
+    """Texts/s of the service's signature on batches of `batch_size` real texts, per run.
 
     Each run lasts about `run_seconds` (as long as an HTTP round), so a lucky quiet moment on
     a shared machine cannot flatter the in-process figure.

@@ -54,13 +54,23 @@ class LoadResult:
     timeouts: int
     errors: int
     client_cpu_s: float
+    # wrk reports percentiles and a rate rather than every latency (bench.wrk).
+    reported_percentiles_ms: dict[float, float] | None = None
+    reported_requests_per_s: float | None = None
 
     @property
     def requests_per_s(self) -> float:
+        if self.reported_requests_per_s is not None:
+            return self.reported_requests_per_s
         return self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        """Nearest-rank percentile of the answered requests' latencies, in milliseconds."""
+        """Nearest-rank percentile of the answered requests' latencies, in milliseconds.
+
+        For a wrk run: the percentile wrk reported (NaN if it reported no such percentile).
+        """
+        if self.reported_percentiles_ms is not None:
+            return self.reported_percentiles_ms.get(q, float("nan"))
         if not self.latencies_s:
             return float("nan")
         ordered = sorted(self.latencies_s)

@@ -20,6 +20,7 @@ from bench.loadclient import LoadResult, LoadSpec, run_load
 from bench.options import Options
 from bench.servers import HOST, Server, cpu_seconds, main_thread_cpu_seconds, post_json
 from bench.texts import load_review_texts
+from bench.wrk import run_wrk
 
 logger = logging.getLogger("bench")
 
@@ -44,6 +45,8 @@ class Measured:
 
     load: LoadResult
     round_rates: list[float]
+    round_p50_ms: list[float]
+    round_p99_ms: list[float]
     server_cpu_s: float
     loop_thread_cpu_s: float
     wall_s: float
@@ -51,6 +54,16 @@ class Measured:
     @property
     def requests_per_s(self) -> float:
         return statistics.median(self.round_rates) if self.round_rates else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        """Median over rounds of each round's p50 (wrk reports percentiles, not latencies)."""
+        return statistics.median(self.round_p50_ms) if self.round_p50_ms else float("nan")
+
+    @property
+    def p99_ms(self) -> float:
+        """Median over rounds of each round's p99."""
+        return statistics.median(self.round_p99_ms) if self.round_p99_ms else float("nan")
 
     @property
     def server_cpu_cores(self) -> float:
@@ -70,11 +83,12 @@ class Measured:
 
 
 class Bench:
-    """Drives servers in rounds; the load client lives in a separate process for the whole run."""
+    """Drives servers in rounds with wrk, or else the Python client in its own process."""
 
-    def __init__(self, options: Options, client_pool: ProcessPoolExecutor) -> None:
+    def __init__(self, options: Options, client_pool: ProcessPoolExecutor, wrk: str | None) -> None:
         self.options = options
         self.client_pool = client_pool
+        self.wrk = wrk
         texts = load_review_texts(options.data, options.texts)
         self.texts = texts
         self.single_bodies = [orjson.dumps({"text": text}) for text in texts]
@@ -90,7 +104,15 @@ class Bench:
             spec = LoadSpec(
                 HOST, server.port, path, bodies, concurrency, 10**9, self.options.warmup_s
             )
-            self.client_pool.submit(run_load, spec).result()
+            self.load(spec)
+
+    def load(self, spec: LoadSpec, count_statuses: bool = False) -> LoadResult:
+        """One bounded load run with the chosen client."""
+        if self.wrk is not None:
+            return run_wrk(
+                spec, self.wrk, threads=self.options.wrk_threads, count_statuses=count_statuses
+            )
+        return self.client_pool.submit(run_load, spec).result()
 
     def one_round(
         self,
@@ -99,15 +121,20 @@ class Bench:
         bodies: Sequence[bytes],
         concurrency: int,
         duration_s: float,
+        count_statuses: bool = False,
     ) -> Slice:
-        """One bounded load slice (client in its own process) and the server's CPU cores."""
+        """One bounded load slice (client in its own process) and the server's CPU cores.
+
+        ``count_statuses``: tell every status apart (wrk then runs a Lua hook per answer);
+        otherwise a wrk run only tells 2xx/3xx from the rest.
+        """
         spec = LoadSpec(
             HOST, server.port, path, bodies, concurrency, self.options.max_requests, duration_s
         )
         cpu_before = cpu_seconds(server.pid)
         loop_before = main_thread_cpu_seconds(server.pid)
         wall_before = time.perf_counter()
-        load = self.client_pool.submit(run_load, spec).result()
+        load = self.load(spec, count_statuses)
         wall = time.perf_counter() - wall_before
         server_cpu = cpu_seconds(server.pid) - cpu_before
         loop_cpu = main_thread_cpu_seconds(server.pid) - loop_before
@@ -187,6 +214,8 @@ def pool(slices: Sequence[Slice]) -> Measured:
     return Measured(
         load=pooled,
         round_rates=[load.requests_per_s for load in loads],
+        round_p50_ms=[load.p50_ms for load in loads],
+        round_p99_ms=[load.p99_ms for load in loads],
         server_cpu_s=sum(piece.server_cpu_s for piece in slices),
         loop_thread_cpu_s=sum(piece.loop_thread_cpu_s for piece in slices),
         wall_s=sum(piece.wall_s for piece in slices),

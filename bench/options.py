@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.settings import Settings, env_name
 from bench import REPO_ROOT
 from bench.texts import DEFAULT_DATA
 
@@ -35,6 +36,8 @@ class Options:
     rounds: int
     service_env: dict[str, str]
     strict: bool
+    client: str
+    wrk_threads: int
 
 
 def _int_list(value: str) -> list[int]:
@@ -71,7 +74,10 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--texts", type=int, default=400, help="how many review texts to use")
     parser.add_argument("--concurrency", type=_int_list, default=[1, 16, 64])
     parser.add_argument(
-        "--duration", type=float, default=4.5, help="measured seconds per server and phase"
+        "--duration",
+        type=float,
+        default=6.0,
+        help="measured seconds per server and phase (wrk runs whole seconds per round)",
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per phase")
     parser.add_argument("--max-requests", type=int, default=60_000, help="requests per phase")
@@ -79,7 +85,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--batch-concurrency", type=_int_list, default=[1, 4])
     parser.add_argument("--overload-concurrency", type=int, default=512)
     parser.add_argument("--overload-queue-size", type=int, default=64)
-    parser.add_argument("--overload-duration", type=float, default=4.0)
+    parser.add_argument("--overload-duration", type=float, default=3.0)
     parser.add_argument("--inprocess-runs", type=int, default=9)
     parser.add_argument(
         "--rounds",
@@ -95,6 +101,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="extra setting for the service under test (repeatable), e.g. SENTIMENT_WORKERS=2",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load client: wrk when installed (auto), or the raw-socket Python client",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (-t)")
     args = parser.parse_args(argv)
     return Options(
         data=args.data,
@@ -113,4 +126,17 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         rounds=max(1, args.rounds),
         service_env=_key_values(args.service_env),
         strict=args.strict,
+        client=args.client,
+        wrk_threads=max(1, args.wrk_threads),
+    )
+
+
+def service_settings(options: Options) -> Settings:
+    """The settings the service under test runs with: Settings' defaults plus --service-env."""
+    return Settings.model_validate(
+        {
+            field: options.service_env[env_name(field)]
+            for field in Settings.model_fields
+            if env_name(field) in options.service_env
+        }
     )

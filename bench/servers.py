@@ -141,20 +141,24 @@ def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 SERVICE = "app"
 """The `target` that starts the service the way it ships: `python -m app`."""
+CEILING = "bench.ceiling"
+"""The `target` that starts the ceiling app with the service's worker count (bench.ceiling)."""
+_MODULE_TARGETS = (SERVICE, CEILING)  # run as `python -m <target>`, configured like the service
 
 
 def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> Server:
     """Start `target` on a free port; does not wait for readiness.
 
-    `target` is SERVICE or a uvicorn factory (`module:function`), run with one worker.
+    `target` is SERVICE, CEILING (both configured by SENTIMENT_* variables, workers
+    included) or a uvicorn factory (`module:function`), run with one worker.
     """
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
         prefix=f"bench-{name}-", suffix=".log", delete=False
     )
     environment = _clean_environment(env)
-    if target == SERVICE:
-        command = [sys.executable, "-m", SERVICE]
+    if target in _MODULE_TARGETS:
+        command = [sys.executable, "-m", target]
         environment |= {"SENTIMENT_HOST": HOST, "SENTIMENT_PORT": str(port)}
     else:
         command = [
@@ -212,15 +216,44 @@ def post_json(port: int, path: str, body: bytes, timeout_s: float = 30.0) -> tup
         connection.close()
 
 
-def wait_ready(server: Server, path: str, timeout_s: float) -> None:
-    """Poll `path` until it answers 200; fail loudly (with the server's log) otherwise."""
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on `port` (IPv4 and IPv6), from /proc/net/tcp*.
+
+    Each worker of `python -m app` listens on its own SO_REUSEPORT socket once its model is
+    loaded, so this counts the workers that are ready for connections.
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is "ADDR:PORT" in hex; state 0A is LISTEN.
+            if (
+                len(fields) > 3
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                count += 1
+    return count
+
+
+def wait_ready(server: Server, path: str, timeout_s: float, listeners: int = 1) -> None:
+    """Poll `path` until it answers 200 and `listeners` sockets listen on the port.
+
+    With several workers the first ready one answers `path` while the others may still be
+    loading; a measurement started then would load one worker only. Fails loudly (with the
+    server's log) on a timeout or an early exit.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(
                 f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
             )
-        if get_status(server.port, path) == 200:
+        if get_status(server.port, path) == 200 and listening_sockets(server.port) >= listeners:
             return
         time.sleep(0.2)
     raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f}s:\n{server.log_tail()}")
@@ -249,11 +282,12 @@ def running_server(
     cwd: Path,
     ready_path: str,
     ready_timeout_s: float = 180.0,
+    listeners: int = 1,
 ) -> Iterator[Server]:
-    """A ready server for the duration of the block, always stopped afterwards."""
+    """A ready server (`listeners` listening sockets) for the block, always stopped after."""
     server = start_server(name, target, env, cwd)
     try:
-        wait_ready(server, ready_path, ready_timeout_s)
+        wait_ready(server, ready_path, ready_timeout_s, listeners)
         yield server
     finally:
         stop_server(server)
