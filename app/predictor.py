@@ -113,11 +113,18 @@ class Predictor:
         def string_constant(texts: Sequence[str]) -> Any:
             return tf.constant(texts, dtype=tf.string)
 
+        # The flat call skips ~0.19 ms of Python per model call (argument binding and type
+        # checks); it is only used when it answers exactly like the signature (checked here
+        # on the card's samples, before the replay below verifies the probabilities).
+        serving_function = _flat_or_signature_call(
+            serving_function, string_constant([sample.text for sample in card.samples])
+        )
+
         predictor = cls(version, card, card_document, serving_function, string_constant, loaded)
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
         if score_function is not None and observe_inputs is not None:
-            predictor._serving_function = observed_scoring(score_function, observe_inputs)
+            predictor._serving_function = observed_scoring(serving_function, observe_inputs)
         logger.info(
             "model version %d loaded, verified and warm in %.2fs",
             version,
@@ -194,6 +201,64 @@ class Predictor:
             raise BrokenModelError(
                 f"version {self.version}: warm-up failed ({type(exc).__name__})"
             ) from exc
+
+
+def flat_signature_call(signature: Any) -> Callable[..., dict[str, Any]] | None:
+    """A faster stand-in for calling ``signature(text=...)``, or None if it can't be made.
+
+    Calling a loaded signature binds its keyword arguments against the function type,
+    type-checks them and packs the outputs, about 0.19 ms of Python per call (of 0.44 ms for
+    one text, measured in process on version 3), all of it holding the GIL the event loop
+    needs. ``_call_flat`` runs the same graph with the arguments already flat. It is
+    TensorFlow's private API (pinned in pyproject.toml): anything unexpected about the
+    signature means no fast path, and ``_flat_or_signature_call`` compares the two on real
+    inputs before the fast one is used.
+    """
+    call_flat = getattr(signature, "_call_flat", None)
+    structured_outputs = getattr(signature, "structured_outputs", None)
+    input_signature = getattr(signature, "structured_input_signature", None)
+    if call_flat is None or not isinstance(structured_outputs, dict):
+        return None
+    if not (
+        isinstance(input_signature, tuple)
+        and len(input_signature) == 2
+        and input_signature[0] == ()
+        and isinstance(input_signature[1], dict)
+        and list(input_signature[1]) == [INPUT_NAME]
+    ):
+        return None
+    import tensorflow as tf
+
+    # The order of the flat outputs is tf.nest's order of the output dictionary.
+    names = tf.nest.flatten({name: name for name in structured_outputs})
+
+    def call(**inputs: Any) -> dict[str, Any]:
+        outputs = call_flat([inputs[INPUT_NAME]], signature.captured_inputs)
+        if isinstance(outputs, dict):  # a loaded signature packs its outputs itself
+            return outputs
+        return dict(zip(names, outputs, strict=True))
+
+    return call
+
+
+def _flat_or_signature_call(signature: Any, probe: Any) -> Callable[..., Any]:
+    """The flat call when it answers ``probe`` exactly like the signature, else the signature."""
+    fast = flat_signature_call(signature)
+    if fast is None:
+        return signature  # type: ignore[no-any-return]
+    try:
+        expected = signature(**{INPUT_NAME: probe})
+        actual = fast(**{INPUT_NAME: probe})
+        same = set(actual) == set(expected) and all(
+            np.array_equal(actual[name].numpy(), expected[name].numpy()) for name in expected
+        )
+    except Exception as exc:
+        logger.warning("flat signature call failed (%s); using the signature", type(exc).__name__)
+        return signature  # type: ignore[no-any-return]
+    if not same:
+        logger.warning("flat signature call differs from the signature; using the signature")
+        return signature  # type: ignore[no-any-return]
+    return fast
 
 
 def _read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
