@@ -67,9 +67,10 @@ RUN pip install -r /tmp/requirements-train.txt
 # compilers, no caches), and sharing their layers saves a 1.3 GB copy per build and on disk.
 FROM train-deps AS train
 WORKDIR /srv
+COPY contract/ /srv/contract/
 COPY training/ /srv/training/
 # The shipped model too: whichever service first mounts the fresh `models` volume seeds it the same
-# way, so the first trained version is always 2.
+# way, so the first trained version is always the one after the highest shipped (now 4).
 RUN install -d -o 10001 -g 10001 /models /data
 COPY --chown=10001:10001 model/sentiment/ /models/sentiment/
 # The user has no home; downloads (--cache-dir), matplotlib and Keras caches go under /tmp.
@@ -84,6 +85,7 @@ LABEL org.opencontainers.image.title="sentiment-service" \
       org.opencontainers.image.description="FastAPI sentiment inference service (TensorFlow SavedModel, CPU)" \
       org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /srv
+COPY contract/ /srv/contract/
 COPY app/ /srv/app/
 # The model dir belongs to the app user: a named volume mounted at /models is seeded from here and
 # the train service (same uid) publishes new versions next to the shipped one.

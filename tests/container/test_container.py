@@ -297,7 +297,7 @@ def compose_stack(images: dict[str, str]) -> Iterator[tuple[list[str], dict[str,
             "SENTIMENT_RELOAD_INTERVAL_SECONDS": "1",
             "TRAIN_DATA_DIR": str(TRAIN_DATA.parent),
             "TRAIN_DATA": f"/data/{TRAIN_DATA.name}",
-            "TRAIN_ARGS": "--limit 2000 --epochs 1 --quiet",
+            "TRAIN_ARGS": "--limit 2000 --epochs 1 --force --quiet",
         }
     )
     compose = ["docker", "compose", "-p", project, "-f", str(REPO_ROOT / "docker-compose.yml")]
