@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS  ?=
 
-.PHONY: install serve test lint format train bench container-test clean
+.PHONY: install serve test lint format train bench container-test playground-screenshot clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -18,4 +18,6 @@ format: install ; $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 train: install ; $(PY) -m training $(ARGS)
 bench: install ; $(PY) -m bench $(ARGS)
 container-test: install ; bash scripts/container-test.sh
+# The README's screenshot: the playground browser test (headless Chromium) against the newest shipped version.
+playground-screenshot: install ; $(PY) -m pytest tests/app/test_playground_browser.py --playground-screenshot=docs/playground.png
 clean: ; rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -173,7 +173,7 @@ class TFServingModelStatusResponse(BaseModel):
                 {
                     "model_version_status": [
                         {
-                            "version": "2",
+                            "version": "3",
                             "state": "AVAILABLE",
                             "status": {"error_code": "OK", "error_message": ""},
                         }

@@ -40,6 +40,16 @@ def model_card(source_version_dir: Path) -> dict[str, Any]:
     return card
 
 
+@pytest.fixture(scope="session")
+def api_samples(model_card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card's samples the API accepts: all but blank texts.
+
+    Cards from v3 on also record the empty text (the model scores it as one ``[UNK]``, and the
+    service replays it on load), which the prediction routes refuse with 422 by contract.
+    """
+    return [sample for sample in model_card["samples"] if sample["text"].strip()]
+
+
 Publisher = Callable[..., Path]
 
 

@@ -1,22 +1,18 @@
 """Which shipped versions the explain, input-metrics and playground tests serve.
 
-The suite serves the shipped model directory: the newest version whose card lists the
-``explain`` signature (v3 on), and for the 501 path a version exported without it (v1, v2).
-``SENTIMENT_TEST_EXPLAIN_VERSION_DIR`` points the explain tests at another version directory
-(a small model trained locally while no shipped version has the signature yet).
+The suite serves the shipped model directory and nothing else: the newest version whose card
+lists the ``explain`` signature (v3 on), and for the 501 path a version exported without it
+(v1, v2), which the tests copy into a tmp base directory.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from contract import EXPLAIN_SIGNATURE_NAME, ModelCard, version_dirs
 from tests.paths import SHIPPED_MODEL_BASE
-
-EXPLAIN_DIR_VARIABLE = "SENTIMENT_TEST_EXPLAIN_VERSION_DIR"
 
 
 def _has_explain(version_dir: Path) -> bool:
@@ -27,13 +23,10 @@ def _has_explain(version_dir: Path) -> bool:
 
 
 def explain_version_dir() -> Path:
-    """The newest shipped version with the explain signature (skips the test if none)."""
-    override = os.environ.get(EXPLAIN_DIR_VARIABLE)
-    if override:
-        return Path(override)
+    """The newest shipped version with the explain signature (v3 on; fails if none)."""
     with_explain = [path for _, path in version_dirs(SHIPPED_MODEL_BASE) if _has_explain(path)]
     if not with_explain:
-        pytest.skip(f"no version under {SHIPPED_MODEL_BASE} has the explain signature yet")
+        pytest.fail(f"no version under {SHIPPED_MODEL_BASE} has the explain signature")
     return with_explain[-1]
 
 

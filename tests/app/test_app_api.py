@@ -24,9 +24,16 @@ def test_healthz_and_readyz_when_model_is_live(client: TestClient) -> None:
     assert ready.json() == {"status": "ready", "model_version": "1"}
 
 
-def test_predict_replays_card_samples(client: TestClient, model_card: dict[str, Any]) -> None:
+def test_predict_replays_card_samples(
+    client: TestClient, model_card: dict[str, Any], api_samples: list[dict[str, Any]]
+) -> None:
     threshold = model_card["decision_threshold"]
     for sample in model_card["samples"]:
+        if sample not in api_samples:  # the empty text: replayed on load, refused over HTTP
+            response = client.post("/v1/predict", json={"text": sample["text"]})
+            assert response.status_code == 422
+            assert response.json()["error"]["type"] == "invalid_input"
+    for sample in api_samples:
         response = client.post("/v1/predict", json={"text": sample["text"]})
         assert response.status_code == 200
         body = response.json()
@@ -36,8 +43,10 @@ def test_predict_replays_card_samples(client: TestClient, model_card: dict[str, 
         assert body["label"] == ("positive" if body["probability"] >= threshold else "negative")
 
 
-def test_batch_predictions_keep_input_order(client: TestClient, model_card: dict[str, Any]) -> None:
-    texts = [sample["text"] for sample in model_card["samples"]]
+def test_batch_predictions_keep_input_order(
+    client: TestClient, api_samples: list[dict[str, Any]]
+) -> None:
+    texts = [sample["text"] for sample in api_samples]
     texts = texts + list(reversed(texts))
     response = client.post("/v1/predict/batch", json={"texts": texts})
     assert response.status_code == 200

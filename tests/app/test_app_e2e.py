@@ -56,9 +56,9 @@ def uvicorn_server(model_base: Path) -> Iterator[Server]:
 
 
 def test_uvicorn_serves_the_shipped_model(
-    uvicorn_server: Server, model_card: dict[str, Any]
+    uvicorn_server: Server, api_samples: list[dict[str, Any]]
 ) -> None:
-    sample = model_card["samples"][0]
+    sample = api_samples[0]
     with httpx.Client(base_url=uvicorn_server.url, timeout=10) as client:
         response = client.post("/v1/predict", json={"text": sample["text"]})
         assert response.status_code == 200
@@ -66,10 +66,10 @@ def test_uvicorn_serves_the_shipped_model(
         assert body["model_version"] == "1"
         assert body["probability"] == pytest.approx(sample["probability"], abs=1e-5)
 
-        texts = [s["text"] for s in model_card["samples"]]
+        texts = [s["text"] for s in api_samples]
         batch = client.post("/v1/predict/batch", json={"texts": texts}).json()
         assert [p["probability"] for p in batch["predictions"]] == pytest.approx(
-            [s["probability"] for s in model_card["samples"]], abs=1e-5
+            [s["probability"] for s in api_samples], abs=1e-5
         )
         compat = client.post("/v1/models/sentiment:predict", json={"instances": texts})
         assert len(compat.json()["predictions"]) == len(texts)

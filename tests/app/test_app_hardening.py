@@ -59,7 +59,7 @@ def _newest_shipped() -> Path:
 
 @pytest.fixture(scope="module")
 def shared_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Version 1: the newest shipped export, whose card names another version (2)."""
+    """Version 1: the newest shipped export, whose card names another version (3 now)."""
     base = tmp_path_factory.mktemp("hardening") / "sentiment"
     base.mkdir()
     publish_version(base, _newest_shipped(), 1)

@@ -5,12 +5,12 @@ version with the explain signature, behind an API key, so the page's key field a
 on its fetches are exercised too. ``.ci/run`` installs chromium and chromium-driver; the test
 skips, saying why, only where they are not installed.
 
-``SENTIMENT_PLAYGROUND_SCREENSHOT=docs/playground.png`` also writes the README's screenshot.
+``pytest --playground-screenshot=PATH`` (option defined in tests/conftest.py) also saves the
+screenshot to PATH; ``make playground-screenshot`` writes the README's, docs/playground.png.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -38,7 +38,8 @@ TEXT = "A wonderful film with brilliant acting, but the ending was not good. I l
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("playground") / "sentiment"
     base.mkdir()
-    publish_version(base, explain_version_dir(), 1)
+    source = explain_version_dir()
+    publish_version(base, source, int(source.name))  # the page shows the shipped number
     env = {
         "SENTIMENT_MODEL_BASE_PATH": str(base),
         "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0",
@@ -71,8 +72,15 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture
+def screenshot_target(request: pytest.FixtureRequest) -> Path | None:
+    """Where ``--playground-screenshot`` asks for a copy of the screenshot (None: nowhere)."""
+    target = request.config.getoption("--playground-screenshot")
+    return Path(target) if target else None
+
+
 def test_playground_scores_explains_and_scores_a_file(
-    served: Server, browser: Any, tmp_path: Path
+    served: Server, browser: Any, tmp_path: Path, screenshot_target: Path | None
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -106,7 +114,7 @@ def test_playground_scores_explains_and_scores_a_file(
     shares = {word.text.lower(): float(word.get_attribute("data-share")) for word in words}
     assert shares["wonderful"] > 0 and shares["loved"] > 0
     assert len(browser.find_elements(By.CSS_SELECTOR, "#strongest li")) == 10
-    _screenshot(browser, tmp_path)
+    _screenshot(browser, tmp_path, screenshot_target)
 
     # A small CSV (quotes, commas, an empty text) through /v1/predict/batch in chunks.
     csv_path = tmp_path / "reviews.csv"
@@ -132,10 +140,10 @@ def test_playground_scores_explains_and_scores_a_file(
     assert link.get_attribute("href").startswith("blob:")
 
 
-def _screenshot(browser: Any, tmp_path: Path) -> None:
-    """Always into tmp_path; also to $SENTIMENT_PLAYGROUND_SCREENSHOT when set (README)."""
+def _screenshot(browser: Any, tmp_path: Path, target: Path | None) -> None:
+    """Always into tmp_path; also to ``target`` (``--playground-screenshot``) when given."""
     shot = tmp_path / "playground.png"
     assert browser.save_screenshot(str(shot))
-    target = os.environ.get("SENTIMENT_PLAYGROUND_SCREENSHOT")
-    if target:
-        shutil.copyfile(shot, REPO_ROOT / target)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)

@@ -19,6 +19,14 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from contract import (
+    EXPLAIN_OUTPUT_NAMES,
+    EXPLAIN_SIGNATURE_NAME,
+    INPUT_NAME,
+    SCORE_OUTPUT_NAMES,
+    SCORE_SIGNATURE_NAME,
+    SIGNATURE_NAME,
+)
 
 TEXTS = ["A wonderful film, I loved it.", "Dull, badly acted and far too long."]
 SECRET = "zq-client-chosen-name"
@@ -114,7 +122,12 @@ def test_status_bare_versions_and_labels(client: TestClient) -> None:
     assert client.get("/v1/models/sentiment/labels/stable").content == orjson.dumps(_STATUS)
 
 
-def test_metadata_lists_every_signature_def_in_tf_servings_json(client: TestClient) -> None:
+def test_metadata_lists_every_signature_def_in_tf_servings_json(
+    client: TestClient, model_card: dict[str, Any]
+) -> None:
+    # The shipped version's own signatures (v3: serving_default, score, explain), each one.
+    shipped = set(model_card["signatures"])
+    assert {SIGNATURE_NAME, SCORE_SIGNATURE_NAME, EXPLAIN_SIGNATURE_NAME} <= shipped
     tensor_shape = {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}]}
     for path in (
         "/v1/models/sentiment/metadata",
@@ -127,7 +140,12 @@ def test_metadata_lists_every_signature_def_in_tf_servings_json(client: TestClie
         assert body["model_spec"] == {"name": "sentiment", "signature_name": "", "version": "1"}
         assert set(body["metadata"]) == {"signature_def"}
         signatures = body["metadata"]["signature_def"]["signature_def"]
-        assert {"serving_default", "__saved_model_init_op"} <= set(signatures)
+        assert set(signatures) == {"__saved_model_init_op", *shipped}
+        for name in (SCORE_SIGNATURE_NAME, EXPLAIN_SIGNATURE_NAME):
+            assert signatures[name]["method_name"] == "tensorflow/serving/predict"
+            assert set(signatures[name]["inputs"]) == {INPUT_NAME}
+        assert set(signatures[SCORE_SIGNATURE_NAME]["outputs"]) == set(SCORE_OUTPUT_NAMES)
+        assert set(signatures[EXPLAIN_SIGNATURE_NAME]["outputs"]) == set(EXPLAIN_OUTPUT_NAMES)
         default = signatures["serving_default"]
         assert default["method_name"] == "tensorflow/serving/predict"
         assert default["inputs"] == {
@@ -217,6 +235,25 @@ def test_unknown_model_version_and_label(client: TestClient) -> None:
 )
 def test_bad_predict_bodies_are_400(client: TestClient, body: Any, message: str | None) -> None:
     _assert_protocol_error(client.post("/v1/models/sentiment:predict", json=body), 400, message)
+
+
+def test_the_other_signatures_are_listed_but_not_served_over_rest(client: TestClient) -> None:
+    """score and explain exist (metadata lists them); :predict serves serving_default only."""
+    for name in (SCORE_SIGNATURE_NAME, EXPLAIN_SIGNATURE_NAME):
+        _assert_protocol_error(
+            client.post(
+                "/v1/models/sentiment:predict", json={"signature_name": name, "instances": ["a"]}
+            ),
+            400,
+            "Only the 'serving_default' signature is served over REST here.",
+        )
+    _assert_protocol_error(
+        client.post(
+            "/v1/models/sentiment:predict", json={"signature_name": SECRET, "instances": ["a"]}
+        ),
+        400,
+        "Serving signature name not found in signature def.",
+    )
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
