@@ -17,7 +17,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,17 +36,10 @@ RETRAINED_VERSION = SHIPPED_VERSION + 1
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 TRANSIENT_ENGINE_ERROR = "write child: broken pipe"
 ENGINE_ATTEMPTS = 3
-API_IMAGE = os.environ.get("SENTIMENT_TEST_IMAGE", "localhost/sentiment-service:container-test")
-TRAIN_IMAGE = os.environ.get(
-    "SENTIMENT_TEST_TRAIN_IMAGE", "localhost/sentiment-service-train:container-test"
-)
+API_IMAGE = "localhost/sentiment-service:container-test"
+TRAIN_IMAGE = "localhost/sentiment-service-train:container-test"
 # The IMDB archive; CI machines keep it next to the repo (no internet needed).
-TRAIN_DATA = Path(
-    os.environ.get(
-        "SENTIMENT_TEST_TRAIN_DATA",
-        str(REPO_ROOT.parent / "shared" / "datasets" / "aclImdb_labelled.tar.gz"),
-    )
-)
+TRAIN_DATA = REPO_ROOT.parent / "shared" / "datasets" / "aclImdb_labelled.tar.gz"
 BUILD_TIMEOUT = 1200.0
 ENGINE_TIMEOUT = 120.0
 READY_TIMEOUT = 180.0
@@ -279,7 +271,7 @@ def compose_or_skip() -> dict[str, str]:
     if compose.returncode != 0:
         pytest.skip("the `docker compose` v2 plugin is not installed")
     if not TRAIN_DATA.is_file():
-        pytest.skip(f"training data not found at {TRAIN_DATA} (set SENTIMENT_TEST_TRAIN_DATA)")
+        pytest.skip(f"training data not found at {TRAIN_DATA} (../shared beside the repo)")
     return env
 
 
