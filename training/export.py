@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -346,11 +346,26 @@ def write_saved_model(trained: TrainedModel, path: Path) -> None:
     )
 
 
-def served_probabilities(path: Path, texts: Sequence[str]) -> np.ndarray:
-    """Probabilities exactly as the service will compute them: reload and call the signature."""
+def load_scorer(path: Path, chunk: int = 2048) -> Callable[[Sequence[str]], np.ndarray]:
+    """P(positive) exactly as the service computes it: the reloaded `serving_default`, called
+    on chunks of `chunk` texts (a padded v1/v2 graph would hold every text's padding at once)."""
     serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
-    outputs = serve(**{INPUT_NAME: tf.constant(list(texts))})
-    return np.asarray(outputs[PROBABILITY_OUTPUT].numpy()[:, 0], dtype=np.float64)
+
+    def probabilities(texts: Sequence[str]) -> np.ndarray:
+        parts = [
+            serve(**{INPUT_NAME: tf.constant(list(texts[start : start + chunk]), tf.string)})
+            for start in range(0, max(len(texts), 1), chunk)
+        ]
+        return np.concatenate(
+            [np.asarray(part[PROBABILITY_OUTPUT].numpy()[:, 0], np.float64) for part in parts]
+        )
+
+    return probabilities
+
+
+def served_probabilities(path: Path, texts: Sequence[str]) -> np.ndarray:
+    """Reload the export at `path` and score `texts` with it."""
+    return load_scorer(path)(texts)
 
 
 def verify_export(path: Path, texts: Sequence[str], expected: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ layers and changes what surrounds them, each step chosen on the validation split
   pulled toward the padding token);
 * negation scopes are marked in the graph's tokenizer (`training.text`), with word n-grams
   over a large vocabulary;
-* the embedding starts from naive-Bayes log-count ratios (what makes NBSVM strong): each unit
-  starts with the evidence the training split gives for it, and training refines it;
+* the embedding starts where NBSVM ends (`training.start`): each unit's weight in a logistic
+  regression on unit counts scaled by their naive-Bayes log-count ratios; training refines it
+  and keeps the start unless it beats it on validation;
 * a negated unit's embedding is tied to minus its base unit's ("NOT_funny" starts as the
   opposite of "funny", scaled by one learned weight) plus its own learned correction, because
   IMDB's document labels say little about "not X" on its own.
@@ -68,9 +69,6 @@ class Hyperparameters:
     # Negated units start as minus this weight times their base unit, plus a correction; the
     # weight is learned from there (0: no tie).
     negation_tie: float = 0.0
-    # L2 penalty on the embedding's distance from its naive-Bayes start: keeps rare units (actor
-    # names, one-off phrases) near the evidence instead of memorising the training reviews.
-    prior_l2: float = 0.0
     # Counterfactual augmentation: each clear-cut training snippet negated ("was dull" → "was
     # not dull") with its label flipped (training.data.counterfactual_snippets).
     counterfactuals: bool = False
@@ -88,8 +86,8 @@ class Hyperparameters:
             raise ValueError("negation_tie needs the negation tokenizer")
         if self.embedding_init != "uniform" and not self.mask_padding:
             raise ValueError(f"{self.embedding_init} initialization needs mask_padding")
-        if (self.prior_l2 or self.counterfactuals) and self.embedding_init == "uniform":
-            raise ValueError("prior_l2 and counterfactuals need a naive_bayes or nbsvm start")
+        if self.counterfactuals and self.embedding_init == "uniform":
+            raise ValueError("counterfactuals need a naive_bayes or nbsvm start")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,21 +160,6 @@ def tokenize(
     )
     guarded: tf.RaggedTensor = tf.concat([truncated, unknown], axis=1)
     return guarded
-
-
-@keras.saving.register_keras_serializable(package="sentiment")
-class DistanceFromStart(keras.regularizers.Regularizer):  # type: ignore[misc]
-    """strength x sum((weights - start)^2): weight decay toward a prior instead of toward 0."""
-
-    def __init__(self, strength: float, start: np.ndarray) -> None:
-        self.strength = strength
-        self.start = tf.constant(start, tf.float32)
-
-    def __call__(self, weights: Any) -> Any:
-        return self.strength * tf.reduce_sum(tf.square(weights - self.start))
-
-    def get_config(self) -> dict[str, Any]:
-        return {"strength": self.strength, "start": self.start.numpy().tolist()}
 
 
 @keras.saving.register_keras_serializable(package="sentiment")
@@ -265,10 +248,6 @@ def build_model(
         embedding_kwargs["embeddings_initializer"] = keras.initializers.Constant(
             table.astype(np.float32)
         )
-        if params.prior_l2:
-            embedding_kwargs["embeddings_regularizer"] = DistanceFromStart(
-                params.prior_l2, table.astype(np.float32)
-            )
         dense_kwargs["kernel_initializer"] = keras.initializers.Constant(
             direction.reshape(-1, 1).astype(np.float32)
         )

@@ -250,15 +250,12 @@ def score_live_version(base_dir: Path, test: Split) -> tuple[int | None, float |
     if not versions:
         return None, None
     version, path = versions[-1]
-    probabilities = []
     try:
-        for start in range(0, len(test), VECTORIZE_CHUNK):
-            chunk = test.texts[start : start + VECTORIZE_CHUNK]
-            probabilities.append(export_lib.served_probabilities(path, chunk))
+        probabilities = export_lib.load_scorer(path)(test.texts)
     except Exception as exc:  # a broken directory is never served: nothing to beat
         logger.warning("Live version %d could not be scored (%s)", version, type(exc).__name__)
         return version, None
-    accuracy = float(np.mean((np.concatenate(probabilities) >= 0.5) == (test.labels == 1)))
+    accuracy = float(np.mean((probabilities >= 0.5) == (test.labels == 1)))
     logger.info("Live version %d on this test split: accuracy %.4f", version, accuracy)
     return version, round(accuracy, 4)
 

@@ -1,0 +1,65 @@
+"""Model versions side by side: `python -m bench.versions model/sentiment/1 model/sentiment/2 ...`.
+
+The serving cost of a model is a property of its exported graph, so a new version must be timed
+beside the one it replaces, in one process and one run (this machine's speed drifts between
+runs): in-process CPU per text on batches of real IMDB test reviews, with the service's
+TensorFlow threads (one), of the signature the service calls (`score` where it exists). Rounds
+alternate between the versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import REPO_ROOT
+from bench.inprocess import configure_threads, load_serving_function, measure_serving_throughput
+from bench.texts import DEFAULT_DATA, load_review_texts
+
+logger = logging.getLogger("bench.versions")
+
+
+def compare(
+    version_dirs: Sequence[Path], texts: Sequence[str], batch_size: int, rounds: int
+) -> dict[Path, list[float]]:
+    """CPU ms per text for each version, one figure per round, rounds alternating."""
+    configure_threads(1, 1)
+    figures: dict[Path, list[float]] = {path: [] for path in version_dirs}
+    for _ in range(rounds):
+        for path in version_dirs:
+            result = measure_serving_throughput(path, texts, batch_size, runs=3, run_seconds=0.5)
+            figures[path].append(result.median_cpu_ms_per_text)
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.versions", description=__doc__)
+    parser.add_argument("versions", nargs="+", type=Path, help="version directories")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / DEFAULT_DATA)
+    parser.add_argument("--texts", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    texts = load_review_texts(args.data, args.texts)
+    figures = compare(args.versions, texts, args.batch_size, args.rounds)
+    logger.info(
+        "| version | signature | CPU ms per text, batch %d (median) | rounds |", args.batch_size
+    )
+    logger.info("|---|---|---:|---|")
+    for path, values in figures.items():
+        rounds = ", ".join(f"{value:.4f}" for value in values)
+        logger.info(
+            "| %s | %s | %.4f | %s |",
+            path,
+            load_serving_function(path),
+            statistics.median(values),
+            rounds,
+        )
+
+
+if __name__ == "__main__":
+    main()
