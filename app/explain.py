@@ -285,7 +285,9 @@ def install_explain_route(app: FastAPI, dependencies: list[Any] | None) -> None:
         explain,
         methods=["POST"],
         response_model=ExplainResponse,
-        responses={status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 501, 503)},
+        responses={
+            status: {"model": ErrorResponse} for status in (400, 401, 413, 422, 429, 501, 503)
+        },
         summary="Explain scores: each unit's exact share of the logit",
         tags=["predictions"],
         dependencies=dependencies,
