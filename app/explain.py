@@ -51,7 +51,7 @@ from app.errors import (
     ServiceError,
 )
 from app.predictor import Predictor
-from app.schemas import ErrorResponse, Label, ReviewText
+from app.schemas import ErrorResponse, Label, PredictText
 from app.service import Service
 from contract import (
     BIAS_OUTPUT,
@@ -79,16 +79,22 @@ MAX_WAITING_EXPLANATIONS = 32
 _EXAMPLE_TEXT = "I did not like it, but the music was great."
 
 
+def _explain_schema_extra(schema: dict[str, Any]) -> None:
+    """Examples, and the rule in the schema: exactly one of a text or a list of texts."""
+    schema["examples"] = [{"text": _EXAMPLE_TEXT}, {"texts": [_EXAMPLE_TEXT]}]
+    schema["oneOf"] = [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
+    ]
+
+
 class ExplainRequest(BaseModel):
     """One text (``text``) or a small batch (``texts``) to explain: exactly one of them."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"text": _EXAMPLE_TEXT}, {"texts": [_EXAMPLE_TEXT]}]},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_explain_schema_extra)
 
-    text: ReviewText | None = Field(default=None, description="One raw English text.")
-    texts: list[ReviewText] | None = Field(
+    text: PredictText | None = Field(default=None, description="One raw English text.")
+    texts: list[PredictText] | None = Field(
         default=None,
         min_length=1,
         description="Several raw texts (at most SENTIMENT_MAX_EXPLAIN_ITEMS).",

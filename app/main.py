@@ -59,6 +59,7 @@ def _reflect_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
                 generate(),
                 max_text_chars=settings.max_text_chars,
                 max_batch_items=settings.max_batch_items,
+                max_explain_items=settings.max_explain_items,
             )
         return app.openapi_schema
 

@@ -78,10 +78,22 @@ class BatchPredictRequest(BaseModel):
 
 
 def reflect_setting_limits(
-    document: dict[str, Any], *, max_text_chars: int, max_batch_items: int
+    document: dict[str, Any],
+    *,
+    max_text_chars: int,
+    max_batch_items: int,
+    max_explain_items: int,
 ) -> dict[str, Any]:
     """Write one app's limits into its OpenAPI ``document`` (maxLength, maxItems)."""
     schemas = document.get("components", {}).get("schemas", {})
+    explain = schemas.get("ExplainRequest", {}).get("properties", {})
+    for variant in explain.get("text", {}).get("anyOf", []):
+        if variant.get("type") == "string":
+            variant["maxLength"] = max_text_chars
+    for variant in explain.get("texts", {}).get("anyOf", []):
+        if variant.get("type") == "array":
+            variant["maxItems"] = max_explain_items
+            variant.get("items", {})["maxLength"] = max_text_chars
     text = schemas.get("PredictRequest", {}).get("properties", {}).get("text")
     if text is not None:
         text["maxLength"] = max_text_chars
