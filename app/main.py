@@ -14,8 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import FastAPI
 
 from app import api
@@ -89,13 +87,8 @@ def create_app(
         settle_seconds=settings.model_settle_seconds,
     )
 
-    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
-        # Both outputs from one model call: the protocol routes answer the logit too.
-        predictor = registry.require_live()
-        return predictor.predict_scores(texts), predictor
-
     batcher: MicroBatcher[Predictor] = MicroBatcher(
-        score,
+        registry.score,
         max_batch_size=settings.max_batch_size,
         max_wait_seconds=settings.max_batch_wait_ms / 1000,
         gather_seconds=settings.batch_gather_ms / 1000,

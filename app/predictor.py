@@ -157,7 +157,8 @@ class Predictor:
         """``[N, 2]`` float32 rows of (probability, logit), from one call of the signature.
 
         The protocol routes (TF Serving, Open Inference Protocol) answer both outputs, so
-        the batcher scores with this; ``predict_probabilities`` stays for everything else.
+        the batcher scores with this (``ModelRegistry.score``); ``predict_probabilities``
+        serves the load-time replay and warm-up.
         """
         outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
         probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)

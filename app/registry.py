@@ -93,9 +93,11 @@ class ModelRegistry:
         return live
 
     def score(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
-        """Score with whichever version is live at call time (runs on the model thread)."""
+        """(probability, logit) rows from whichever version is live at call time, and that
+        version (runs on the model thread; one call gives both, the protocol routes answer both).
+        """
         predictor = self.require_live()
-        return predictor.predict_probabilities(texts), predictor
+        return predictor.predict_scores(texts), predictor
 
     def refresh(self) -> bool:
         """Promote the newest loadable version newer than the live one; True if swapped.
