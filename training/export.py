@@ -149,7 +149,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         ids = all_ids[:, :length]
         if self._masked:
             empty = tf.cast(tf.equal(ids.row_lengths(), 0), tf.int64)
-            ids = tf.concat([ids, _repeat_id(UNKNOWN_ID, empty)], axis=1)
+            ids = tf.concat([ids, _repeat(UNKNOWN_ID, empty)], axis=1)
         count = ids.row_lengths()
         scores = tf.gather(self._scores, ids)
         total = tf.reduce_sum(scores, axis=1)
@@ -320,16 +320,10 @@ class _WordPairIds(tf.Module):  # type: ignore[misc]
         return _Totals(bias + total / tf.cast(count, tf.float32), count, real, all_units, unknown)
 
 
-def _repeat_id(unit_id: int, counts: tf.Tensor) -> tf.RaggedTensor:
-    """`counts[i]` copies of `unit_id` in row i."""
-    return tf.RaggedTensor.from_row_lengths(
-        tf.fill([tf.reduce_sum(counts)], tf.constant(unit_id, tf.int64)), counts
-    )
-
-
-def _repeat(unit: str, counts: tf.Tensor) -> tf.RaggedTensor:
-    """`counts[i]` copies of `unit` in row i."""
-    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(counts)], unit), counts)
+def _repeat(unit: str | int, counts: tf.Tensor) -> tf.RaggedTensor:
+    """`counts[i]` copies of `unit` (a unit's text, or its int64 id) in row i."""
+    value = tf.constant(unit, tf.int64 if isinstance(unit, int) else tf.string)
+    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(counts)], value), counts)
 
 
 def write_saved_model(trained: TrainedModel, path: Path) -> None:

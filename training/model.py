@@ -227,6 +227,7 @@ def build_model(
     the adapted vectorizer and the training split.
     """
     rng = np.random.default_rng(params.seed)
+    bases = negation_base_ids(vocabulary or []) if params.negation_tie else []
     embedding_kwargs: dict[str, Any] = {}
     dense_kwargs: dict[str, Any] = {}
     if params.embedding_init != "uniform":
@@ -236,11 +237,11 @@ def build_model(
         # dimension never drops a unit's whole evidence; small noise breaks the symmetry.
         direction = np.full(params.embedding_dim, 1 / np.sqrt(params.embedding_dim))
         own = np.asarray(start.scores, dtype=np.float64).copy()
-        if params.negation_tie and vocabulary is not None:
+        if bases:
             # A tied unit's vector is own - negation_tie x base at the start.
-            bases = np.asarray(negation_base_ids(vocabulary))
-            tied = np.flatnonzero(bases >= 0)
-            own[tied] += params.negation_tie * own[bases[tied]]
+            base_of = np.asarray(bases)
+            tied = np.flatnonzero(base_of >= 0)
+            own[tied] += params.negation_tie * own[base_of[tied]]
         # The logit scale lives in the embedding, so its entries are O(1) whatever the start.
         table = np.outer(own * start.scale, direction) + rng.normal(
             0.0, 0.01, (params.max_tokens, params.embedding_dim)
@@ -258,7 +259,7 @@ def build_model(
             params.max_tokens,
             params.embedding_dim,
             mask_zero=params.mask_padding,
-            base_ids=negation_base_ids(vocabulary or []),
+            base_ids=bases,
             tie_weight=params.negation_tie,
             name="embedding",
             **embedding_kwargs,

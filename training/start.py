@@ -115,17 +115,13 @@ def naive_bayes_start(
     ratios = naive_bayes_ratios(token_ids, labels, vocabulary_size)
     if negation_tie:  # the prior: a negated unit starts as the opposite of its base
         tie = _tie_matrix(vocabulary, vocabulary_size, negation_tie)
-        ratios = np.asarray(tie @ _untied(ratios, vocabulary))
+        # Every tied unit's own part at zero (its correction starts at nothing): a tied unit's
+        # row of the tie matrix holds its base as well as itself.
+        untied = ratios.copy()
+        untied[np.diff(tie.indptr) > 1] = 0.0
+        ratios = np.asarray(tie @ untied)
     scale, bias = _mean_score_fit(ratios, token_ids, labels)
     return LinearStart(ratios, scale, bias, "naive-Bayes log-count ratios")
-
-
-def _untied(ratios: np.ndarray, vocabulary: list[str]) -> np.ndarray:
-    """Ratios with every tied unit's own part at zero (its correction starts at nothing)."""
-    own = ratios.copy()
-    bases = np.asarray(negation_base_ids(vocabulary))
-    own[np.flatnonzero(bases >= 0)] = 0.0
-    return own
 
 
 def nbsvm_start(
