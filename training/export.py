@@ -120,7 +120,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         )
         self._scores = tf.constant(scores[: len(vocabulary)])
         self._bias = tf.constant(bias, tf.float32)
-        self._pairs = _WordPairIds(vocabulary) if params.ngrams == 2 else None
+        self._ngram_ids = _WordNgramIds(vocabulary, params.ngrams) if params.ngrams > 1 else None
         text_spec = tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)
         self.serve = tf.function(self._serve, input_signature=[text_spec])
         self.score = tf.function(self._score_with_accounting, input_signature=[text_spec])
@@ -163,8 +163,8 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
 
     def _totals(self, text: tf.Tensor) -> _Totals:
         """What serving needs per text, without materializing units where it can avoid it."""
-        if self._pairs is not None and self._masked:
-            return self._pairs.totals(
+        if self._ngram_ids is not None and self._masked:
+            return self._ngram_ids.totals(
                 self._words(text), self._scores, self._bias, self._params.sequence_length
             )
         ids, _, raw_logit, count, _, all_units = self._score(text)
@@ -238,23 +238,28 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         }
 
 
-class _WordPairIds(tf.Module):  # type: ignore[misc]
-    """Word and word-pair vocabulary ids from one string lookup per word.
+class _WordNgramIds(tf.Module):  # type: ignore[misc]
+    """Word and word n-gram vocabulary ids from one string lookup per word.
 
-    Every word that appears in the vocabulary, alone or in a pair, gets a word number (the
-    vocabulary's own id for words that are units themselves); a pair's id is then an integer
-    lookup of (first number, second number). Words of no vocabulary unit get -1, and any pair
-    containing one is unknown, as its string would be.
+    Every word that appears in the vocabulary, alone or inside an n-gram, gets a word number
+    (the vocabulary's own id for words that are units themselves); an n-gram's id is then an
+    integer lookup of its word numbers folded into one key, so no n-gram string is ever built.
+    Words of no vocabulary unit get -1, and any n-gram containing one is unknown, as its
+    string would be. Keys of different widths cannot collide: every word number is at least 2,
+    so a k-word key is at least 2 x stride^(k-1), above every shorter key.
     """
 
-    def __init__(self, vocabulary: list[str]) -> None:
-        super().__init__(name="word_pairs")
+    def __init__(self, vocabulary: list[str], ngrams: int) -> None:
+        super().__init__(name="word_ngrams")
         numbers = {unit: i for i, unit in enumerate(vocabulary) if i >= 2 and " " not in unit}
-        pairs = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
-        for _, words in pairs:
+        grams = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
+        for _, words in grams:
             for word in words:
                 numbers.setdefault(word, len(vocabulary) + len(numbers))
+        self._ngrams = ngrams
         self._stride = len(vocabulary) + len(numbers)
+        if self._stride**ngrams >= 2**63:
+            raise ValueError(f"{ngrams}-word keys overflow int64 with {self._stride} words")
         self._unit_words = len(vocabulary)
         self._words = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -262,10 +267,15 @@ class _WordPairIds(tf.Module):  # type: ignore[misc]
             ),
             default_value=-1,
         )
-        keys = [numbers[a] * self._stride + numbers[b] for _, (a, b) in pairs]
-        self._pairs = tf.lookup.StaticHashTable(
+        keys = []
+        for _, words in grams:
+            key = 0
+            for word in words:
+                key = key * self._stride + numbers[word]
+            keys.append(key)
+        self._grams = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(keys, tf.int64), tf.constant([i for i, _ in pairs], tf.int64)
+                tf.constant(keys, tf.int64), tf.constant([i for i, _ in grams], tf.int64)
             ),
             default_value=UNKNOWN_ID,
         )
@@ -273,9 +283,9 @@ class _WordPairIds(tf.Module):  # type: ignore[misc]
     def totals(
         self, words: tf.RaggedTensor, scores: tf.Tensor, bias: tf.Tensor, length: int
     ) -> _Totals:
-        """The masked mean over the first `length` units (words, then pairs) of each text.
+        """The masked mean over the first `length` units (words, then pairs, ...) of each text.
 
-        Works on the flat word list of the whole batch: a pair is two neighbours of one text,
+        Works on the flat word list of the whole batch: an n-gram is n neighbours of one text,
         and position checks replace the vectorizer's truncation, so no per-text unit list is
         ever built.
         """
@@ -291,33 +301,46 @@ class _WordPairIds(tf.Module):  # type: ignore[misc]
             numbers,
             tf.constant(UNKNOWN_ID, tf.int64),
         )
-        keep_word = position < length
-        first, second = numbers[:-1], numbers[1:]
-        same_text = tf.equal(rows[:-1], rows[1:])
-        keys = tf.where(same_text & (first >= 0) & (second >= 0), first * self._stride + second, -1)
-        pair_ids = self._pairs.lookup(keys)
-        pair_rows = rows[:-1]
-        keep_pair = same_text & (position[:-1] < length - tf.gather(word_count, pair_rows))
+        # The vectorizer lists all words, then all pairs, then all triples...: a k-word unit's
+        # place in that list is the count of shorter units before it plus its word position.
+        ids, keeps, at = [word_ids], [position < length], [rows]
+        units_before = word_count
+        keys = numbers
+        for width in range(2, self._ngrams + 1):
+            start_rows = rows[: 1 - width]
+            same_text = tf.equal(start_rows, rows[width - 1 :])
+            valid = same_text & (keys[:-1] >= 0) & (numbers[width - 1 :] >= 0)
+            keys = tf.where(valid, keys[:-1] * self._stride + numbers[width - 1 :], -1)
+            ids.append(self._grams.lookup(keys))
+            keeps.append(
+                same_text & (position[: 1 - width] < length - tf.gather(units_before, start_rows))
+            )
+            at.append(start_rows)
+            units_before = units_before + tf.maximum(word_count - width + 1, 0)
 
-        def per_text(values: tf.Tensor, keep: tf.Tensor, at: tf.Tensor) -> tf.Tensor:
+        def per_text(values: tf.Tensor, keep: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
             return tf.math.unsorted_segment_sum(
-                tf.where(keep, values, tf.zeros_like(values)), at, texts
+                tf.where(keep, values, tf.zeros_like(values)), row, texts
             )
 
-        total = per_text(tf.gather(scores, word_ids), keep_word, rows) + per_text(
-            tf.gather(scores, pair_ids), keep_pair, pair_rows
+        total = tf.add_n(
+            [per_text(tf.gather(scores, i), k, r) for i, k, r in zip(ids, keeps, at, strict=True)]
         )
-        real = per_text(tf.cast(keep_word, tf.int64), keep_word, rows) + per_text(
-            tf.cast(keep_pair, tf.int64), keep_pair, pair_rows
+        real = tf.add_n(
+            [per_text(tf.cast(k, tf.int64), k, r) for k, r in zip(keeps, at, strict=True)]
         )
-        unknown = per_text(
-            tf.cast(tf.equal(word_ids, UNKNOWN_ID), tf.int64), keep_word, rows
-        ) + per_text(tf.cast(tf.equal(pair_ids, UNKNOWN_ID), tf.int64), keep_pair, pair_rows)
+        unknown = tf.add_n(
+            [
+                per_text(tf.cast(tf.equal(i, UNKNOWN_ID), tf.int64), k, r)
+                for i, k, r in zip(ids, keeps, at, strict=True)
+            ]
+        )
         empty = tf.equal(real, 0)  # scored as one unknown unit, as the vectorizer path does
         total = tf.where(empty, scores[UNKNOWN_ID], total)
         count = tf.maximum(real, 1)
-        all_units = word_count + tf.maximum(word_count - 1, 0)
-        return _Totals(bias + total / tf.cast(count, tf.float32), count, real, all_units, unknown)
+        return _Totals(
+            bias + total / tf.cast(count, tf.float32), count, real, units_before, unknown
+        )
 
 
 def _repeat(unit: str | int, counts: tf.Tensor) -> tf.RaggedTensor:

@@ -62,6 +62,19 @@ def default_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="module")
+def trigram_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    params = dataclasses.replace(
+        PRESETS["default"],
+        max_tokens=120,
+        sequence_length=SEQUENCE_LENGTH,
+        ngrams=3,
+        embedding_init="uniform",
+        counterfactuals=False,
+    )
+    return _export(tmp_path_factory.mktemp("trigram"), params, LengthTemperature(a=0.5, b=2.0))
+
+
+@pytest.fixture(scope="module")
 def tutorial_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
     params = dataclasses.replace(PRESETS["tutorial"], max_tokens=40, sequence_length=10)
     return _export(tmp_path_factory.mktemp("tutorial"), params, LengthTemperature())
@@ -79,7 +92,7 @@ def _units(loaded: Any, texts: list[str]) -> list[list[str]]:
     return [units[splits[i] : splits[i + 1]] for i in range(len(texts))]
 
 
-@pytest.mark.parametrize("which", ["default_export", "tutorial_export"])
+@pytest.mark.parametrize("which", ["default_export", "trigram_export", "tutorial_export"])
 def test_folded_graph_equals_the_keras_model_at_every_length(
     which: str, request: pytest.FixtureRequest
 ) -> None:
@@ -94,7 +107,7 @@ def test_folded_graph_equals_the_keras_model_at_every_length(
     np.testing.assert_allclose(scored["probability"].numpy()[:, 0], probability, atol=1e-7)
 
 
-@pytest.mark.parametrize("which", ["default_export", "tutorial_export"])
+@pytest.mark.parametrize("which", ["default_export", "trigram_export", "tutorial_export"])
 def test_explanations_add_up_exactly(which: str, request: pytest.FixtureRequest) -> None:
     _, loaded = request.getfixturevalue(which)
     explained = _explain(loaded, TEXTS)
@@ -125,6 +138,20 @@ def test_input_accounting_on_constructed_texts(default_export: Any) -> None:
     assert scored["oov_count"].numpy().tolist() == explained["oov_count"].tolist()
     assert scored["truncated"].numpy().tolist() == explained["truncated"].tolist()
     assert _units(loaded, [""])[0] == ["[UNK]"], "an empty text is scored as one unknown unit"
+
+
+def test_trigram_accounting_matches_the_explained_units(trigram_export: Any) -> None:
+    _, loaded = trigram_export
+    texts = ["zebra quantum good", "not bad at all", "good fun " * 3, "never boring " * 40]
+    explained = _explain(loaded, texts)
+    scored = loaded.signatures[SCORE_SIGNATURE_NAME](text=tf.constant(texts))
+    # 3 words + 2 pairs + 1 triple; 4 + 3 + 2; 6 + 5 + 4 = 15, cut at the sequence length.
+    assert explained["token_count"].tolist() == [6, 9, SEQUENCE_LENGTH, SEQUENCE_LENGTH]
+    assert scored["token_count"].numpy().tolist() == explained["token_count"].tolist()
+    assert scored["oov_count"].numpy().tolist() == explained["oov_count"].tolist()
+    assert scored["truncated"].numpy().tolist() == [False, False, True, True]
+    triples = ["not NOT_bad NOT_at", "NOT_bad NOT_at NOT_all"]
+    assert _units(loaded, ["not bad at all"])[0][-2:] == triples
 
 
 def test_tutorial_explanations_show_the_padding_share(tutorial_export: Any) -> None:
