@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -164,8 +164,13 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
     def _totals(self, text: tf.Tensor) -> _Totals:
         """What serving needs per text, without materializing units where it can avoid it."""
         if self._ngram_ids is not None and self._masked:
+            if self._params.tokenizer == "negation":
+                numbers, rows = self._ngram_ids.numbers_marking_negation(text_lib.standardize(text))
+            else:
+                numbers, rows = self._ngram_ids.numbers_of_words(self._words(text))
+            texts = tf.shape(text, out_type=tf.int64)[0]
             return self._ngram_ids.totals(
-                self._words(text), self._scores, self._bias, self._params.sequence_length
+                numbers, rows, texts, self._scores, self._bias, self._params.sequence_length
             )
         ids, _, raw_logit, count, _, all_units = self._score(text)
         real = tf.minimum(all_units, self._params.sequence_length)
@@ -247,6 +252,9 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
     Words of no vocabulary unit get -1, and any n-gram containing one is unknown, as its
     string would be. Keys of different widths cannot collide: every word number is at least 2,
     so a k-word key is at least 2 x stride^(k-1), above every shorter key.
+
+    Negation scopes are applied to numbers too: a word in a scope takes the number of its
+    ``NOT_`` form from an integer table, so the marked strings are never built either.
     """
 
     def __init__(self, vocabulary: list[str], ngrams: int) -> None:
@@ -256,16 +264,20 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
         for _, words in grams:
             for word in words:
                 numbers.setdefault(word, len(vocabulary) + len(numbers))
+        prefix = text_lib.NEGATION_PREFIX
+        negated = [word for word in numbers if word.startswith(prefix)]
+        for word in negated:  # "NOT_x" may be a unit while "x" is not: "x" needs a number too
+            numbers.setdefault(word[len(prefix) :], len(vocabulary) + len(numbers))
         self._ngrams = ngrams
         self._stride = len(vocabulary) + len(numbers)
         if self._stride**ngrams >= 2**63:
             raise ValueError(f"{ngrams}-word keys overflow int64 with {self._stride} words")
         self._unit_words = len(vocabulary)
-        self._words = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(numbers)), tf.constant(list(numbers.values()), tf.int64)
-            ),
-            default_value=-1,
+        self._words = _int64_table(list(numbers), list(numbers.values()), default=-1)
+        self._negated = _int64_table(
+            [numbers[word[len(prefix) :]] for word in negated],
+            [numbers[word] for word in negated],
+            default=-1,
         )
         keys = []
         for _, words in grams:
@@ -273,29 +285,41 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
             for word in words:
                 key = key * self._stride + numbers[word]
             keys.append(key)
-        self._grams = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(keys, tf.int64), tf.constant([i for i, _ in grams], tf.int64)
-            ),
-            default_value=UNKNOWN_ID,
+        self._grams = _int64_table(keys, [i for i, _ in grams], default=UNKNOWN_ID)
+
+    def numbers_of_words(self, words: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Word numbers of a batch of word lists, flat, with each one's text (row)."""
+        return self._words.lookup(words.flat_values), words.value_rowids()
+
+    def numbers_marking_negation(self, standardized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`numbers_of_words(text.split_marking_negation(standardized))`, without the strings."""
+        tokens, negated, steering = text_lib.negation_scopes(standardized)
+        numbers = self._words.lookup(tokens.flat_values)
+        scoped = tf.where(negated)
+        numbers = tf.tensor_scatter_nd_update(
+            numbers, scoped, self._negated.lookup(tf.gather_nd(numbers, scoped))
         )
+        keep = ~steering
+        return tf.boolean_mask(numbers, keep), tf.boolean_mask(tokens.value_rowids(), keep)
 
     def totals(
-        self, words: tf.RaggedTensor, scores: tf.Tensor, bias: tf.Tensor, length: int
+        self,
+        numbers: tf.Tensor,
+        rows: tf.Tensor,
+        texts: tf.Tensor,
+        scores: tf.Tensor,
+        bias: tf.Tensor,
+        length: int,
     ) -> _Totals:
         """The masked mean over the first `length` units (words, then pairs, ...) of each text.
 
-        Works on the flat word list of the whole batch: an n-gram is n neighbours of one text,
-        and position checks replace the vectorizer's truncation, so no per-text unit list is
-        ever built.
+        Works on the flat word numbers of the whole batch (`rows`: each one's text, in order):
+        an n-gram is n neighbours of one text, and position checks replace the vectorizer's
+        truncation, so no per-text unit list is ever built.
         """
-        texts = words.nrows()
-        numbers = self._words.lookup(words.flat_values)
-        rows = words.value_rowids()
-        position = tf.range(tf.size(numbers, out_type=tf.int64)) - tf.gather(
-            words.row_starts(), rows
-        )
-        word_count = words.row_lengths()
+        word_count = tf.math.unsorted_segment_sum(tf.ones_like(rows), rows, texts)
+        row_starts = tf.cumsum(word_count, exclusive=True)
+        position = tf.range(tf.size(numbers, out_type=tf.int64)) - tf.gather(row_starts, rows)
         word_ids = tf.where(
             (numbers >= 0) & (numbers < self._unit_words),
             numbers,
@@ -341,6 +365,17 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
         return _Totals(
             bias + total / tf.cast(count, tf.float32), count, real, units_before, unknown
         )
+
+
+def _int64_table(keys: Sequence[str | int], values: Sequence[int], default: int) -> Any:
+    """A static hash table to int64 values (string or int64 keys, by the keys' type)."""
+    key_type = tf.string if keys and isinstance(keys[0], str) else tf.int64
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(keys), key_type), tf.constant(list(values), tf.int64)
+        ),
+        default_value=default,
+    )
 
 
 def _repeat(unit: str | int, counts: tf.Tensor) -> tf.RaggedTensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -85,8 +86,17 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
     return marked
 
 
-def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
-    """Words of each standardized text, ``NOT_``-marked inside negation scopes: [N] → [N, None].
+class NegationScopes(NamedTuple):
+    """Every token of a batch of standardized texts, and what `split_marking_negation` does
+    with it: `negated` ones get the mark, `steering` ones (boundaries, negator marks) go."""
+
+    tokens: tf.RaggedTensor  # [N, None] tokens as split, boundaries and marks included
+    negated: tf.Tensor  # [tokens] bool
+    steering: tf.Tensor  # [tokens] bool
+
+
+def negation_scopes(standardized: tf.Tensor) -> NegationScopes:
+    """Which tokens of each standardized text lie in a negation scope.
 
     Works on the flat list of every text's tokens at once: a clause starts at each text's first
     token and at each boundary (`standardize` puts one before each contrast word); a token is
@@ -110,6 +120,13 @@ def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     # A negator is the token just before a mark; negators are never marked themselves.
     is_negator = tf.concat([is_mark[1:], [False]], axis=0)
     negated = tf.equal(in_clause % 2, 1) & ~steering & ~is_negator
+    return NegationScopes(tokens, negated, steering)
+
+
+def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
+    """Words of each standardized text, ``NOT_``-marked inside negation scopes: [N] → [N, None]."""
+    tokens, negated, steering = negation_scopes(standardized)
+    flat = tokens.flat_values
     # Rewrite only the tokens that change: most are not negated.
     scoped = tf.where(negated)
     flat = tf.tensor_scatter_nd_update(
@@ -117,7 +134,9 @@ def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     )
     keep = ~steering
     return tf.RaggedTensor.from_value_rowids(
-        tf.boolean_mask(flat, keep), tf.boolean_mask(row_ids, keep), nrows=tokens.nrows()
+        tf.boolean_mask(flat, keep),
+        tf.boolean_mask(tokens.value_rowids(), keep),
+        nrows=tokens.nrows(),
     )
 
 
