@@ -2,7 +2,8 @@
 
 The model is a sum over units (words and word n-grams): the raw logit is the bias plus each
 scored unit's share, and the calibrated logit is the raw logit divided by the temperature
-T(n) = a + b/sqrt(n), n being the text's real unit count. The ``explain`` signature (exported
+(T(n) = a + b/n^p, n being the text's real unit count, bent by the card's power where it has
+one). The ``explain`` signature (exported
 since version 3) computes every share inside the graph, so the shares are exact, not an
 approximation like LIME or SHAP, and cost about one scoring call.
 
@@ -12,7 +13,8 @@ spans are given. How units map to words, documented in the README and relied on 
 playground page:
 
 * a text's units come in the model's order: its words (unigrams) in text order, then its
-  word bigrams in text order ("a b" is words i and i+1); a unit with k spaces joins k+1 words;
+  word bigrams in text order ("a b" is words i and i+1), then its trigrams (if the model has
+  them); a unit with k spaces joins k+1 words;
 * words are lower-cased; punctuation other than apostrophes separates words and is dropped;
   a word inside a negation's scope carries a ``NOT_`` prefix ("not like it" gives ``not``,
   ``NOT_like``, ``NOT_it``);
@@ -142,7 +144,10 @@ class Explanation(BaseModel):
     probability: float = Field(ge=0, le=1, description="P(positive), as /v1/predict answers.")
     logit: float = Field(description="Calibrated logit: raw_logit / temperature.")
     raw_logit: float = Field(description="bias + the sum of the units' contributions.")
-    temperature: float = Field(description="T(n) = a + b/sqrt(n), n = input.token_count.")
+    temperature: float = Field(
+        description="What raw_logit is divided by: T(n) = a + b/n^p (n = input.token_count), "
+        "times |raw_logit/T(n)|^(1-g) for a model whose card's calibration has a power g < 1."
+    )
     bias: float = Field(description="The model's bias: the raw logit of a text with no units.")
     input: InputAccounting
     units: list[Unit] = Field(description="Every scored unit in the model's order.")

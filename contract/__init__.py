@@ -41,7 +41,7 @@ CONTRIBUTIONS_OUTPUT = "contributions"  # float32: the unit's exact share of the
 UNITS_PER_TEXT_OUTPUT = "units_per_text"  # int64
 BIAS_OUTPUT = "bias"  # float32: raw logit = bias + sum of contributions
 OOV_SHARE_OUTPUT = "oov_share"  # float32: oov_count / token_count (0 for no units)
-TEMPERATURE_OUTPUT = "temperature"  # float32: T(n); logit = raw_logit / T(n)
+TEMPERATURE_OUTPUT = "temperature"  # float32: logit = raw_logit / temperature (T(n), bent)
 RAW_LOGIT_OUTPUT = "raw_logit"  # float32: before calibration
 EXPLAIN_OUTPUT_NAMES = (
     UNITS_OUTPUT,

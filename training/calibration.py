@@ -8,6 +8,14 @@ as for a long review (p = 1/2 suits a model trained on means; p = 1 a linear mod
 evidence, which grows with n). a > 0, b >= 0 and 0 <= p <= 2 are enforced, so T(n) > 0 for
 every n the graph can produce, whatever the sequence length. a = 1, b = 0 is the identity.
 
+A temperature only rescales. On short texts the model is also mis-shaped: under-confident near
+0.5 and over-confident at the extremes (validation snippets, 0.55 stated vs 0.64 right, 0.98
+stated vs 0.95 right), because a sentence's strongest words are also the likeliest to come from
+a review of the other label. The "length_power" method bends the scaled logit u = z / T(n) to
+sign(u) |u|^g with 0 < g <= 1: monotone, so decisions never change, and g = 1 is the plain
+temperature. On the trigram model's validation snippets it took ECE from 0.037 to 0.012
+(0.038 to 0.019 fitted on one half, measured on the other), leaving reviews at 0.010.
+
 `fit(method, ...)` is the one entry point training uses.
 """
 
@@ -25,17 +33,27 @@ _MIN_A = 1e-3  # keeps T(n) away from zero even for the longest texts
 _MAX_P = 2.0
 
 
+FORMULA = (
+    "probability = sigmoid(sign(u) |u|^g), u = logit_raw / T(n), T(n) = a + b / n^p, "
+    "a > 0, b >= 0, 0 <= p <= 2, 0 < g <= 1 (g = power), n = real units (words and n-grams) scored"
+)
+
+
 @dataclass(frozen=True)
 class LengthTemperature:
-    """T(n) = a + b / n^p: the divisor of the logit for a text with n real tokens."""
+    """T(n) = a + b / n^p: the divisor of the logit for a text with n real tokens; then the
+    scaled logit u is bent to sign(u) |u|^power (power 1: a plain temperature)."""
 
     a: float = 1.0
     b: float = 0.0
     p: float = 0.5
+    power: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.a > 0 and self.b >= 0 and 0 <= self.p <= _MAX_P):
             raise ValueError(f"T(n) must stay positive: a > 0, b >= 0, 0 <= p <= 2; got {self}")
+        if not 0 < self.power <= 1:
+            raise ValueError(f"the power must keep calibration monotone: 0 < g <= 1; got {self}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -43,7 +61,21 @@ class LengthTemperature:
     def apply(self, logits: tf.Tensor, token_counts: tf.Tensor) -> tf.Tensor:
         """The calibrated logits, in TensorFlow ops so the same code runs inside the export."""
         counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
-        return logits / (self.a + self.b * tf.pow(counts, -self.p))
+        scaled = logits / (self.a + self.b * tf.pow(counts, -self.p))
+        if self.power == 1.0:
+            return scaled
+        return tf.sign(scaled) * tf.pow(tf.abs(scaled), self.power)
+
+    def divisor(self, logits: tf.Tensor, token_counts: tf.Tensor) -> tf.Tensor:
+        """What each raw logit is divided by to give its calibrated logit (explanations show
+        it): T(n), times |u|^(1 - power) when bent; T(n) where the logit is 0."""
+        counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
+        temperature = self.a + self.b * tf.pow(counts, -self.p)
+        if self.power == 1.0:
+            return temperature
+        scaled = tf.abs(logits / temperature)
+        bent = temperature * tf.pow(scaled, 1.0 - self.power)
+        return tf.where(tf.equal(scaled, 0.0), temperature, bent)
 
     def temperature(self, token_count: float) -> float:
         """T(n) for a text of `token_count` real tokens, as `apply` uses it."""
@@ -52,7 +84,8 @@ class LengthTemperature:
     def apply_numpy(self, logits: np.ndarray, token_counts: np.ndarray) -> np.ndarray:
         counts = np.maximum(np.asarray(token_counts, dtype=np.float64).reshape(-1), 1.0)
         z = np.asarray(logits, dtype=np.float64).reshape(-1)
-        return np.asarray(z / (self.a + self.b * counts**-self.p))
+        scaled = z / (self.a + self.b * counts**-self.p)
+        return np.asarray(np.sign(scaled) * np.abs(scaled) ** self.power)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -91,7 +124,8 @@ def expected_calibration_error(
 def fit(
     method: str, logits: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
 ) -> LengthTemperature:
-    """The calibration `method` ("none", "temperature", "length") minimising validation NLL."""
+    """The calibration `method` ("none", "temperature", "length", "length_power") minimising
+    validation NLL."""
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
     if method == "none":
         return LengthTemperature()
@@ -99,6 +133,8 @@ def fit(
         return _fit_temperature(z, labels)
     if method == "length":
         return _fit_length_temperature(z, labels, token_counts)
+    if method == "length_power":
+        return _fit_length_power(z, labels, token_counts)
     raise ValueError(f"unknown calibration method {method!r}")
 
 
@@ -138,3 +174,38 @@ def _fit_length_temperature(
     )
     a, b, p = unpack(best.x)
     return LengthTemperature(a=a, b=b, p=p)
+
+
+def _fit_length_power(
+    z: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
+) -> LengthTemperature:
+    """T(n) and the power together, from the plain length fit; power = sigmoid(x) in (0, 1)."""
+    log_counts = np.log(np.maximum(np.asarray(token_counts, np.float64).reshape(-1), 1.0))
+    plain = _fit_length_temperature(z, labels, token_counts)
+
+    def unpack(uvwx: np.ndarray) -> tuple[float, float, float, float]:
+        return (
+            _MIN_A + float(np.exp(uvwx[0])),
+            float(np.exp(uvwx[1])),
+            _MAX_P / (1.0 + math.exp(-float(uvwx[2]))),
+            1.0 / (1.0 + math.exp(-float(uvwx[3]))),
+        )
+
+    def loss(uvwx: np.ndarray) -> float:
+        a, b, p, power = unpack(uvwx)
+        scaled = z / (a + b * np.exp(-p * log_counts))
+        return binary_nll(np.sign(scaled) * np.abs(scaled) ** power, labels)
+
+    p_start = min(max(plain.p, 1e-3), _MAX_P - 1e-3)
+    start = np.array(
+        [
+            math.log(max(plain.a - _MIN_A, 1e-9)),
+            math.log(max(plain.b, 1e-9)),
+            math.log(p_start / (_MAX_P - p_start)),
+            3.0,  # power 0.95: start next to the plain fit
+        ]
+    )
+    best = minimize(loss, x0=start, method="Nelder-Mead", options={"maxiter": 4000})
+    a, b, p, power = unpack(best.x)
+    fitted = LengthTemperature(a=a, b=b, p=p, power=power)
+    return fitted if best.fun < binary_nll(plain.apply_numpy(z, token_counts), labels) else plain

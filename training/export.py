@@ -201,9 +201,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
     def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids, scores, raw_logit, count, divisor, total_units = self._score(text)
         logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])[:, 0]
-        temperature = self._calibration.a + self._calibration.b * tf.pow(
-            tf.maximum(tf.cast(count, tf.float32), 1.0), -self._calibration.p
-        )
+        temperature = self._calibration.divisor(raw_logit, count)
         # The unit strings as scored; an unseen unit shows its own text (it scored as unknown).
         units = self._units(text)[:, : self._params.sequence_length]
         contributions = scores / divisor[:, tf.newaxis]

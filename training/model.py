@@ -35,7 +35,7 @@ from training import text as text_lib
 from training.start import LinearStart, negation_base_ids
 
 Tokenizer = Literal["tutorial", "negation"]
-Calibration = Literal["none", "temperature", "length"]
+Calibration = Literal["none", "temperature", "length", "length_power"]
 EmbeddingInit = Literal["uniform", "naive_bayes", "nbsvm"]
 
 PADDING_ID = 0
@@ -76,7 +76,8 @@ class Hyperparameters:
     # model also learns from inputs as short as the ones users type; 0 disables.
     snippets_per_review: float = 0.0
     # Fitted on the validation split and baked into the exported graph: "temperature" divides
-    # the logit by one T; "length" by T(n) = a + b / n^p (positive), n = real tokens.
+    # the logit by one T; "length" by T(n) = a + b / n^p (positive), n = real tokens;
+    # "length_power" also bends the scaled logit u to sign(u) |u|^g (training.calibration).
     calibration: Calibration = "none"
 
     def __post_init__(self) -> None:

@@ -85,12 +85,18 @@ def naive_bayes_ratios(
 
 
 def _mean_score_fit(
-    scores: np.ndarray, token_ids: tf.RaggedTensor, labels: np.ndarray
+    scores: np.ndarray, token_ids: tf.RaggedTensor, labels: np.ndarray, with_bias: bool = True
 ) -> tuple[float, float]:
-    """Scale and bias of logit = scale x mean unit score + bias (one-feature regression)."""
+    """Scale and bias of logit = scale x mean unit score + bias (one-feature regression).
+
+    Without a bias the mean form makes exactly the decisions of a sum-form linear model fitted
+    without an intercept: dividing by a text's length never changes a sign.
+    """
     mean_score = tf.reduce_mean(tf.gather(scores.astype(np.float32), token_ids), axis=1).numpy()
-    fitted = LogisticRegression(C=1e4).fit(mean_score.reshape(-1, 1), labels)
-    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+    fitted = LogisticRegression(C=1e4, fit_intercept=with_bias).fit(
+        mean_score.reshape(-1, 1), labels
+    )
+    return float(fitted.coef_[0, 0]), float(np.ravel(fitted.intercept_)[0]) if with_bias else 0.0
 
 
 def _tie_matrix(vocabulary: list[str], vocabulary_size: int, weight: float) -> sp.csr_matrix:
@@ -138,7 +144,10 @@ def nbsvm_start(
     """NBSVM on unit counts, tied like the embedding; C picked on the validation split.
 
     The ratios come from the training reviews only (`review_ids`); the regression also sees the
-    short training texts (snippets and counterfactuals) in `token_ids`.
+    short training texts (snippets and counterfactuals) in `token_ids`. It has no intercept:
+    the model averages where the regression sums, and an intercept c would have to become c/n,
+    which a mean cannot express. A bias fitted afterwards in the mean form instead moved
+    decisions on long reviews (validation accuracy 0.9178 -> 0.9140 with trigrams).
     """
     ratios = naive_bayes_ratios(review_ids, review_labels, vocabulary_size).astype(np.float64)
     tie = (
@@ -151,7 +160,8 @@ def nbsvm_start(
     validation = (unit_counts(validation_ids, vocabulary_size) @ scaled).tocsr()
     best: tuple[float, float, np.ndarray] | None = None
     for c in NBSVM_C_GRID:
-        fitted = LogisticRegression(C=c, max_iter=2000).fit(features, labels)
+        fitted = LogisticRegression(C=c, max_iter=2000, fit_intercept=False)
+        fitted.fit(features, labels)
         accuracy = float(np.mean(fitted.predict(validation) == validation_labels))
         logger.info("NBSVM start, C=%g: validation accuracy %.4f", c, accuracy)
         if best is None or accuracy > best[0]:
@@ -159,7 +169,7 @@ def nbsvm_start(
     assert best is not None
     _, c, weights = best
     scores = np.asarray(scaled @ weights)
-    scale, bias = _mean_score_fit(scores, token_ids, labels)
+    scale, bias = _mean_score_fit(scores, token_ids, labels, with_bias=False)
     return LinearStart(scores, scale, bias, f"NBSVM weights (C={c:g}, picked on validation)")
 
 

@@ -96,6 +96,48 @@ def test_temperature_stays_positive_at_every_length() -> None:
     assert all(fitted.temperature(n) > 0 for n in (1, 10, 1000, 10**6, 10**9))
 
 
+def test_the_power_fixes_a_shape_no_temperature_can() -> None:
+    # Under-confident near 0.5 and over-confident at the extremes, like short texts: the true
+    # logit is sign(z) |z|^0.6 of what the model reports.
+    rng = np.random.default_rng(3)
+    counts = rng.integers(5, 60, size=8000).astype(np.float64)
+    reported = rng.normal(0.0, 3.0, size=8000)
+    true_logits = np.sign(reported) * np.abs(reported) ** 0.6
+    labels = (rng.random(8000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
+    plain = fit("length", reported, labels, counts)
+    bent = fit("length_power", reported, labels, counts)
+    assert bent.power == pytest.approx(0.6, abs=0.1)
+    assert plain.power == 1.0
+    nll_plain = binary_nll(plain.apply_numpy(reported, counts), labels)
+    assert binary_nll(bent.apply_numpy(reported, counts), labels) < nll_plain - 0.002
+    ece = [
+        expected_calibration_error(1 / (1 + np.exp(-c.apply_numpy(reported, counts))), labels)
+        for c in (plain, bent)
+    ]
+    assert ece[1] < ece[0] / 2
+    # Monotone at every length: the order of the logits, and so every decision, is unchanged.
+    grid = np.linspace(-8.0, 8.0, 201)
+    for n in (1.0, 20.0, 2000.0):
+        assert np.all(np.diff(bent.apply_numpy(grid, np.full_like(grid, n))) > 0)
+    assert np.array_equal(bent.apply_numpy(reported, counts) > 0, reported > 0)
+
+
+def test_power_in_the_graph_and_its_divisor_agree_with_numpy() -> None:
+    calibration = LengthTemperature(a=0.5, b=3.0, p=0.8, power=0.7)
+    logits = np.array([[2.0], [-6.0], [0.0], [0.01]], dtype=np.float32)
+    counts = np.array([[1.0], [100.0], [7.0], [3.0]], dtype=np.float32)
+    expected = calibration.apply_numpy(logits, counts)
+    in_graph = calibration.apply(tf.constant(logits), tf.constant(counts)).numpy()[:, 0]
+    np.testing.assert_allclose(in_graph, expected, rtol=1e-5)
+    divisor = calibration.divisor(tf.constant(logits[:, 0]), tf.constant(counts[:, 0])).numpy()
+    assert np.all(divisor > 0)
+    np.testing.assert_allclose(logits[:, 0] / divisor, expected, rtol=1e-5, atol=1e-7)
+    assert divisor[2] == pytest.approx(calibration.temperature(7.0))
+    for power in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="monotone"):
+            LengthTemperature(power=power)
+
+
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="vibes"):
         fit("vibes", np.zeros(2), np.array([0, 1]), np.ones(2))
