@@ -120,7 +120,9 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         )
         self._scores = tf.constant(scores[: len(vocabulary)])
         self._bias = tf.constant(bias, tf.float32)
-        self._ngram_ids = _WordNgramIds(vocabulary, params.ngrams) if params.ngrams > 1 else None
+        self._ngram_ids = (
+            _WordNgramIds(vocabulary, params.ngrams, scores) if params.ngrams > 1 else None
+        )
         text_spec = tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)
         self.serve = tf.function(self._serve, input_signature=[text_spec])
         self.score = tf.function(self._score_with_accounting, input_signature=[text_spec])
@@ -170,7 +172,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
                 numbers, rows = self._ngram_ids.numbers_of_words(self._words(text))
             texts = tf.shape(text, out_type=tf.int64)[0]
             return self._ngram_ids.totals(
-                numbers, rows, texts, self._scores, self._bias, self._params.sequence_length
+                numbers, rows, texts, self._bias, self._params.sequence_length
             )
         ids, _, raw_logit, count, _, all_units = self._score(text)
         real = tf.minimum(all_units, self._params.sequence_length)
@@ -255,8 +257,14 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
     ``NOT_`` form from an integer table, so the marked strings are never built either.
     """
 
-    def __init__(self, vocabulary: list[str], ngrams: int) -> None:
+    def __init__(self, vocabulary: list[str], ngrams: int, scores: np.ndarray) -> None:
         super().__init__(name="word_ngrams")
+        # Per vocabulary id: its score and whether it is the unknown unit; padding is all zero.
+        columns = np.zeros((len(vocabulary), 2), np.float32)
+        columns[:, 0] = scores[: len(vocabulary)]
+        columns[PADDING_ID] = 0.0
+        columns[UNKNOWN_ID, 1] = 1.0
+        self._columns = tf.constant(columns)
         numbers = {unit: i for i, unit in enumerate(vocabulary) if i >= 2 and " " not in unit}
         grams = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
         for _, words in grams:
@@ -301,13 +309,7 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
         return tf.boolean_mask(numbers, keep), tf.boolean_mask(tokens.value_rowids(), keep)
 
     def totals(
-        self,
-        numbers: tf.Tensor,
-        rows: tf.Tensor,
-        texts: tf.Tensor,
-        scores: tf.Tensor,
-        bias: tf.Tensor,
-        length: int,
+        self, numbers: tf.Tensor, rows: tf.Tensor, texts: tf.Tensor, bias: tf.Tensor, length: int
     ) -> _Totals:
         """The masked mean over the first `length` units (words, then pairs, ...) of each text.
 
@@ -325,7 +327,9 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
         )
         # The vectorizer lists all words, then all pairs, then all triples...: a k-word unit's
         # place in that list is the count of shorter units before it plus its word position.
-        ids, keeps, at = [word_ids], [position < length], [rows]
+        # Units past the sequence length become padding, whose row of `_columns` is zero.
+        ids = [tf.where(position < length, word_ids, PADDING_ID)]
+        rows_of = [rows]
         units_before = word_count
         keys = numbers
         for width in range(2, self._ngrams + 1):
@@ -333,32 +337,20 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
             same_text = tf.equal(start_rows, rows[width - 1 :])
             valid = same_text & (keys[:-1] >= 0) & (numbers[width - 1 :] >= 0)
             keys = tf.where(valid, keys[:-1] * self._stride + numbers[width - 1 :], -1)
-            ids.append(self._grams.lookup(keys))
-            keeps.append(
-                same_text & (position[: 1 - width] < length - tf.gather(units_before, start_rows))
+            keep = same_text & (
+                position[: 1 - width] < length - tf.gather(units_before, start_rows)
             )
-            at.append(start_rows)
+            ids.append(tf.where(keep, self._grams.lookup(keys), PADDING_ID))
+            rows_of.append(start_rows)
             units_before = units_before + tf.maximum(word_count - width + 1, 0)
-
-        def per_text(values: tf.Tensor, keep: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
-            return tf.math.unsorted_segment_sum(
-                tf.where(keep, values, tf.zeros_like(values)), row, texts
-            )
-
-        total = tf.add_n(
-            [per_text(tf.gather(scores, i), k, r) for i, k, r in zip(ids, keeps, at, strict=True)]
+        # One gather and one sum per batch give each text's score total and unknown count.
+        sums = tf.math.unsorted_segment_sum(
+            tf.gather(self._columns, tf.concat(ids, axis=0)), tf.concat(rows_of, axis=0), texts
         )
-        real = tf.add_n(
-            [per_text(tf.cast(k, tf.int64), k, r) for k, r in zip(keeps, at, strict=True)]
-        )
-        unknown = tf.add_n(
-            [
-                per_text(tf.cast(tf.equal(i, UNKNOWN_ID), tf.int64), k, r)
-                for i, k, r in zip(ids, keeps, at, strict=True)
-            ]
-        )
+        total, unknown = sums[:, 0], tf.cast(sums[:, 1], tf.int64)
+        real = tf.minimum(units_before, length)  # every unit up to the sequence length is kept
         empty = tf.equal(real, 0)  # scored as one unknown unit, as the vectorizer path does
-        total = tf.where(empty, scores[UNKNOWN_ID], total)
+        total = tf.where(empty, self._columns[UNKNOWN_ID, 0], total)
         count = tf.maximum(real, 1)
         return _Totals(
             bias + total / tf.cast(count, tf.float32), count, real, units_before, unknown

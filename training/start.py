@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PADDING_ID = 0
 UNKNOWN_ID = 1
-NBSVM_C_GRID = (0.03, 0.1, 0.3)
+NBSVM_C_GRID = (0.03, 0.05, 0.1, 0.3)
 
 
 @dataclass(frozen=True)

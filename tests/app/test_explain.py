@@ -155,12 +155,16 @@ def test_truncation_accounting_at_the_sequence_length(
 ) -> None:
     hyperparameters = card.hyperparameters or {}
     length = int(hyperparameters["sequence_length"])
-    assert int(hyperparameters["ngrams"]) == 2
-    fits = (length + 1) // 2  # 2w - 1 units: exactly the sequence length (or one less)
+    ngrams = int(hyperparameters["ngrams"])
+
+    def units(words: int) -> int:  # words, then pairs, then triples...
+        return sum(max(words - width + 1, 0) for width in range(1, ngrams + 1))
+
+    fits = max(w for w in range(1, length + 1) if units(w) <= length)
     over = fits + 5
     short, long = _explain(explain_client, ["good " * fits, "good " * over])
     assert short["input"]["truncated"] is False
-    assert short["input"]["token_count"] == 2 * fits - 1
+    assert short["input"]["token_count"] == units(fits)
     assert long["input"]["truncated"] is True
     assert long["input"]["token_count"] == length
     assert len(long["units"]) == length

@@ -96,7 +96,8 @@ def test_default_preset_exports_its_length_calibration(trained_default: Path) ->
     card = json.loads((trained_default / CARD_FILE).read_text())
     assert card["preset"] == "default" and card["hyperparameters"]["tokenizer"] == "negation"
     calibration = card["calibration"]
-    assert calibration["method"] == "length" and calibration["a"] > 0 and calibration["b"] >= 0
+    assert calibration["method"] == "length_power" and calibration["a"] > 0
+    assert calibration["b"] >= 0 and 0 < calibration["power"] <= 1
     assert all(t > 0 for t in calibration["temperature_by_units"].values())
     assert "validation_snippets" in card["metrics"]
     texts = [s["text"] for s in card["samples"]]
