@@ -12,8 +12,8 @@ With tied negations the linear model has the same structure as `NegationTiedEmbe
 negated unit's weight is minus its base unit's plus its own regularized correction, so rare
 negations ("NOT_hilarious") inherit the opposite of a well-estimated word.
 
-Either start also fits the scale and bias that turn a text's mean unit score into a calibrated
-logit, so training does not spend its first epochs only growing the weights.
+Either start also fits the scale (and, for naive Bayes, the bias) that turn a text's mean unit
+score into a logit, so training does not spend its first epochs only growing the weights.
 """
 
 from __future__ import annotations
