@@ -58,10 +58,13 @@ class LengthTemperature:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def _temperature_tensor(self, token_counts: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+        counts = tf.maximum(tf.cast(token_counts, dtype), 1.0)
+        return self.a + self.b * tf.pow(counts, -self.p)
+
     def apply(self, logits: tf.Tensor, token_counts: tf.Tensor) -> tf.Tensor:
         """The calibrated logits, in TensorFlow ops so the same code runs inside the export."""
-        counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
-        scaled = logits / (self.a + self.b * tf.pow(counts, -self.p))
+        scaled = logits / self._temperature_tensor(token_counts, logits.dtype)
         if self.power == 1.0:
             return scaled
         return tf.sign(scaled) * tf.pow(tf.abs(scaled), self.power)
@@ -69,8 +72,7 @@ class LengthTemperature:
     def divisor(self, logits: tf.Tensor, token_counts: tf.Tensor) -> tf.Tensor:
         """What each raw logit is divided by to give its calibrated logit (explanations show
         it): T(n), times |u|^(1 - power) when bent; T(n) where the logit is 0."""
-        counts = tf.maximum(tf.cast(token_counts, logits.dtype), 1.0)
-        temperature = self.a + self.b * tf.pow(counts, -self.p)
+        temperature = self._temperature_tensor(token_counts, logits.dtype)
         if self.power == 1.0:
             return temperature
         scaled = tf.abs(logits / temperature)
@@ -146,56 +148,53 @@ def _fit_temperature(z: np.ndarray, labels: np.ndarray) -> LengthTemperature:
     return LengthTemperature(a=float(np.exp(result.x[0])), b=0.0)
 
 
+def _unpack(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Search coordinates to (a, b, p, power): a = _MIN_A + e^x0, b = e^x1, p = 2 sigmoid(x2),
+    power = sigmoid(x3) in (0, 1) when a fourth coordinate is searched, else 1."""
+    power = 1.0 / (1.0 + math.exp(-float(x[3]))) if len(x) > 3 else 1.0
+    return (
+        _MIN_A + float(np.exp(x[0])),
+        float(np.exp(x[1])),
+        _MAX_P / (1.0 + math.exp(-float(x[2]))),
+        power,
+    )
+
+
+def _minimize_length_nll(
+    z: np.ndarray, labels: np.ndarray, token_counts: np.ndarray, starts: list[np.ndarray]
+) -> tuple[LengthTemperature, float]:
+    """The best T(n) (and power, for four-coordinate starts) over Nelder-Mead runs from `starts`."""
+    log_counts = np.log(np.maximum(np.asarray(token_counts, np.float64).reshape(-1), 1.0))
+
+    def loss(x: np.ndarray) -> float:
+        a, b, p, power = _unpack(x)
+        scaled = z / (a + b * np.exp(-p * log_counts))
+        return binary_nll(np.sign(scaled) * np.abs(scaled) ** power, labels)
+
+    best = min(
+        (minimize(loss, x0=x0, method="Nelder-Mead", options={"maxiter": 4000}) for x0 in starts),
+        key=lambda r: r.fun,
+    )
+    a, b, p, power = _unpack(best.x)
+    return LengthTemperature(a=a, b=b, p=p, power=power), float(best.fun)
+
+
 def _fit_length_temperature(
     z: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
 ) -> LengthTemperature:
-    """a, b, p of T(n) = a + b / n^p, searched as a = _MIN_A + e^u, b = e^v, p = 2 sigmoid(w)."""
-    log_counts = np.log(np.maximum(np.asarray(token_counts, np.float64).reshape(-1), 1.0))
-    start = _fit_temperature(z, labels).a
-
-    def unpack(uvw: np.ndarray) -> tuple[float, float, float]:
-        return (
-            _MIN_A + float(np.exp(uvw[0])),
-            float(np.exp(uvw[1])),
-            _MAX_P / (1.0 + math.exp(-float(uvw[2]))),
-        )
-
-    def loss(uvw: np.ndarray) -> float:
-        a, b, p = unpack(uvw)
-        return binary_nll(z / (a + b * np.exp(-p * log_counts)), labels)
-
-    log_start = math.log(start)
+    """a, b, p of T(n) = a + b / n^p, from a few starts around the single temperature."""
+    log_start = math.log(_fit_temperature(z, labels).a)
     starts = [np.array([log_start, log_start, w]) for w in (-1.1, 0.0, 1.1)] + [
         np.array([log_start, -5.0, 0.0])
     ]
-    best = min(
-        (minimize(loss, x0=x0, method="Nelder-Mead", options={"maxiter": 2000}) for x0 in starts),
-        key=lambda r: r.fun,
-    )
-    a, b, p = unpack(best.x)
-    return LengthTemperature(a=a, b=b, p=p)
+    return _minimize_length_nll(z, labels, token_counts, starts)[0]
 
 
 def _fit_length_power(
     z: np.ndarray, labels: np.ndarray, token_counts: np.ndarray
 ) -> LengthTemperature:
-    """T(n) and the power together, from the plain length fit; power = sigmoid(x) in (0, 1)."""
-    log_counts = np.log(np.maximum(np.asarray(token_counts, np.float64).reshape(-1), 1.0))
+    """T(n) and the power together, started from the plain length fit (kept if not beaten)."""
     plain = _fit_length_temperature(z, labels, token_counts)
-
-    def unpack(uvwx: np.ndarray) -> tuple[float, float, float, float]:
-        return (
-            _MIN_A + float(np.exp(uvwx[0])),
-            float(np.exp(uvwx[1])),
-            _MAX_P / (1.0 + math.exp(-float(uvwx[2]))),
-            1.0 / (1.0 + math.exp(-float(uvwx[3]))),
-        )
-
-    def loss(uvwx: np.ndarray) -> float:
-        a, b, p, power = unpack(uvwx)
-        scaled = z / (a + b * np.exp(-p * log_counts))
-        return binary_nll(np.sign(scaled) * np.abs(scaled) ** power, labels)
-
     p_start = min(max(plain.p, 1e-3), _MAX_P - 1e-3)
     start = np.array(
         [
@@ -205,7 +204,5 @@ def _fit_length_power(
             3.0,  # power 0.95: start next to the plain fit
         ]
     )
-    best = minimize(loss, x0=start, method="Nelder-Mead", options={"maxiter": 4000})
-    a, b, p, power = unpack(best.x)
-    fitted = LengthTemperature(a=a, b=b, p=p, power=power)
-    return fitted if best.fun < binary_nll(plain.apply_numpy(z, token_counts), labels) else plain
+    fitted, nll = _minimize_length_nll(z, labels, token_counts, [start])
+    return fitted if nll < binary_nll(plain.apply_numpy(z, token_counts), labels) else plain

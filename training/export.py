@@ -111,12 +111,8 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         self._params = params
         self._calibration = trained.calibration
         self._masked = params.mask_padding
-        self._table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(vocabulary[2:]),
-                tf.range(2, len(vocabulary), dtype=tf.int64),
-            ),
-            default_value=UNKNOWN_ID,
+        self._table = _int64_table(
+            vocabulary[2:], list(range(2, len(vocabulary))), default=UNKNOWN_ID
         )
         self._scores = tf.constant(scores[: len(vocabulary)])
         self._bias = tf.constant(bias, tf.float32)
