@@ -96,19 +96,28 @@ class NegationScopes(NamedTuple):
 
 
 def negation_scopes(standardized: tf.Tensor) -> NegationScopes:
-    """Which tokens of each standardized text lie in a negation scope.
+    """Which tokens of each standardized text lie in a negation scope."""
+    tokens = tf.strings.split(standardized)
+    flat = tokens.flat_values
+    return scopes_of(tokens, tf.equal(flat, CLAUSE_BOUNDARY), tf.equal(flat, NEGATOR_MARK))
+
+
+def scopes_of(
+    tokens: tf.RaggedTensor, is_boundary: tf.Tensor, is_mark: tf.Tensor
+) -> NegationScopes:
+    """`negation_scopes` given which tokens are boundaries and negator marks.
+
+    The flags come from the caller so that a caller which maps tokens to numbers anyway (the
+    export's n-gram path) compares numbers instead of strings: two string comparisons over
+    every token cost about 4 us per review, 5% of the whole serving graph.
 
     Works on the flat list of every text's tokens at once: a clause starts at each text's first
     token and at each boundary (`standardize` puts one before each contrast word); a token is
     negated when an odd number of negator marks (`standardize` puts one after each negator)
     precede it in its clause.
     """
-    tokens = tf.strings.split(standardized)
-    flat = tokens.flat_values
-    positions = tf.range(tf.size(flat, out_type=tf.int64))
+    positions = tf.range(tf.size(is_boundary, out_type=tf.int64))
     row_ids = tokens.value_rowids()
-    is_boundary = tf.equal(flat, CLAUSE_BOUNDARY)
-    is_mark = tf.equal(flat, NEGATOR_MARK)
     starts_text = tf.equal(positions, tf.gather(tokens.row_starts(), row_ids))
     clause = tf.cumsum(tf.cast(is_boundary | starts_text, tf.int64)) - 1
     # One past the last clause id (at least 1, so a batch with no tokens still works).
