@@ -1,4 +1,6 @@
-"""Application factory: ``uvicorn app.main:create_app --factory``.
+"""Application factory: ``python -m app`` serves it (``uvicorn app.main:create_app --factory``
+also works, without the process tuning of ``app.process``: its own log lines then follow the
+root logger).
 
 Importing this module does no I/O and loads no model; ``create_app`` wires one instance of
 everything, and its lifespan loads, verifies and warms the model before the server reports
@@ -38,15 +40,6 @@ Every error has the shape `{{"error": {{"type": "...", "message": "..."}}}}`; `t
 """
 
 
-def _configure_logging(settings: Settings) -> None:
-    app_logger = logging.getLogger("app")
-    app_logger.setLevel(settings.log_level.upper())
-    if not logging.getLogger().handlers and not app_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        app_logger.addHandler(handler)
-
-
 def _reflect_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
     """Make this app's OpenAPI document state its own text and batch limits."""
     generate = app.openapi
@@ -74,7 +67,6 @@ def create_app(
     model swap (``python -m app`` re-freezes the heap there).
     """
     settings = settings or Settings()
-    _configure_logging(settings)
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
     registry = ModelRegistry(
         settings.model_base_path,

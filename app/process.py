@@ -72,8 +72,23 @@ def configure_tensorflow_threads(settings: Settings) -> None:
         logger.debug("TensorFlow already initialized; keeping its thread settings")
 
 
+def configure_logging(settings: Settings) -> None:
+    """Send the service's own log lines (the ``app`` loggers) to stderr at the set level.
+
+    Process-wide, so entry points call it; uvicorn's logging configuration leaves these
+    loggers alone (it keeps existing loggers).
+    """
+    app_logger = logging.getLogger("app")
+    app_logger.setLevel(settings.log_level.upper())
+    if not logging.getLogger().handlers and not app_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        app_logger.addHandler(handler)
+
+
 def tune_process(settings: Settings) -> None:
     """Everything process-wide a serving process wants, before its server starts."""
+    configure_logging(settings)
     quiet_tensorflow(settings.log_level)
     # The model thread re-takes the GIL several times per call; with Python's 5 ms default it
     # waits behind a busy event loop.
