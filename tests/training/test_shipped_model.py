@@ -162,21 +162,22 @@ def test_newest_default_per_kind_and_against_its_baselines(
 ) -> None:
     """What the newest default reaches, recomputed from the export (not read from the card).
 
-    The issue's targets that version 4 misses are asserted at what it reaches: 0.915 IMDB test
-    accuracy above both baselines (v4: 0.9098, NBSVM 0.9114), 95% overall (v4: 94.9%) and
-    >= 90% on every kind (v4's non-movie domains: 85%); see the README's quality table.
+    The issue's behavioural targets: 95% overall and >= 90% on every kind. Version 5 meets the
+    overall one (95.2%) and every kind but the non-movie domains (87.5%), asserted at what it
+    reaches, like IMDB test accuracy: the target is 0.915 above both baselines (v5: 0.9107,
+    NBSVM 0.9114, within the gate's tolerance); see the README's quality table.
     """
     newest = shipped_versions[-1]
     card = _card(newest)
-    assert card["preset"] == "default" and card["version"] >= 4
+    assert card["preset"] == "default" and card["version"] >= 5
     texts, labels = behavioural_set
     probabilities = export_lib.served_probabilities(newest, texts)
     correct = (probabilities >= 0.5) == (labels == 1)
-    assert correct.mean() >= 0.945
+    assert correct.mean() >= 0.95
     kinds = np.array([row["kind"] for row in _rows()])
     by_kind = {kind: float(correct[kinds == kind].mean()) for kind in KINDS}
-    assert all(accuracy >= 0.85 for accuracy in by_kind.values()), by_kind
-    for kind in ("negated_negative", "negated_positive", "contrast", "plain"):
+    assert by_kind["other_domain"] >= 0.875, by_kind
+    for kind in set(KINDS) - {"other_domain"}:
         assert by_kind[kind] >= 0.90, (kind, by_kind[kind])
     recorded = card["behavioural"]["by_kind"]
     assert {kind: recorded[kind]["accuracy"] for kind in KINDS} == pytest.approx(by_kind, abs=1e-4)
