@@ -86,6 +86,15 @@ def _explain(client: TestClient, texts: list[str], chunk: int = 16) -> list[dict
     return explanations
 
 
+def _ngrams(card: ModelCard) -> int:
+    return int((card.hyperparameters or {})["ngrams"])
+
+
+def _unit_count(words: int, ngrams: int) -> int:
+    """Units of a text of `words` known-or-not words: words, then pairs, then triples..."""
+    return sum(max(words - width + 1, 0) for width in range(1, ngrams + 1))
+
+
 def _metric(client: TestClient, name: str) -> float:
     for line in client.get("/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -126,22 +135,23 @@ def test_explanations_are_exact_and_agree_with_predict(
     assert punctuation_only["input"]["token_count"] == 0
 
 
-def test_units_follow_the_documented_order(explain_client: TestClient) -> None:
-    """Words in text order, lower-cased, NOT_ in a negation's scope; then word pairs."""
+def test_units_follow_the_documented_order(explain_client: TestClient, card: ModelCard) -> None:
+    """Words in text order, lower-cased, NOT_ in a negation's scope; then pairs, triples..."""
     reply = explain_client.post("/v1/explain", json={"text": "I did NOT like it"}).json()
     units = [unit["unit"] for unit in reply["explanations"][0]["units"]]
-    assert units == [
-        "i", "did", "not", "NOT_like", "NOT_it",
-        "i did", "did not", "not NOT_like", "NOT_like NOT_it",
-    ]  # fmt: skip
+    words = ["i", "did", "not", "NOT_like", "NOT_it"]
+    pairs = ["i did", "did not", "not NOT_like", "NOT_like NOT_it"]
+    triples = ["i did not", "did not NOT_like", "not NOT_like NOT_it"]
+    assert units == [words, words + pairs, words + pairs + triples][_ngrams(card) - 1]
     assert reply["model_version"] == "1"
 
 
-def test_oov_accounting_on_constructed_texts(explain_client: TestClient) -> None:
+def test_oov_accounting_on_constructed_texts(explain_client: TestClient, card: ModelCard) -> None:
     all_unseen, half = _explain(explain_client, [" ".join(UNSEEN), f"great {UNSEEN[0]}"])
-    # Three unseen words and their two pairs: five units, all unknown, shown as typed.
+    # Three unseen words and the n-grams over them, all unknown, the words shown as typed.
+    units = _unit_count(3, _ngrams(card))
     assert all_unseen["input"] == {
-        "token_count": 5, "truncated": False, "oov_count": 5, "oov_share": 1.0
+        "token_count": units, "truncated": False, "oov_count": units, "oov_share": 1.0
     }  # fmt: skip
     assert [unit["unit"] for unit in all_unseen["units"][:3]] == list(UNSEEN)
     # "great" is known; the unseen word and the pair containing it are not.
@@ -266,8 +276,9 @@ def test_input_metrics_move_with_scored_texts_only(
     assert delta["sentiment_input_oov_share_count"] == 3
     assert delta["sentiment_input_truncated_texts_total"] == 1
     assert delta['sentiment_input_oov_share_bucket{le="0.0"}'] == 2  # two texts: no OOV unit
-    assert delta['sentiment_input_tokens_bucket{le="4.0"}'] == 0  # 5, 5 and `length` units
-    assert delta["sentiment_input_tokens_sum"] == 5 + 5 + length
+    three_words = _unit_count(3, _ngrams(card))  # units of each three-word text (at least 5)
+    assert delta['sentiment_input_tokens_bucket{le="4.0"}'] == 0
+    assert delta["sentiment_input_tokens_sum"] == 2 * three_words + length
 
     # Explanations (the playground explains as its user types) are not traffic.
     explain_client.post("/v1/explain", json={"texts": texts})
