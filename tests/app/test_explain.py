@@ -285,12 +285,13 @@ def test_input_metrics_move_with_scored_texts_only(
     assert _metric(explain_client, "sentiment_input_tokens_count") == after[names[1]]
 
 
-def test_bulk_histogram_equals_observing_one_by_one() -> None:
+@pytest.mark.parametrize("size", [5, 520])  # a few values go one by one, more through numpy
+def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
     """``observe_many`` bins exactly like ``observe`` (``le``: a bound is in its bucket)."""
     rng = np.random.default_rng(0)
     probabilities = np.concatenate(
-        [rng.random(500).astype(np.float32), np.array(PROBABILITY_BUCKETS, np.float32)]
-    )
+        [np.array(PROBABILITY_BUCKETS, np.float32), rng.random(500).astype(np.float32)]
+    )[:size]
     tokens = rng.integers(0, 3000, len(probabilities))
     oov = np.minimum(rng.integers(0, 50, len(probabilities)), tokens)
     batch = InputBatch(probabilities, tokens, oov, tokens > 2000)
