@@ -302,7 +302,7 @@ class _WordNgramIds(tf.Module):  # type: ignore[misc]
         """`numbers_of_words(text.split_marking_negation(standardized))`, without the strings."""
         tokens = tf.strings.split(standardized)
         numbers = self._words.lookup(tokens.flat_values)
-        _, negated, steering = text_lib.scopes_of(
+        negated, steering = text_lib.negation_scopes(
             tokens, tf.equal(numbers, _BOUNDARY_NUMBER), tf.equal(numbers, _MARK_NUMBER)
         )
         scoped = tf.where(negated)

@@ -87,29 +87,22 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
 
 
 class NegationScopes(NamedTuple):
-    """Every token of a batch of standardized texts, and what `split_marking_negation` does
-    with it: `negated` ones get the mark, `steering` ones (boundaries, negator marks) go."""
+    """What `split_marking_negation` does with each token of a batch of standardized texts:
+    `negated` ones get the mark, `steering` ones (boundaries, negator marks) go."""
 
-    tokens: tf.RaggedTensor  # [N, None] tokens as split, boundaries and marks included
     negated: tf.Tensor  # [tokens] bool
     steering: tf.Tensor  # [tokens] bool
 
 
-def negation_scopes(standardized: tf.Tensor) -> NegationScopes:
-    """Which tokens of each standardized text lie in a negation scope."""
-    tokens = tf.strings.split(standardized)
-    flat = tokens.flat_values
-    return scopes_of(tokens, tf.equal(flat, CLAUSE_BOUNDARY), tf.equal(flat, NEGATOR_MARK))
-
-
-def scopes_of(
+def negation_scopes(
     tokens: tf.RaggedTensor, is_boundary: tf.Tensor, is_mark: tf.Tensor
 ) -> NegationScopes:
-    """`negation_scopes` given which tokens are boundaries and negator marks.
+    """Which of the split tokens of standardized texts lie in a negation scope.
 
-    The flags come from the caller so that a caller which maps tokens to numbers anyway (the
-    export's n-gram path) compares numbers instead of strings: two string comparisons over
-    every token cost about 4 us per review, 5% of the whole serving graph.
+    The caller says which tokens are boundaries and negator marks, so that a caller which maps
+    tokens to numbers anyway (the export's n-gram path) compares numbers instead of strings:
+    two string comparisons over every token cost about 4 us per review, 5% of the whole
+    serving graph.
 
     Works on the flat list of every text's tokens at once: a clause starts at each text's first
     token and at each boundary (`standardize` puts one before each contrast word); a token is
@@ -129,13 +122,16 @@ def scopes_of(
     # A negator is the token just before a mark; negators are never marked themselves.
     is_negator = tf.concat([is_mark[1:], [False]], axis=0)
     negated = tf.equal(in_clause % 2, 1) & ~steering & ~is_negator
-    return NegationScopes(tokens, negated, steering)
+    return NegationScopes(negated, steering)
 
 
 def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     """Words of each standardized text, ``NOT_``-marked inside negation scopes: [N] → [N, None]."""
-    tokens, negated, steering = negation_scopes(standardized)
+    tokens = tf.strings.split(standardized)
     flat = tokens.flat_values
+    negated, steering = negation_scopes(
+        tokens, tf.equal(flat, CLAUSE_BOUNDARY), tf.equal(flat, NEGATOR_MARK)
+    )
     # Rewrite only the tokens that change: most are not negated.
     scoped = tf.where(negated)
     flat = tf.tensor_scatter_nd_update(

@@ -182,8 +182,8 @@ def train(
     # decisions (trigram start: validation accuracy 0.9178, after training 0.9146 at a lower
     # loss), and waiting for the loss to stall took six minutes of epochs that were discarded.
     has_start = params.embedding_init != "uniform"
-    start_weights = model.get_weights()
-    start_accuracy = float(model.evaluate(validation_ds, verbose=0)[1])
+    start_weights = model.get_weights() if has_start else []
+    start_accuracy = float(model.evaluate(validation_ds, verbose=0)[1]) if has_start else 0.0
     callbacks = []
     if params.early_stopping_patience is not None:
         monitor = (
@@ -203,8 +203,10 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if not has_start:
+        return history
     trained_accuracy = float(model.evaluate(validation_ds, verbose=0)[1])
-    if has_start and start_accuracy >= trained_accuracy:
+    if start_accuracy >= trained_accuracy:
         model.set_weights(start_weights)
         logger.info(
             "Training did not improve on the start (validation accuracy %.4f, trained %.4f)",

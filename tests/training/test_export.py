@@ -49,31 +49,29 @@ def _export(tmp_path: Path, params: Hyperparameters, calibration: LengthTemperat
     return trained, tf.saved_model.load(str(tmp_path))
 
 
-@pytest.fixture(scope="module")
-def pairs_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The default's pipeline with words and pairs (versions 3 and 4; triples have their own)."""
+def _default_export(tmp_path: Path, max_tokens: int, ngrams: int) -> Any:
+    """The default's pipeline, small and with random weights, at `ngrams` words per unit."""
     params = dataclasses.replace(
         PRESETS["default"],
-        max_tokens=80,
+        max_tokens=max_tokens,
         sequence_length=SEQUENCE_LENGTH,
-        ngrams=2,
+        ngrams=ngrams,
         embedding_init="uniform",
         counterfactuals=False,
     )
-    return _export(tmp_path_factory.mktemp("default"), params, LengthTemperature(a=0.5, b=2.0))
+    return _export(tmp_path, params, LengthTemperature(a=0.5, b=2.0))
+
+
+@pytest.fixture(scope="module")
+def pairs_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Words and pairs (versions 3 and 4)."""
+    return _default_export(tmp_path_factory.mktemp("default"), max_tokens=80, ngrams=2)
 
 
 @pytest.fixture(scope="module")
 def trigram_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    params = dataclasses.replace(
-        PRESETS["default"],
-        max_tokens=120,
-        sequence_length=SEQUENCE_LENGTH,
-        ngrams=3,
-        embedding_init="uniform",
-        counterfactuals=False,
-    )
-    return _export(tmp_path_factory.mktemp("trigram"), params, LengthTemperature(a=0.5, b=2.0))
+    """Words, pairs and triples (version 5 on)."""
+    return _default_export(tmp_path_factory.mktemp("trigram"), max_tokens=120, ngrams=3)
 
 
 @pytest.fixture(scope="module")
