@@ -79,6 +79,10 @@ class Hyperparameters:
     # the logit by one T; "length" by T(n) = a + b / n^p (positive), n = real tokens;
     # "length_power" also bends the scaled logit u to sign(u) |u|^g (training.calibration).
     calibration: Calibration = "none"
+    # Once validation has chosen every setting, fit again on all training reviews (fit and
+    # validation) and report the test figures of that model; the calibration stays the one
+    # fitted on the held-out model's validation logits.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.ngrams < 1:
@@ -121,6 +125,7 @@ PRESETS: dict[str, Hyperparameters] = {
         calibration="length_power",
         epochs=20,
         early_stopping_patience=2,
+        refit=True,
     ),
 }
 DEFAULT_PRESET = "default"

@@ -167,7 +167,7 @@ def test_linear_start_is_already_a_good_model(kind: str) -> None:
         start = naive_bayes_start(ids, labels, vocabulary, params.max_tokens, 1.0)
     else:
         start = nbsvm_start(
-            ids, labels, ids, labels, vocabulary, params.max_tokens, 1.0, ids, labels
+            ids, labels, (ids, labels), vocabulary, params.max_tokens, 1.0, ids, labels
         )
     model = build_model(params, vocabulary, start)
     logits = model(ids.to_tensor(), training=False).numpy()[:, 0]

@@ -111,6 +111,44 @@ def test_default_preset_exports_its_length_calibration(trained_default: Path) ->
     )
 
 
+def test_default_preset_reports_the_refit_beside_the_held_out_model(
+    trained_default: Path,
+) -> None:
+    card = json.loads((trained_default / CARD_FILE).read_text())
+    assert card["hyperparameters"]["refit"] is True
+    before, after = card["metrics"]["test_before_refit"], card["metrics"]["test"]
+    assert before["examples"] == after["examples"] == 1500
+    assert before != after, "the refitted model is a different model"
+    for baseline in card["baselines"].values():
+        assert baseline["description"].endswith("(refitted on all training reviews)")
+
+
+def test_refit_learns_from_the_validation_reviews_at_the_chosen_c() -> None:
+    """After the refit, a word seen only in validation reviews is in the vocabulary and counts."""
+    import dataclasses
+
+    from training.data import Split
+    from training.train import Splits, fit_choosing_on_validation, refit
+
+    def reviews(words: list[tuple[str, int]], copies: int) -> Split:
+        texts = [f"The film was {word} and the cast was {word}." for word, _ in words] * copies
+        return Split(texts, np.array([label for _, label in words] * copies, np.float32))
+
+    fit = reviews([("great", 1), ("awful", 0), ("superb", 1), ("dreadful", 0)], 6)
+    validation = reviews([("zorblax", 1), ("awful", 0)], 4)
+    params = dataclasses.replace(
+        PRESETS["default"], max_tokens=200, ngrams=1, epochs=1, snippets_per_review=0.0,
+        counterfactuals=False,
+    )  # fmt: skip
+    chosen = fit_choosing_on_validation(params, Splits(fit, validation, fit, fit), verbose=0)
+    assert "zorblax" not in chosen.vectorizer.get_vocabulary()
+    assert chosen.start is not None and chosen.start.c is not None
+    final = refit(params, fit + validation, chosen, verbose=0)
+    assert final.start is not None and final.start.c == chosen.start.c
+    vocabulary = final.vectorizer.get_vocabulary()
+    assert final.start.scores[vocabulary.index("zorblax")] > 0
+
+
 def test_default_preset_scores_empty_and_punctuation_only_text(trained_default: Path) -> None:
     """A masked average over no tokens would be 0/0; the export must still answer a number."""
     probabilities = export_lib.served_probabilities(trained_default, ["", "?!...", "   "])
