@@ -19,7 +19,6 @@ invalid request as the protocol's servers answer; client-chosen names are never 
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -40,6 +39,7 @@ from app.errors import (
     register_error_shape,
 )
 from app.predictor import Predictor
+from app.schemas import NON_BLANK_PATTERN, is_blank
 from app.scoring import check_batch_size, score_with_logits, service_of
 from app.service import Service
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
@@ -52,8 +52,6 @@ EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow_savedmodel"
 OUTPUT_NAMES = (PROBABILITY_OUTPUT, LOGIT_OUTPUT)
 
-# What the schema's text pattern means (Python's regex, as schema-driven clients read it).
-_NON_BLANK = re.compile(r"\S")
 
 VersionParam = Annotated[
     str, PathParam(pattern=r"^[0-9]{1,18}$", description="A model version (an integer).")
@@ -118,7 +116,7 @@ class ProtocolError(BaseModel):
     error: str
 
 
-_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"\S"}
+_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": NON_BLANK_PATTERN}
 _PARAMETERS_SCHEMA = {"type": "object", "additionalProperties": True}
 _INFER_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -337,7 +335,7 @@ def _parse_texts(item: Any, binary: bytes, max_items: int) -> tuple[list[str], i
         texts = data
     if len(texts) != count:
         raise InvalidInputError(f"Input {INPUT_NAME!r} has shape [{count}] but another count.")
-    if any(_NON_BLANK.search(text) is None for text in texts):
+    if any(is_blank(text) for text in texts):
         raise InvalidInputError("A text must not be empty or whitespace only.")
     return texts, used
 

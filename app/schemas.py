@@ -17,8 +17,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
+def is_blank(text: str) -> bool:
+    """Empty or whitespace only, by ``str.strip``: the one rule every route applies."""
+    return not text.strip()
+
+
 def _reject_blank(text: str) -> str:
-    if not text.strip():
+    if is_blank(text):
         raise ValueError("text must not be empty or whitespace only")
     return text
 
@@ -31,12 +36,16 @@ def _non_blank_pattern() -> str:
 
 NON_BLANK_PATTERN = _non_blank_pattern()
 ReviewText = Annotated[str, AfterValidator(_reject_blank)]
-# Our own routes' text: the same validation, described in the schema.
+# A text as every route's schema describes it: the validation above, stated as a pattern that
+# means the same in any regex dialect (a bare \S does not: Python counts U+001C-U+001F as
+# whitespace, JSON Schema's ECMA dialect does not, so schema-driven clients sent "\x1e").
+NonBlankText = Annotated[
+    ReviewText, Field(min_length=1, json_schema_extra={"pattern": NON_BLANK_PATTERN})
+]
+# Our own routes' text.
 PredictText = Annotated[
-    ReviewText,
+    NonBlankText,
     Field(
-        min_length=1,
-        json_schema_extra={"pattern": NON_BLANK_PATTERN},
         description=(
             "Raw English review text: at least one non-whitespace character and at most "
             "SENTIMENT_MAX_TEXT_CHARS characters (default 20000; longer is 422)."

@@ -31,7 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.params import Depends
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.errors import (
@@ -42,6 +42,7 @@ from app.errors import (
     register_error_shape,
 )
 from app.predictor import Predictor
+from app.schemas import NonBlankText
 from app.scoring import check_batch_size, score_with_logits, service_of
 from app.service import Service
 from contract import LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
@@ -58,7 +59,7 @@ _REGRESS_METHOD = "tensorflow/serving/regress"
 _EXAMPLE_TEXT = "This movie was wonderful, I loved every minute of it."
 
 # A text: at least one non-whitespace character (the same rule as /v1/predict, in the schema).
-ProtocolText = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+ProtocolText = NonBlankText
 VersionParam = Annotated[
     str, PathParam(pattern=r"^[0-9]{1,18}$", description="A model version (an integer).")
 ]
