@@ -15,6 +15,8 @@ layers and changes what surrounds them, each step chosen on the validation split
 * a negated unit's embedding is tied to minus its base unit's ("NOT_funny" starts as the
   opposite of "funny", scaled by one learned weight) plus its own learned correction, because
   IMDB's document labels say little about "not X" on its own.
+* once validation has chosen every setting, the vocabulary, the start and the kept epochs are
+  fitted again on all training reviews (`refit`; the calibration stays the held-out model's).
 
 The vectorizer is kept apart from the trainable model so reviews are tokenized once, not on every
 epoch; `training.export` joins the two again inside one serving graph.

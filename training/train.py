@@ -1,6 +1,7 @@
 """Train, evaluate and publish the sentiment model: `python -m training --help`.
 
-Reads top to bottom: data → vectorize → model → train → calibrate → evaluate → export → publish.
+Reads top to bottom: data → vectorize → model → train → calibrate → refit → evaluate → export →
+publish.
 """
 
 from __future__ import annotations
