@@ -45,7 +45,13 @@ from training.model import (
     build_vectorizer,
     tokenize,
 )
-from training.start import LinearStart, clear_cut, naive_bayes_start, nbsvm_start
+from training.start import (
+    NBSVM_C_GRID,
+    LinearStart,
+    clear_cut,
+    naive_bayes_start,
+    nbsvm_start,
+)
 
 logger = logging.getLogger("training")
 
@@ -242,6 +248,12 @@ class TrainingInputs:
     train_ids: Any
     train_labels: np.ndarray
 
+    def dataset(self, params: Hyperparameters) -> Any:
+        """Shuffled (seeded) training batches of reviews and short texts."""
+        return as_dataset(
+            self.train_ids, self.train_labels, params.batch_size, shuffle_seed=params.seed
+        )
+
 
 def training_inputs(params: Hyperparameters, reviews: Split) -> TrainingInputs:
     vectorizer = adapt_vectorizer(params, reviews.texts)
@@ -266,7 +278,7 @@ def linear_start(
     inputs: TrainingInputs,
     reviews: Split,
     validation: tuple[Any, np.ndarray] | None,
-    c_grid: tuple[float, ...] | None = None,
+    c_grid: tuple[float, ...] = NBSVM_C_GRID,
 ) -> LinearStart | None:
     """Where the embedding starts (`training.start`); NBSVM's C from `c_grid` on validation."""
     start = inputs.naive_bayes
@@ -280,7 +292,7 @@ def linear_start(
             params.negation_tie,
             inputs.review_ids,
             reviews.labels,
-            **({} if c_grid is None else {"c_grid": c_grid}),
+            c_grid,
         )
     if start is not None:
         logger.info(
@@ -298,9 +310,7 @@ def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose:
     history, epochs_kept = train(
         model,
         params,
-        as_dataset(
-            inputs.train_ids, inputs.train_labels, params.batch_size, shuffle_seed=params.seed
-        ),
+        inputs.dataset(params),
         as_dataset(validation_ids, splits.validation.labels, 1024),
         verbose,
     )
@@ -310,23 +320,17 @@ def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose:
 def refit(params: Hyperparameters, reviews: Split, chosen: Fitted, verbose: int) -> Fitted:
     """The settings chosen on validation, fitted again on every training review.
 
-    Once validation has chosen C and the epochs, holding its reviews out only costs data: the
-    same start fitted on 25,000 reviews instead of 20,000 (README, "Model quality"). The
-    vocabulary and the naive-Bayes ratios are rebuilt from all reviews; the calibration
+    Once validation has chosen C and the epochs, holding its reviews out only costs data (on
+    IMDB 25,000 reviews instead of 20,000: test 0.9107 -> 0.9142, the README's quality table).
+    The vocabulary and the naive-Bayes ratios are rebuilt from all reviews; the calibration
     stays the one fitted on the held-out model's validation logits.
     """
     inputs = training_inputs(params, reviews)
-    c_grid = None if chosen.start is None or chosen.start.c is None else (chosen.start.c,)
+    c_grid = NBSVM_C_GRID if chosen.start is None or chosen.start.c is None else (chosen.start.c,)
     start = linear_start(params, inputs, reviews, None, c_grid)
     model = build_model(params, inputs.vectorizer.get_vocabulary(), start)
     if chosen.epochs_kept:
-        model.fit(
-            as_dataset(
-                inputs.train_ids, inputs.train_labels, params.batch_size, shuffle_seed=params.seed
-            ),
-            epochs=chosen.epochs_kept,
-            verbose=verbose,
-        )
+        model.fit(inputs.dataset(params), epochs=chosen.epochs_kept, verbose=verbose)
     logger.info("Refit on %d training reviews (%d epochs)", len(reviews), chosen.epochs_kept)
     return Fitted(inputs.vectorizer, model, chosen.history, start, chosen.epochs_kept)
 
