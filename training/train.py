@@ -47,6 +47,7 @@ from training.model import (
 )
 from training.start import (
     NBSVM_C_GRID,
+    SHORT_TEXT_WEIGHTS,
     LinearStart,
     clear_cut,
     naive_bayes_start,
@@ -126,17 +127,22 @@ def vectorize(vectorizer: Any, params: Hyperparameters, texts: list[str]) -> Any
 
 
 def as_dataset(
-    token_ids: Any, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None
+    token_ids: Any,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> Any:
     """Batches for Keras; ragged ids are bucketed by length and padded per batch (masked)."""
     targets = tf.constant(labels.astype(np.float32))
+    extra = () if sample_weights is None else (tf.constant(sample_weights.astype(np.float32)),)
     if isinstance(token_ids, tf.RaggedTensor):
         values, splits = token_ids.flat_values, token_ids.row_splits
         dataset = tf.data.Dataset.range(len(labels)).map(
-            lambda i: (values[splits[i] : splits[i + 1]], targets[i])
+            lambda i: (values[splits[i] : splits[i + 1]], targets[i], *(w[i] for w in extra))
         )
     else:
-        dataset = tf.data.Dataset.from_tensor_slices((token_ids, targets))
+        dataset = tf.data.Dataset.from_tensor_slices((token_ids, targets, *extra))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     if isinstance(token_ids, tf.RaggedTensor):
@@ -173,7 +179,7 @@ def short_training_texts(
     return short
 
 
-def _length(token_ids: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+def _length(token_ids: tf.Tensor, *label_and_weight: tf.Tensor) -> tf.Tensor:
     return tf.shape(token_ids)[0]
 
 
@@ -247,11 +253,19 @@ class TrainingInputs:
     naive_bayes: LinearStart | None
     train_ids: Any
     train_labels: np.ndarray
+    reviews: int  # the first rows of train_ids; the short texts follow
 
-    def dataset(self, params: Hyperparameters) -> Any:
-        """Shuffled (seeded) training batches of reviews and short texts."""
+    def dataset(self, params: Hyperparameters, start: LinearStart | None) -> Any:
+        """Shuffled (seeded) training batches of reviews and short texts, the short texts
+        weighted as the start chose."""
+        weights = np.ones(len(self.train_labels), np.float32)
+        weights[self.reviews :] = 1.0 if start is None else start.short_text_weight
         return as_dataset(
-            self.train_ids, self.train_labels, params.batch_size, shuffle_seed=params.seed
+            self.train_ids,
+            self.train_labels,
+            params.batch_size,
+            shuffle_seed=params.seed,
+            sample_weights=weights,
         )
 
 
@@ -270,7 +284,9 @@ def training_inputs(params: Hyperparameters, reviews: Split) -> TrainingInputs:
     short = short_training_texts(vectorizer, params, reviews, naive_bayes)
     train_ids = tf.concat([review_ids, vectorize(vectorizer, params, short.texts)], axis=0)
     train_labels = np.concatenate([reviews.labels, short.labels])
-    return TrainingInputs(vectorizer, review_ids, naive_bayes, train_ids, train_labels)
+    return TrainingInputs(
+        vectorizer, review_ids, naive_bayes, train_ids, train_labels, len(reviews)
+    )
 
 
 def linear_start(
@@ -279,8 +295,11 @@ def linear_start(
     reviews: Split,
     validation: tuple[Any, np.ndarray] | None,
     c_grid: tuple[float, ...] = NBSVM_C_GRID,
+    short_text_weights: tuple[float, ...] = (1.0,),
+    negation_check: tuple[Any, np.ndarray] | None = None,
 ) -> LinearStart | None:
-    """Where the embedding starts (`training.start`); NBSVM's C from `c_grid` on validation."""
+    """Where the embedding starts (`training.start`); NBSVM's C and the short texts' weight
+    from their grids on validation."""
     start = inputs.naive_bayes
     if params.embedding_init == "nbsvm":
         start = nbsvm_start(
@@ -293,6 +312,8 @@ def linear_start(
             inputs.review_ids,
             reviews.labels,
             c_grid,
+            short_text_weights,
+            negation_check,
         )
     if start is not None:
         logger.info(
@@ -301,16 +322,41 @@ def linear_start(
     return start
 
 
+def validation_counterfactuals(
+    params: Hyperparameters, inputs: TrainingInputs, snippets: Split
+) -> tuple[Any, np.ndarray] | None:
+    """The validation snippets negated as the training ones are (labels flipped), tokenized:
+    how the short texts' weight is checked for what it costs negation."""
+    if not params.counterfactuals or inputs.naive_bayes is None:
+        return None
+    clear = clear_cut(
+        inputs.naive_bayes,
+        vectorize(inputs.vectorizer, params, snippets.texts),
+        snippets.labels,
+        COUNTERFACTUAL_CONFIDENCE,
+    )
+    negated = data_lib.counterfactual_snippets(snippets, clear)
+    return vectorize(inputs.vectorizer, params, negated.texts), negated.labels
+
+
 def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose: int) -> Fitted:
     """Vocabulary, start and training on the fit split; C and epochs chosen on validation."""
     inputs = training_inputs(params, splits.fit)
     validation_ids = vectorize(inputs.vectorizer, params, splits.validation.texts)
-    start = linear_start(params, inputs, splits.fit, (validation_ids, splits.validation.labels))
+    negation_check = validation_counterfactuals(params, inputs, splits.validation_snippets)
+    start = linear_start(
+        params,
+        inputs,
+        splits.fit,
+        (validation_ids, splits.validation.labels),
+        short_text_weights=(1.0,) if negation_check is None else SHORT_TEXT_WEIGHTS,
+        negation_check=negation_check,
+    )
     model = build_model(params, inputs.vectorizer.get_vocabulary(), start)
     history, epochs_kept = train(
         model,
         params,
-        inputs.dataset(params),
+        inputs.dataset(params, start),
         as_dataset(validation_ids, splits.validation.labels, 1024),
         verbose,
     )
@@ -326,11 +372,14 @@ def refit(params: Hyperparameters, reviews: Split, chosen: Fitted, verbose: int)
     stays the one fitted on the held-out model's validation logits.
     """
     inputs = training_inputs(params, reviews)
-    c_grid = NBSVM_C_GRID if chosen.start is None or chosen.start.c is None else (chosen.start.c,)
-    start = linear_start(params, inputs, reviews, None, c_grid)
+    c_grid: tuple[float, ...] = NBSVM_C_GRID
+    weights: tuple[float, ...] = (1.0,)
+    if chosen.start is not None and chosen.start.c is not None:
+        c_grid, weights = (chosen.start.c,), (chosen.start.short_text_weight,)
+    start = linear_start(params, inputs, reviews, None, c_grid, weights)
     model = build_model(params, inputs.vectorizer.get_vocabulary(), start)
     if chosen.epochs_kept:
-        model.fit(inputs.dataset(params), epochs=chosen.epochs_kept, verbose=verbose)
+        model.fit(inputs.dataset(params, start), epochs=chosen.epochs_kept, verbose=verbose)
     logger.info("Refit on %d training reviews (%d epochs)", len(reviews), chosen.epochs_kept)
     return Fitted(inputs.vectorizer, model, chosen.history, start, chosen.epochs_kept)
 

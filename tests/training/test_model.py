@@ -21,6 +21,8 @@ from training.model import (
     unit_scores,
 )
 from training.start import (
+    StartFit,
+    choose_start_fit,
     clear_cut,
     naive_bayes_ratios,
     naive_bayes_start,
@@ -179,6 +181,44 @@ def test_linear_start_is_already_a_good_model(kind: str) -> None:
     if "NOT_good" in vocabulary and kind == "naive_bayes":
         negated, base = vocabulary.index("NOT_good"), vocabulary.index("good")
         assert start.scores[negated] == pytest.approx(-start.scores[base])
+
+
+def test_short_texts_at_weight_zero_change_nothing() -> None:
+    """The short texts' weight reaches the regression: at zero they are as good as absent."""
+    params = dataclasses.replace(PRESETS["default"], max_tokens=60, embedding_init="nbsvm")
+    vectorizer = _tiny_vectorizer(params)
+    vocabulary = vectorizer.get_vocabulary()
+    reviews = tokenize(vectorizer, params, tf.constant(["funny and good"] * 4 + ["bad"] * 4))
+    review_labels = np.array([1] * 4 + [0] * 4)
+    short = tokenize(vectorizer, params, tf.constant(["good"] * 3))
+    both = tf.concat([reviews, short], axis=0)
+    contradicting = np.concatenate([review_labels, [0, 0, 0]])  # "good" labelled negative
+
+    def start(ids: tf.RaggedTensor, labels: np.ndarray, weight: float) -> np.ndarray:
+        fitted = nbsvm_start(
+            ids, labels, None, vocabulary, params.max_tokens, 0.5, reviews, review_labels,
+            c_grid=(1.0,), short_text_weights=(weight,),
+        )  # fmt: skip
+        assert fitted.c == 1.0 and fitted.short_text_weight == weight
+        return np.asarray(fitted.scores)
+
+    alone = start(reviews, review_labels, 1.0)
+    np.testing.assert_allclose(start(both, contradicting, 0.0), alone, atol=1e-4)
+    good = vocabulary.index("good")
+    assert start(both, contradicting, 1.0)[good] < alone[good]
+
+
+def test_a_lighter_short_text_weight_is_chosen_only_without_a_negation_regression() -> None:
+    def fit(accuracy: float, negation: float, c: float, weight: float) -> StartFit:
+        return StartFit(accuracy, negation, c, weight, np.zeros(1))
+
+    full = [fit(0.900, 0.40, 0.03, 1.0), fit(0.890, 0.45, 0.1, 1.0)]
+    lighter = [fit(0.920, 0.39, 0.03, 0.5), fit(0.910, 0.41, 0.1, 0.5)]
+    chosen = choose_start_fit(full + lighter, reference_weight=1.0)
+    assert (chosen.c, chosen.short_text_weight) == (0.1, 0.5)
+    # Nothing lighter keeps negation: the full weight's best fit stays.
+    worse = [fit(0.950, 0.30, 0.03, 0.5)]
+    assert choose_start_fit(full + worse, reference_weight=1.0) is full[0]
 
 
 def test_unknown_settings_are_refused() -> None:
