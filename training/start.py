@@ -206,14 +206,15 @@ def nbsvm_start(
                 accuracy = float(np.mean(fitted.predict(validation_features) == validation[1]))
             if negation_check is not None:
                 negation = float(np.mean(fitted.predict(negation_features) == negation_check[1]))
-            logger.info(
-                "NBSVM start, C=%g, short texts x%g: validation accuracy %.4f, "
-                "validation counterfactuals %.4f",
-                c,
-                short_text_weight,
-                accuracy,
-                negation,
-            )
+            if validation is not None:
+                logger.info(
+                    "NBSVM start, C=%g, short texts x%g: validation accuracy %.4f, "
+                    "validation counterfactuals %.4f",
+                    c,
+                    short_text_weight,
+                    accuracy,
+                    negation,
+                )
             fits.append(StartFit(accuracy, negation, c, short_text_weight, fitted.coef_[0]))
     chosen = choose_start_fit(fits, short_text_weights[0])
     scores = np.asarray(scaled @ chosen.weights)

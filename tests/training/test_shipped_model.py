@@ -160,16 +160,14 @@ def test_default_version_meets_its_targets(shipped_versions: list[Path]) -> None
 def test_newest_default_per_kind_and_against_its_baselines(
     shipped_versions: list[Path], behavioural_set: tuple[list[str], np.ndarray]
 ) -> None:
-    """What the newest default reaches, recomputed from the export (not read from the card).
+    """The issue's targets on the newest default, recomputed from the export where they can be.
 
-    The issue's behavioural targets: 95% overall and >= 90% on every kind; version 6 meets both
-    (96.5%, the non-movie domains at 90%). IMDB test accuracy is asserted at what it reaches:
-    the target is 0.915 above both baselines (v6: 0.9142, NBSVM 0.9143, within the gate's
-    tolerance); see the README's quality table.
+    Behavioural: 95% overall and >= 90% on every kind. IMDB test accuracy: >= 0.915 and above
+    both baselines of the same run (version 7: 0.9152 against NBSVM 0.9143, TF-IDF 0.9083).
     """
     newest = shipped_versions[-1]
     card = _card(newest)
-    assert card["preset"] == "default" and card["version"] >= 6
+    assert card["preset"] == "default" and card["version"] >= 7
     texts, labels = behavioural_set
     probabilities = export_lib.served_probabilities(newest, texts)
     correct = (probabilities >= 0.5) == (labels == 1)
@@ -180,12 +178,11 @@ def test_newest_default_per_kind_and_against_its_baselines(
         assert by_kind[kind] >= 0.90, (kind, by_kind[kind])
     recorded = card["behavioural"]["by_kind"]
     assert {kind: recorded[kind]["accuracy"] for kind in KINDS} == pytest.approx(by_kind, abs=1e-4)
-    # The same run's baselines are in the card; the model beats TF-IDF and stays within the
-    # gate's tolerance of NBSVM.
+    # The same run's baselines are in the card; the model beats both.
     accuracy = card["metrics"]["test"]["accuracy"]
-    baselines = card["baselines"]
-    assert accuracy > baselines["tfidf_logreg"]["test_accuracy"]
-    assert accuracy >= baselines["nbsvm"]["test_accuracy"] - card["gate"]["settings"]["tolerance"]
+    assert accuracy >= 0.915
+    for baseline in card["baselines"].values():
+        assert accuracy > baseline["test_accuracy"], baseline["description"]
     assert card["gate"]["passed"] is True and card["gate"]["live_version"] == card["version"] - 1
     # Calibration that holds at every length: T(n) > 0, monotone, and ECE within the issue's
     # bounds on both splits (0.02 on test reviews, 0.03 on short validation snippets).
