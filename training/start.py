@@ -204,9 +204,9 @@ def nbsvm_start(
             accuracy = negation = 0.0
             if validation is not None:
                 accuracy = float(np.mean(fitted.predict(validation_features) == validation[1]))
-            if negation_check is not None:
-                negation = float(np.mean(fitted.predict(negation_features) == negation_check[1]))
-            if validation is not None:
+                if negation_check is not None:
+                    negated = fitted.predict(negation_features)
+                    negation = float(np.mean(negated == negation_check[1]))
                 logger.info(
                     "NBSVM start, C=%g, short texts x%g: validation accuracy %.4f, "
                     "validation counterfactuals %.4f",
