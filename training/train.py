@@ -156,27 +156,29 @@ def as_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def negated_snippets(naive_bayes: LinearStart, snippets: Split, snippet_ids: Any) -> Split:
+    """The counterfactuals of the snippets the naive-Bayes start finds clear-cut."""
+    clear = clear_cut(naive_bayes, snippet_ids, snippets.labels, COUNTERFACTUAL_CONFIDENCE)
+    return data_lib.counterfactual_snippets(snippets, clear)
+
+
 def short_training_texts(
     vectorizer: Any, params: Hyperparameters, fit: Split, naive_bayes: LinearStart | None
-) -> Split:
-    """Snippets cut from the training reviews and, if enabled, their negated counterfactuals."""
-    short = Split([], np.zeros(0, np.float32))
+) -> tuple[Split, Any]:
+    """Snippets cut from the training reviews and, if enabled, their negated counterfactuals,
+    with their token ids."""
     if params.snippets_per_review <= 0:
-        return short
+        empty = Split([], np.zeros(0, np.float32))
+        return empty, vectorize(vectorizer, params, empty.texts)
     snippets = data_lib.short_snippets(
         fit.texts, fit.labels, params.snippets_per_review, params.seed
     )
-    short = short + snippets
+    short, ids = snippets, [vectorize(vectorizer, params, snippets.texts)]
     if params.counterfactuals and naive_bayes is not None:
-        clear = clear_cut(
-            naive_bayes,
-            vectorize(vectorizer, params, snippets.texts),
-            snippets.labels,
-            COUNTERFACTUAL_CONFIDENCE,
-        )
-        short = short + data_lib.counterfactual_snippets(snippets, clear)
+        negated = negated_snippets(naive_bayes, snippets, ids[0])
+        short, ids = short + negated, [*ids, vectorize(vectorizer, params, negated.texts)]
     logger.info("Added %d short training texts (snippets, counterfactuals)", len(short))
-    return short
+    return short, tf.concat(ids, axis=0)
 
 
 def _length(token_ids: tf.Tensor, *label_and_weight: tf.Tensor) -> tf.Tensor:
@@ -241,7 +243,9 @@ class Fitted:
     start: LinearStart | None
     # Epochs of training the final weights hold (0: the start, kept); a refit repeats them.
     epochs_kept: int
+    # The held-out model's validation reviews and snippets, tokenized once for all its uses.
     validation_ids: Any = None
+    validation_snippet_ids: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,8 +285,8 @@ def training_inputs(params: Hyperparameters, reviews: Split) -> TrainingInputs:
             params.max_tokens,
             params.negation_tie,
         )
-    short = short_training_texts(vectorizer, params, reviews, naive_bayes)
-    train_ids = tf.concat([review_ids, vectorize(vectorizer, params, short.texts)], axis=0)
+    short, short_ids = short_training_texts(vectorizer, params, reviews, naive_bayes)
+    train_ids = tf.concat([review_ids, short_ids], axis=0)
     train_labels = np.concatenate([reviews.labels, short.labels])
     return TrainingInputs(
         vectorizer, review_ids, naive_bayes, train_ids, train_labels, len(reviews)
@@ -323,19 +327,13 @@ def linear_start(
 
 
 def validation_counterfactuals(
-    params: Hyperparameters, inputs: TrainingInputs, snippets: Split
+    params: Hyperparameters, inputs: TrainingInputs, snippets: Split, snippet_ids: Any
 ) -> tuple[Any, np.ndarray] | None:
     """The validation snippets negated as the training ones are (labels flipped), tokenized:
     how the short texts' weight is checked for what it costs negation."""
     if not params.counterfactuals or inputs.naive_bayes is None:
         return None
-    clear = clear_cut(
-        inputs.naive_bayes,
-        vectorize(inputs.vectorizer, params, snippets.texts),
-        snippets.labels,
-        COUNTERFACTUAL_CONFIDENCE,
-    )
-    negated = data_lib.counterfactual_snippets(snippets, clear)
+    negated = negated_snippets(inputs.naive_bayes, snippets, snippet_ids)
     return vectorize(inputs.vectorizer, params, negated.texts), negated.labels
 
 
@@ -343,7 +341,10 @@ def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose:
     """Vocabulary, start and training on the fit split; C and epochs chosen on validation."""
     inputs = training_inputs(params, splits.fit)
     validation_ids = vectorize(inputs.vectorizer, params, splits.validation.texts)
-    negation_check = validation_counterfactuals(params, inputs, splits.validation_snippets)
+    snippet_ids = vectorize(inputs.vectorizer, params, splits.validation_snippets.texts)
+    negation_check = validation_counterfactuals(
+        params, inputs, splits.validation_snippets, snippet_ids
+    )
     start = linear_start(
         params,
         inputs,
@@ -360,7 +361,9 @@ def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose:
         as_dataset(validation_ids, splits.validation.labels, 1024),
         verbose,
     )
-    return Fitted(inputs.vectorizer, model, history, start, epochs_kept, validation_ids)
+    return Fitted(
+        inputs.vectorizer, model, history, start, epochs_kept, validation_ids, snippet_ids
+    )
 
 
 def refit(params: Hyperparameters, reviews: Split, chosen: Fitted, verbose: int) -> Fitted:
@@ -538,7 +541,7 @@ def run(
     scored = {
         "validation": (*raw_logits(model, held_out.validation_ids), splits.validation.labels),
         "validation_snippets": (
-            *raw_logits(model, vectorize(vectorizer, params, splits.validation_snippets.texts)),
+            *raw_logits(model, held_out.validation_snippet_ids),
             splits.validation_snippets.labels,
         ),
         "test": (
