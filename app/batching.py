@@ -18,7 +18,9 @@ the event loop decides what it runs:
 
 So the model thread is woken once per batch and hands results back with one
 ``call_soon_threadsafe`` per batch: the two threads hardly compete for the GIL however
-many requests are in flight. The queue is bounded: when it is full a request is refused at
+many requests are in flight. The model thread runs as ``SCHED_BATCH`` on Linux, so
+waking it does not preempt the event loop thread that holds the GIL (see
+``_run_without_wakeup_preemption``). The queue is bounded: when it is full a request is refused at
 once (429) instead of piling up latency and memory. A failing model call fails exactly the
 requests of its batch.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -183,6 +186,7 @@ class MicroBatcher(Generic[Model]):
         """The model thread: score each batch it is handed, report back once per batch."""
         loop = self._loop
         assert loop is not None
+        _run_without_wakeup_preemption()
         while (batch := self._jobs.get()) is not _STOP:
             texts = [text for item in batch for text in item.texts]
             started = time.perf_counter()
@@ -239,3 +243,24 @@ class MicroBatcher(Generic[Model]):
                     item_logits = logits[offset:end] if logits is not None else None
                     item.future.set_result(ScoredTexts(values[offset:end], model, item_logits))
             offset += count
+
+
+def _run_without_wakeup_preemption() -> None:
+    """Make the calling thread ``SCHED_BATCH``: its wake-ups never preempt a running thread.
+
+    The event loop wakes the model thread once per batch (``SimpleQueue.put``), holding the
+    GIL. A normal thread that slept is favoured on wake-up and ran at once on the loop's core,
+    only to block on the GIL the descheduled loop held: in a profile at concurrency 64,
+    ``_dispatch`` took 6% of the event loop's time for one put per batch. ``SCHED_BATCH``
+    keeps the thread's fair share of CPU and only drops the wake-up preference: 4-6% more
+    requests per second at concurrency 64 (two workers, wrk alternating with and without it in
+    one run). Elsewhere (no ``SCHED_BATCH``, or not allowed) the thread keeps its policy.
+    """
+    set_scheduler = getattr(os, "sched_setscheduler", None)
+    policy = getattr(os, "SCHED_BATCH", None)
+    if set_scheduler is None or policy is None:
+        return
+    try:
+        set_scheduler(0, policy, os.sched_param(0))  # 0: the calling thread, on Linux
+    except OSError:
+        logger.debug("SCHED_BATCH refused; the model thread keeps its scheduling policy")

@@ -21,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 # TensorFlow's own variable (not a setting of ours): 2 hides its C++ INFO and WARNING lines.
 _TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+# Net container allocations between two young-generation collections (Python's default: 700).
+# With 32 requests in flight per worker the default ran a young collection every few requests,
+# each walking every live request's objects; at 20,000 the event loop served 4-7% more requests
+# per second at concurrency 64 (two workers, wrk alternating with the default in one run, with
+# and without TensorFlow). Request objects die by reference counting, so memory stays flat.
+_YOUNG_GENERATION_THRESHOLD = 20_000
 
 
 def quiet_tensorflow(log_level: str) -> None:
@@ -93,6 +99,8 @@ def tune_process(settings: Settings) -> None:
     # The model thread re-takes the GIL several times per call; with Python's 5 ms default it
     # waits behind a busy event loop.
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    _, *older = gc.get_threshold()
+    gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, *older)
     configure_tensorflow_threads(settings)
 
 

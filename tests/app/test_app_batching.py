@@ -7,6 +7,8 @@ model call on a gate (so requests pile up deterministically) or fails a call on 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -95,6 +97,27 @@ def test_batched_results_equal_one_at_a_time_and_stay_matched(predictor: Predict
         assert len(got.probabilities) == len(request)
         assert got.probabilities == pytest.approx(want, abs=1e-6)
         assert got.model is predictor
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SCHED_BATCH is Linux's")
+def test_the_model_thread_never_preempts_the_event_loop_on_wake_up() -> None:
+    """The model thread is SCHED_BATCH; the event loop's thread keeps its own policy."""
+    policies: list[int] = []
+
+    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], str]:
+        policies.append(os.sched_getscheduler(0))
+        return np.zeros(len(texts), np.float32), "model"
+
+    async def scenario() -> int:
+        batcher = MicroBatcher(score, max_batch_size=4, queue_size=4)
+        batcher.start()
+        await batcher.submit(["a text"])
+        await batcher.drain(timeout_seconds=5)
+        return os.sched_getscheduler(0)
+
+    loop_policy = asyncio.run(scenario())
+    assert policies == [os.SCHED_BATCH]
+    assert loop_policy == os.SCHED_OTHER
 
 
 def test_full_queue_refuses_at_once_and_queued_requests_still_complete(
