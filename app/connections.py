@@ -81,6 +81,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_open = True  # the parser is inside a request head (or waiting for one)
         self._head_bytes = 0  # bytes fed to the parser since this head began
+        # When the head in progress began (loop time), None between heads. One timer per
+        # connection checks it and re-arms itself for the time left, rather than a timer made
+        # and cancelled for every request (~4 us of event loop per request under load).
+        self._head_started: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self._draining = False
@@ -90,7 +94,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Connection life
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_head_timer()
+        self._start_head_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -121,14 +125,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_open = True
-        if self._head_timer is None:
-            self._start_head_timer()
+        if self._head_started is None:  # the first head's clock started with the connection
+            self._start_head_clock()
 
     def on_headers_complete(self) -> None:
         self._head_open = False
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_started = None
         super().on_headers_complete()
         if self._draining or self.app_state.get(DRAINING_STATE_KEY):
             self.cycle.keep_alive = False  # the response says Connection: close
@@ -160,17 +162,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # (or the head timeout ends a client that never finishes its head).
 
     # Limits
-    def _start_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(
-            self.limits.head_timeout_seconds, self._head_timed_out
-        )
+    def _start_head_clock(self) -> None:
+        self._head_started = self.loop.time()
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.head_timeout_seconds, self._check_head_time
+            )
 
-    def _head_timed_out(self) -> None:
+    def _check_head_time(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or not self._head_open:
+        started = self._head_started
+        if started is None or self.transport.is_closing() or not self._head_open:
+            return  # no head in progress: the next one starts the clock again
+        left = started + self.limits.head_timeout_seconds - self.loop.time()
+        if left > 0:  # a later head than the one this timer was armed for
+            self._head_timer = self.loop.call_later(left, self._check_head_time)
             return
         if self.cycle is not None and not self.cycle.response_complete:
-            self._start_head_timer()  # a pipelined head behind a running request: wait
+            self._start_head_clock()  # a pipelined head behind a running request: wait
             return
         if self._head_bytes:
             logger.info(

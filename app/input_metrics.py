@@ -8,11 +8,7 @@ here, on the model thread.
 
 A histogram's ``observe`` walks its buckets in Python under a lock, once per value: three
 histograms times 64 texts would be ~200 such calls per batch on the thread the whole service
-waits for. ``_BulkHistogram.observe_many`` instead bins the whole batch with numpy
-(``searchsorted`` + ``bincount``) and adds one increment per non-empty bucket, which is what
-``observe`` would have done value by value (same ``le`` semantics: a value equal to a bound
-lands in that bucket). It works in both storage modes (local and multiprocess files), since
-it uses the same value objects ``observe`` does.
+waits for, so each batch goes in at once (``app.metrics.BulkHistogram.observe_many``).
 
 Texts scored by ``/v1/explain`` are not observed: the playground explains as its user types,
 and half-typed texts are not the traffic whose drift these metrics watch.
@@ -26,8 +22,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
+from app.metrics import BulkHistogram
 from contract import (
     OOV_COUNT_OUTPUT,
     PROBABILITY_OUTPUT,
@@ -74,45 +71,23 @@ class InputBatch:
 InputObserver = Callable[[InputBatch], None]
 
 
-# Up to this many values, `observe` value by value is cheaper than binning with numpy (~1 us
-# per value against ~7 us per call, in process): a one-text model call spent 60 us in the
-# three histograms' numpy path, 15% of the call.
-_SMALL_BATCH = 8
-
-
-class _BulkHistogram(Histogram):  # type: ignore[misc]
-    """A Histogram that can take a whole batch of values at once (see the module docstring)."""
-
-    def observe_many(self, values: npt.NDArray[Any]) -> None:
-        if values.size <= _SMALL_BATCH:
-            for value in values.tolist():  # numpy's fixed cost outweighs a few Python walks
-                self.observe(value)
-            return
-        bounds = np.asarray(self._upper_bounds, dtype=np.float64)
-        exact = values.astype(np.float64)  # the sum in float64, as observe() adds floats
-        counts = np.bincount(np.searchsorted(bounds, exact, side="left"), minlength=len(bounds))
-        self._sum.inc(float(exact.sum()))
-        for index in np.flatnonzero(counts):
-            self._buckets[int(index)].inc(int(counts[index]))
-
-
 class InputMetrics:
     """Score drift and input accounting, registered in the app's own registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.probability = _BulkHistogram(
+        self.probability = BulkHistogram(
             "sentiment_predicted_probability",
             "Predicted P(positive) per scored text: a shift in its distribution is score drift.",
             buckets=PROBABILITY_BUCKETS,
             registry=registry,
         )
-        self.token_count = _BulkHistogram(
+        self.token_count = BulkHistogram(
             "sentiment_input_tokens",
             "Real units (words and n-grams) scored per text, at most the sequence length.",
             buckets=TOKEN_BUCKETS,
             registry=registry,
         )
-        self.oov_share = _BulkHistogram(
+        self.oov_share = BulkHistogram(
             "sentiment_input_oov_share",
             "Share of a text's scored units that are out of the model's vocabulary.",
             buckets=OOV_SHARE_BUCKETS,

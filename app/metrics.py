@@ -11,17 +11,26 @@ back); gauges say how they combine: in-flight requests and queue depth sum over 
 ``sentiment_model_ready`` is the minimum (1 only when every worker is ready) and
 ``sentiment_model_info`` is reported per worker (a ``pid`` label), so a rollout in progress
 shows which worker serves which version.
+
+Per-request values are tallied in plain Python on the event loop and added to the metrics
+in bulk (``flush``): when the worker goes idle (no request in flight), before every scrape,
+and otherwise within ``_FLUSH_SECONDS``. Each value written one at a time cost the event loop
+~13 us per request at concurrency 64 (five locked writes to the shared files, the pid check
+in each, the bucket walk), about a tenth of what the whole HTTP stack costs per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -32,7 +41,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "BulkHistogram", "ServiceMetrics"]
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -40,6 +49,37 @@ _LATENCY_BUCKETS = (
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # prometheus-client names a process's gauge files gauge_<mode>_<pid>.db.
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")
+# Longest a tallied value waits to reach the metrics while requests stay in flight: far below
+# any scrape interval, and a few hundred requests apart under load.
+_FLUSH_SECONDS = 0.05
+# Up to this many values, `observe` value by value is cheaper than binning with numpy (~1 us
+# per value against ~7 us per call, in process): a one-text model call spent 60 us in the
+# three input histograms' numpy path, 15% of the call.
+_SMALL_BATCH = 8
+
+
+class BulkHistogram(Histogram):  # type: ignore[misc]
+    """A Histogram that can take many values at once.
+
+    A histogram's ``observe`` walks its buckets in Python under a lock, once per value.
+    ``observe_many`` bins all values with numpy (``searchsorted`` + ``bincount``) and adds one
+    increment per non-empty bucket, which is what ``observe`` would have done value by value
+    (same ``le`` semantics: a value equal to a bound lands in that bucket). It works in both
+    storage modes (local and multiprocess files), since it uses the same value objects
+    ``observe`` does; children made by ``labels`` are BulkHistograms too.
+    """
+
+    def observe_many(self, values: npt.NDArray[Any]) -> None:
+        if values.size <= _SMALL_BATCH:
+            for value in values.tolist():  # numpy's fixed cost outweighs a few Python walks
+                self.observe(value)
+            return
+        bounds = np.asarray(self._upper_bounds, dtype=np.float64)
+        exact = values.astype(np.float64)  # the sum in float64, as observe() adds floats
+        counts = np.bincount(np.searchsorted(bounds, exact, side="left"), minlength=len(bounds))
+        self._sum.inc(float(exact.sum()))
+        for index in np.flatnonzero(counts):
+            self._buckets[int(index)].inc(int(counts[index]))
 
 
 class ServiceMetrics:
@@ -63,7 +103,7 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        self.request_latency = Histogram(
+        self.request_latency = BulkHistogram(
             "sentiment_http_request_duration_seconds",
             "Time from request start to the end of the response, by route template.",
             ["route"],
@@ -111,7 +151,15 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, BulkHistogram]] = {}
+        # The tally (event loop thread only): requests in flight, and per (route, method,
+        # status) the latencies of answered requests and predicted labels not yet flushed.
+        self._in_flight = 0
+        self._latencies: dict[tuple[str, str, int], list[float]] = {}
+        self._positives = 0
+        self._negatives = 0
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.queue_depth = Gauge(
             "sentiment_queue_depth",
             "Requests waiting for the model.",
@@ -122,33 +170,75 @@ class ServiceMetrics:
             _LocalStorage(self) if multiprocess_dir is None else _SharedStorage(multiprocess_dir)
         )
 
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (the tally's count, always current)."""
+        return self._in_flight
+
     def request_started(self) -> None:
         """One more request in flight (event loop thread only)."""
-        self._storage.request_started(self.requests_in_progress)
+        self._in_flight += 1
+        self._flush_soon()
 
     def request_finished(self, route: str, method: str, status: int, started: float) -> None:
-        """Count one answered request and its latency since ``started`` (perf_counter)."""
-        self._storage.request_finished(self.requests_in_progress)
+        """Tally one answered request and its latency since ``started`` (perf_counter)."""
+        self._in_flight -= 1
         key = (route, method, status)
+        latencies = self._latencies.get(key)
+        if latencies is None:
+            latencies = self._latencies[key] = []
+        latencies.append(time.perf_counter() - started)
+        if self._in_flight == 0:
+            self.flush()  # idle: nothing should wait for a timer
+        else:
+            self._flush_soon()
+
+    def count_predictions(self, positive: int, negative: int) -> None:
+        """Tally scored texts by predicted label (event loop thread only)."""
+        self._positives += positive
+        self._negatives += negative
+
+    def flush(self) -> None:
+        """Add the tally to the metrics (event loop thread only)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        latencies, self._latencies = self._latencies, {}
+        for key, values in latencies.items():
+            counter, histogram = self._request_children_of(key)
+            counter.inc(len(values))
+            histogram.observe_many(np.asarray(values))
+        if self._positives:
+            self._positive_predictions.inc(self._positives)
+        if self._negatives:
+            self._negative_predictions.inc(self._negatives)
+        self._positives = self._negatives = 0
+        self._storage.publish_in_flight(self.requests_in_progress, self._in_flight)
+
+    def _flush_soon(self) -> None:
+        """Make sure a flush runs within ``_FLUSH_SECONDS`` (at once outside an event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flush_timer is not None and self._flush_loop is loop:
+            return
+        self._flush_loop = loop  # a new loop (tests run apps in several): the old timer is gone
+        self._flush_timer = loop.call_later(_FLUSH_SECONDS, self.flush)
+
+    def _request_children_of(self, key: tuple[str, str, int]) -> tuple[Counter, BulkHistogram]:
         children = self._request_children.get(key)
         if children is None:
             # labels() validates and hashes its arguments on every call; requests reuse the
             # few (route template, method, status) combinations, so resolve each once.
+            route, method, status = key
             children = (
                 self.requests.labels(route, method, str(status)),
                 self.request_latency.labels(route),
             )
             self._request_children[key] = children
-        counter, latency = children
-        counter.inc()
-        latency.observe(time.perf_counter() - started)
-
-    def count_predictions(self, positive: int, negative: int) -> None:
-        """Count scored texts by predicted label."""
-        if positive:
-            self._positive_predictions.inc(positive)
-        if negative:
-            self._negative_predictions.inc(negative)
+        return children
 
     def observe_batch(self, texts: int, seconds: float) -> None:
         """Record one model call (from the model thread; prometheus-client is thread-safe)."""
@@ -168,6 +258,7 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         """The text exposition format (in shared mode: every worker's values combined)."""
+        self.flush()
         exposition: bytes = generate_latest(self._storage.exposed(self.registry))
         return exposition
 
@@ -176,15 +267,15 @@ class ServiceMetrics:
         self._storage.forget_dead_processes()
 
     def close(self) -> None:
-        """This process is stopping: its live gauges no longer count."""
+        """This process is stopping: its tally is flushed and its live gauges no longer count."""
+        self.flush()
         self._storage.close()
 
 
 class _Storage(Protocol):
     """Where values live: the only place the two modes differ."""
 
-    def request_started(self, in_progress: Gauge) -> None: ...
-    def request_finished(self, in_progress: Gauge) -> None: ...
+    def publish_in_flight(self, in_progress: Gauge, count: int) -> None: ...
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None: ...
     def after_batch(self, gauge: Gauge) -> None: ...
     def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None: ...
@@ -197,16 +288,10 @@ class _LocalStorage:
     """One process: values stay in the app's registry; gauges are read at scrape time."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
-        # A plain integer bumped on the event loop thread, read at scrape time: no lock per
-        # request.
-        self._in_flight = 0
-        metrics.requests_in_progress.set_function(lambda: float(self._in_flight))
+        metrics.requests_in_progress.set_function(lambda: float(metrics.in_flight))
 
-    def request_started(self, in_progress: Gauge) -> None:
-        self._in_flight += 1
-
-    def request_finished(self, in_progress: Gauge) -> None:
-        self._in_flight -= 1
+    def publish_in_flight(self, in_progress: Gauge, count: int) -> None:
+        pass  # the gauge reads the tally's count at scrape time
 
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
         gauge.set_function(lambda: float(depth()))
@@ -238,11 +323,8 @@ class _SharedStorage:
         self._depth: Callable[[], int] | None = None
         self._live_model: tuple[str, str] | None = None
 
-    def request_started(self, in_progress: Gauge) -> None:
-        in_progress.inc()
-
-    def request_finished(self, in_progress: Gauge) -> None:
-        in_progress.dec()
+    def publish_in_flight(self, in_progress: Gauge, count: int) -> None:
+        in_progress.set(count)
 
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
         self._depth = depth

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.metrics import ServiceMetrics
 from app.settings import Settings
 from tests.app.conftest import wait_until
 
@@ -88,6 +91,43 @@ def test_metrics_count_requests_predictions_and_model(client: TestClient) -> Non
         if line.startswith("sentiment_predictions_total{")
     )
     assert predicted == 1.0
+
+
+def test_request_metrics_are_written_when_idle_at_a_scrape_or_within_the_window() -> None:
+    """The event loop tallies requests; the metrics get them in bulk, never much later."""
+    metrics = ServiceMetrics()
+    labels = {"route": "/v1/predict", "method": "POST"}
+
+    def answered(status: str) -> float:
+        sample = metrics.registry.get_sample_value(
+            "sentiment_http_requests_total", {**labels, "status": status}
+        )
+        return sample or 0.0
+
+    async def scenario() -> None:
+        metrics.request_started()
+        metrics.request_started()
+        metrics.request_started()
+        assert metrics.registry.get_sample_value("sentiment_http_requests_in_progress") == 3
+        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter())
+        metrics.count_predictions(1, 0)
+        assert answered("200") == 0  # two still in flight: tallied, not written yet
+        await asyncio.sleep(0.2)  # well past the flush window
+        assert answered("200") == 1
+        assert metrics.registry.get_sample_value(
+            "sentiment_predictions_total", {"label": "positive"}
+        )
+        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter())
+        assert 'status="200"} 2.0' in metrics.render().decode()  # a scrape flushes first
+        metrics.request_finished("/v1/predict", "POST", 429, time.perf_counter())
+        assert answered("429") == 1  # the last one out: written at once
+        assert metrics.registry.get_sample_value("sentiment_http_requests_in_progress") == 0
+        latency_count = metrics.registry.get_sample_value(
+            "sentiment_http_request_duration_seconds_count", {"route": "/v1/predict"}
+        )
+        assert latency_count == 3
+
+    asyncio.run(scenario())
 
 
 def test_openapi_documents_every_route_with_examples(client: TestClient) -> None:

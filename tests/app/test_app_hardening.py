@@ -220,6 +220,24 @@ def test_slow_heads_are_closed_and_normal_requests_are_unaffected(service: Serve
     idle.close()
 
 
+def test_a_later_head_on_a_kept_alive_connection_has_its_own_time_limit(service: Server) -> None:
+    """The clock of a second request's head starts with its first byte, not the connection."""
+    with _connect(service.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, _ = _read_response(sock)
+        assert status == 200
+        time.sleep(HEAD_TIMEOUT_SECONDS * 0.8)  # idle keep-alive: no head in progress
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # a head begins, and never ends
+        started = time.monotonic()
+        # Not cut short by the time the connection had already been open...
+        assert not _closed_by_peer(sock, HEAD_TIMEOUT_SECONDS * 0.6)
+        # ...but answered 408 and closed once this head is over its own limit.
+        status, _, _ = _read_response(sock)
+        assert status == 408
+        assert time.monotonic() - started < HEAD_TIMEOUT_SECONDS + 1.5
+        assert _closed_by_peer(sock, 2.0)
+
+
 # 3. 413 closes the connection, whatever the framing ----------------------------------------
 
 
