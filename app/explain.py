@@ -47,13 +47,13 @@ from starlette.responses import Response
 from app.errors import (
     ExplainUnavailableError,
     InferenceError,
-    InvalidInputError,
     OverloadedError,
     PayloadTooLargeError,
     ServiceError,
 )
 from app.predictor import Predictor
 from app.schemas import ErrorResponse, Label, PredictText
+from app.scoring import check_texts
 from app.service import Service
 from contract import (
     BIAS_OUTPUT,
@@ -276,9 +276,7 @@ async def explain(body: ExplainRequest, request: Request) -> Response:
     limit = service.settings.max_explain_items
     if len(texts) > limit:
         raise PayloadTooLargeError(f"At most {limit} texts per explain request.")
-    max_chars = service.settings.max_text_chars
-    if any(len(text) > max_chars for text in texts):
-        raise InvalidInputError(f"A text is longer than {max_chars} characters.")
+    check_texts(service, texts)
     predictor = service.registry.require_live()
     explainer: Explainer = request.app.state.explainer
     explanations = await explainer.explain(predictor, texts)

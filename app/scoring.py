@@ -7,6 +7,7 @@ share the limits (texts per request, characters per text), the micro-batcher (an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from starlette.requests import Request
@@ -15,6 +16,10 @@ from app.batching import ScoredTexts
 from app.errors import InferenceError, InvalidInputError, PayloadTooLargeError
 from app.predictor import Predictor
 from app.service import Service
+
+# JSON may spell a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no
+# UTF-8 form, so TensorFlow cannot take it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def service_of(request: Request) -> Service:
@@ -30,13 +35,28 @@ def check_batch_size(service: Service, count: int) -> None:
         raise PayloadTooLargeError(f"At most {limit} texts per request.")
 
 
-async def score_texts(service: Service, texts: Sequence[str]) -> ScoredTexts[Predictor]:
-    """Check the limits that depend on settings, then score via the micro-batcher."""
-    service.registry.require_live()
+def check_texts(service: Service, texts: Sequence[str]) -> None:
+    """422 for a text the model must not be given: over ``max_text_chars``, or not Unicode.
+
+    Checked before a text joins a micro-batch: a lone surrogate used to reach TensorFlow,
+    which refused it, and the whole model call failed with it (503 for every request that
+    shared the batch).
+    """
     max_chars = service.settings.max_text_chars
     for text in texts:
         if len(text) > max_chars:
             raise InvalidInputError(f"A text is longer than {max_chars} characters.")
+        if not text.isascii() and _LONE_SURROGATE.search(text):
+            raise InvalidInputError(
+                "A text contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a "
+                "character; send UTF-8 text."
+            )
+
+
+async def score_texts(service: Service, texts: Sequence[str]) -> ScoredTexts[Predictor]:
+    """Check the limits that depend on settings, then score via the micro-batcher."""
+    service.registry.require_live()
+    check_texts(service, texts)
     return await service.batcher.submit(texts)
 
 

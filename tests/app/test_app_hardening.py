@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +398,50 @@ def test_every_route_family_and_its_schema_agree_on_blank_text(service: Server, 
         response = httpx.post(f"{service.url}{path}", json=body)
         assert (response.status_code >= 400) == blank, (path, text, response.status_code)
         assert response.status_code < 500
+
+
+# JSON can spell a lone UTF-16 surrogate; Python decodes it into a str with no UTF-8 form.
+_LONE_SURROGATE_TEXT = '"A fine film \\ud800 really"'
+_SURROGATE_BODIES = {
+    "/v1/predict": '{"text": %s}',
+    "/v1/predict/batch": '{"texts": ["A fine film.", %s]}',
+    "/v1/explain": '{"text": %s}',
+    "/v1/models/sentiment:predict": '{"instances": [{"text": %s}]}',
+    "/v2/models/sentiment/infer": (
+        '{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [%s]}]}'
+    ),
+}
+
+
+def test_a_lone_surrogate_is_a_422_and_never_fails_the_batch_it_would_have_joined(
+    service: Server,
+) -> None:
+    """Every route family refuses it as invalid input; requests scored meanwhile all succeed."""
+
+    def good(index: int) -> int:
+        body = {"text": f"Review {index}: a wonderful, moving film."}
+        return httpx.post(f"{service.url}/v1/predict", json=body, timeout=10).status_code
+
+    def bad(path: str) -> httpx.Response:
+        content = _SURROGATE_BODIES[path] % _LONE_SURROGATE_TEXT
+        headers = {"content-type": "application/json"}
+        return httpx.post(f"{service.url}{path}", content=content, headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):  # the bad requests land amid good ones on both workers
+            good_answers = [pool.submit(good, index) for index in range(16)]
+            bad_answers = {path: pool.submit(bad, path) for path in _SURROGATE_BODIES}
+            assert [answer.result() for answer in good_answers] == [200] * 16
+            for path, answer in bad_answers.items():
+                response = answer.result()
+                if path.startswith("/v1/predict") or path == "/v1/explain":
+                    assert response.status_code == 422, (path, response.text)
+                    assert response.json()["error"]["type"] == "invalid_input", path
+                else:  # TF Serving and the Open Inference Protocol say 400, as their servers do
+                    assert response.status_code == 400, (path, response.text)
+                    assert isinstance(response.json()["error"], str), path
+                assert "fine film" not in response.text
+    assert "Traceback" not in service.log()
 
 
 def _schema_nodes(node: Any) -> Iterator[Any]:
