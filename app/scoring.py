@@ -36,16 +36,22 @@ def check_batch_size(service: Service, count: int) -> None:
 
 
 def check_texts(service: Service, texts: Sequence[str]) -> None:
-    """422 for a text the model must not be given: over ``max_text_chars``, or not Unicode.
+    """422 for a text the model must not be given: over ``max_text_chars``, or unscorable.
 
     Checked before a text joins a micro-batch: a lone surrogate used to reach TensorFlow,
     which refused it, and the whole model call failed with it (503 for every request that
-    shared the batch).
+    shared the batch). A NUL character is refused too: the graphs of versions 3 on lowercase
+    with ``tf.strings.lower(encoding="utf-8")``, which ends the text there, so "good\\0 awful"
+    scored as "good".
     """
     max_chars = service.settings.max_text_chars
     for text in texts:
         if len(text) > max_chars:
             raise InvalidInputError(f"A text is longer than {max_chars} characters.")
+        if "\x00" in text:
+            raise InvalidInputError(
+                "A text contains a NUL character (U+0000); the model would not read past it."
+            )
         if not text.isascii() and _LONE_SURROGATE.search(text):
             raise InvalidInputError(
                 "A text contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a "
