@@ -11,6 +11,9 @@ live here, at the protocol level, in a small subclass of uvicorn's ``HttpToolsPr
   connection closed, so memory per connection stays bounded however large the header is;
 * a head must arrive within ``head_timeout_seconds`` of the connection opening (first
   request) or of its first byte (later requests on a keep-alive connection), else 408 and close;
+* a body must arrive within ``body_timeout_seconds`` of its head, else 408 and close: a client
+  trickling a body a byte a second held its request and connection open for as long as it
+  liked (50 such connections were all still open after 25 s);
 * on shutdown (SIGTERM), an idle keep-alive connection is not closed at once: a request the
   client already sent on it would be lost (uvicorn's ``shutdown`` closes it, and the client
   sees a reset for a POST it will not retry). It stays open for ``drain_idle_seconds``;
@@ -33,7 +36,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.errors import RequestHeadTimeoutError, RequestHeadTooLargeError, ServiceError
+from app.errors import RequestHeadTooLargeError, RequestTimeoutError, ServiceError
 from app.service import DRAINING_STATE_KEY
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class ConnectionLimits(NamedTuple):
 
     max_head_bytes: int
     head_timeout_seconds: float
+    body_timeout_seconds: float = 60.0
     drain_idle_seconds: float = 1.0
 
 
@@ -81,11 +85,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_open = True  # the parser is inside a request head (or waiting for one)
         self._head_bytes = 0  # bytes fed to the parser since this head began
-        # When the head in progress began (loop time), None between heads. One timer per
-        # connection checks it and re-arms itself for the time left, rather than a timer made
-        # and cancelled for every request (~4 us of event loop per request under load).
+        # When the head in progress began, and when the body in progress began (loop time;
+        # None when there is none). One timer per connection checks both and re-arms itself,
+        # rather than a timer made and cancelled for every request (~4 us of event loop per
+        # request under load). It never waits longer than the shorter limit, so a deadline
+        # set after it was armed (always at least that far away) is never checked late.
         self._head_started: float | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_started: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self._draining = False
         self._discarding = False  # the connection is lingering after an error: read nothing
@@ -134,9 +141,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._draining or self.app_state.get(DRAINING_STATE_KEY):
             self.cycle.keep_alive = False  # the response says Connection: close
+        # The body's clock (a request without one completes at once and clears it).
+        self._body_started = self.loop.time()
+        self._arm_timer()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._body_started = None
         self._head_open = True
         self._head_bytes = 0
 
@@ -164,20 +175,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Limits
     def _start_head_clock(self) -> None:
         self._head_started = self.loop.time()
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.limits.head_timeout_seconds, self._check_head_time
-            )
+        self._arm_timer()
 
-    def _check_head_time(self) -> None:
-        self._head_timer = None
-        started = self._head_started
-        if started is None or self.transport.is_closing() or not self._head_open:
-            return  # no head in progress: the next one starts the clock again
-        left = started + self.limits.head_timeout_seconds - self.loop.time()
-        if left > 0:  # a later head than the one this timer was armed for
-            self._head_timer = self.loop.call_later(left, self._check_head_time)
+    def _arm_timer(self, delay: float | None = None) -> None:
+        """Start the connection's timer unless it runs (it fires within the shorter limit)."""
+        if self._timer is None:
+            shorter = min(self.limits.head_timeout_seconds, self.limits.body_timeout_seconds)
+            wait = shorter if delay is None else min(delay, shorter)
+            self._timer = self.loop.call_later(wait, self._check_time)
+
+    def _check_time(self) -> None:
+        """The connection's timer: act on an expired head or body, else wait for the next."""
+        self._timer = None
+        if self.transport.is_closing():
             return
+        now = self.loop.time()
+        head_due = body_due = None
+        if self._head_started is not None and self._head_open:
+            head_due = self._head_started + self.limits.head_timeout_seconds
+        if self._body_started is not None:
+            body_due = self._body_started + self.limits.body_timeout_seconds
+        if head_due is not None and head_due <= now:
+            self._head_timed_out()
+        elif body_due is not None and body_due <= now:
+            self._body_timed_out()
+        else:  # nothing due yet (or nothing in progress: the next head or body arms it again)
+            pending = [due for due in (head_due, body_due) if due is not None]
+            if pending:
+                self._arm_timer(min(pending) - now)
+
+    def _head_timed_out(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
             self._start_head_clock()  # a pipelined head behind a running request: wait
             return
@@ -186,9 +213,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "request head not received within %.0fs; closing",
                 self.limits.head_timeout_seconds,
             )
-            self._reject(RequestHeadTimeoutError())
+            self._reject(
+                RequestTimeoutError("The request line and headers did not arrive in time.")
+            )
         else:
             self.transport.close()  # never sent a byte: nothing to answer
+
+    def _body_timed_out(self) -> None:
+        logger.info(
+            "request body not received within %.0fs; closing", self.limits.body_timeout_seconds
+        )
+        self._body_started = None
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # an answer is under way (e.g. a 413): cut it short
+            return
+        self._reject(RequestTimeoutError("The request body did not arrive in time."))
 
     def _reject(self, error: ServiceError) -> None:
         """Answer ``error`` and close, lingering briefly so the client can read the answer."""
@@ -200,10 +239,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._drain_timer):
+        for timer in (self._timer, self._drain_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._drain_timer = None
+        self._timer = self._drain_timer = None
 
 
 class DrainingServer(uvicorn.Server):

@@ -123,13 +123,14 @@ class RequestHeadTooLargeError(
     """The request head is over ``SENTIMENT_MAX_REQUEST_HEAD_BYTES`` (answered, then closed)."""
 
 
-class RequestHeadTimeoutError(
+class RequestTimeoutError(
     ServiceError,
     status=408,
     error_type="request_timeout",
-    message="The request line and headers did not arrive in time.",
+    message="The request did not arrive in time.",
 ):
-    """The request head took longer than ``SENTIMENT_REQUEST_HEAD_TIMEOUT_SECONDS``."""
+    """The request head took longer than ``SENTIMENT_REQUEST_HEAD_TIMEOUT_SECONDS``, or its
+    body longer than ``SENTIMENT_REQUEST_BODY_TIMEOUT_SECONDS`` (answered, then closed)."""
 
 
 class UnauthorizedError(

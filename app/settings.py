@@ -93,6 +93,15 @@ class Settings(BaseSettings):
             "misses it is closed (408 if it sent part of a head). Bounds slowloris clients."
         ),
     )
+    request_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Time a client has to send a request's whole body once its headers are in (the "
+            "default body limit at 0.55 Mbit/s); a request that misses it is answered 408 and "
+            "its connection closed. Bounds clients that trickle a body."
+        ),
+    )
     reload_interval_seconds: float = Field(
         default=10.0,
         ge=0,

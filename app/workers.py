@@ -69,6 +69,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
             ConnectionLimits(
                 max_head_bytes=settings.max_request_head_bytes,
                 head_timeout_seconds=settings.request_head_timeout_seconds,
+                body_timeout_seconds=settings.request_body_timeout_seconds,
             )
         ),
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),

@@ -9,8 +9,10 @@ wherever the client must misbehave; every loop is bounded in count and time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import select
 import shutil
 import socket
 import threading
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.e2e
 
 STARTUP_SECONDS = 90.0
 HEAD_TIMEOUT_SECONDS = 1.5
+BODY_TIMEOUT_SECONDS = 2.5
 MAX_BODY_BYTES = 4096
 HEAD_LIMIT = 16 * 1024  # the default
 
@@ -45,6 +48,7 @@ def _service_env(model_base: Path, **extra: str) -> dict[str, str]:
         "SENTIMENT_MODEL_BASE_PATH": str(model_base),
         "SENTIMENT_WORKERS": "2",
         "SENTIMENT_REQUEST_HEAD_TIMEOUT_SECONDS": str(HEAD_TIMEOUT_SECONDS),
+        "SENTIMENT_REQUEST_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
         "SENTIMENT_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0.2",
         "SENTIMENT_MODEL_SETTLE_SECONDS": "0.5",
@@ -237,6 +241,59 @@ def test_a_later_head_on_a_kept_alive_connection_has_its_own_time_limit(service:
         assert status == 408
         assert time.monotonic() - started < HEAD_TIMEOUT_SECONDS + 1.5
         assert _closed_by_peer(sock, 2.0)
+
+
+def test_a_trickled_body_gets_408_in_time_and_a_slow_complete_one_is_served(
+    service: Server,
+) -> None:
+    """A body has its own time limit from its headers; within it, slowness is fine."""
+    body = b'{"text": "A wonderful film, ' + b"truly " * 20 + b'moving."}'
+    head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    answers: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def trickle() -> None:  # a byte every 0.5 s: the body would take a minute
+        with _connect(service.port, timeout=10) as sock:
+            sock.sendall(head)
+            started = time.monotonic()
+            for byte in body:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.5)
+                if readable or time.monotonic() - started > 15:  # an answer (or the close)
+                    break
+            status = -1
+            with contextlib.suppress(ConnectionError, OSError):
+                sock.settimeout(2.0)
+                status, _, _ = _read_response(sock)
+            with lock:
+                answers.append((status, time.monotonic() - started))
+
+    threads = [threading.Thread(target=trickle) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    with _connect(service.port) as sock:  # slow but complete within the limit: served
+        sock.sendall(head)
+        for start in range(0, len(body), len(body) // 4 + 1):
+            sock.sendall(body[start : start + len(body) // 4 + 1])
+            time.sleep(BODY_TIMEOUT_SECONDS / 8)
+        status, _, _ = _read_response(sock)
+        assert status == 200
+    with httpx.Client(base_url=service.url, timeout=5) as client:
+        for _ in range(5):  # everyone else is served meanwhile
+            assert client.post("/v1/predict", json={"text": "A fine film."}).status_code == 200
+    for thread in threads:
+        thread.join(20)
+    assert len(answers) == 20
+    for status, seconds in answers:
+        assert status in (408, -1)  # 408, or closed before the client could read it
+        assert BODY_TIMEOUT_SECONDS - 0.3 < seconds < BODY_TIMEOUT_SECONDS + 2.0, seconds
+    assert sum(status == 408 for status, _ in answers) >= 15
 
 
 # 3. 413 closes the connection, whatever the framing ----------------------------------------
