@@ -198,7 +198,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if head_due is not None and head_due <= now:
             self._head_timed_out()
         elif body_due is not None and body_due <= now:
-            self._body_timed_out()
+            if self.flow.read_paused:  # we stopped reading (a pipelined request, a full
+                self._body_started = now  # buffer): the delay is ours, not the client's
+                self._arm_timer()
+            else:
+                self._body_timed_out()
         else:  # nothing due yet (or nothing in progress: the next head or body arms it again)
             pending = [due for due in (head_due, body_due) if due is not None]
             if pending:
