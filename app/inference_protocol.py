@@ -39,7 +39,7 @@ from app.errors import (
     register_error_shape,
 )
 from app.predictor import Predictor
-from app.schemas import NON_BLANK_PATTERN, is_blank
+from app.schemas import TEXT_PATTERN, is_blank
 from app.scoring import check_batch_size, score_with_logits, service_of
 from app.service import Service
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
@@ -116,7 +116,7 @@ class ProtocolError(BaseModel):
     error: str
 
 
-_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": NON_BLANK_PATTERN}
+_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": TEXT_PATTERN}
 _PARAMETERS_SCHEMA = {"type": "object", "additionalProperties": True}
 _INFER_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -2,11 +2,11 @@
 
 The schema says exactly what the service accepts, so a client generated from it (or a
 schema-driven fuzzer) never sends a body it believes valid and gets 422: a text must contain a
-non-whitespace character (``NON_BLANK_PATTERN``, the same characters ``str.strip`` removes,
-spelled out so every regex engine agrees). Limits that depend on settings (characters per
-text, texts per batch) are checked in the routes, because a schema class is shared by every
-app instance in the process; ``reflect_setting_limits`` writes an app's values into its
-OpenAPI document.
+non-whitespace character and no NUL (``TEXT_PATTERN``: the characters ``str.strip`` removes,
+spelled out so every regex engine agrees; ``app.scoring.check_texts`` says why NUL is
+refused). Limits that depend on settings (characters per text, texts per batch) are checked
+in the routes, because a schema class is shared by every app instance in the process;
+``reflect_setting_limits`` writes an app's values into its OpenAPI document.
 """
 
 from __future__ import annotations
@@ -28,19 +28,24 @@ def _reject_blank(text: str) -> str:
     return text
 
 
-def _non_blank_pattern() -> str:
-    """A regex matching any character ``str.strip`` keeps, as explicit \\u escapes."""
+def _text_pattern() -> str:
+    """A regex for an acceptable text: no NUL, and a character ``str.strip`` keeps somewhere.
+
+    Code points are explicit \\u escapes and the pattern is anchored, so Python's ``re`` and
+    JSON Schema's ECMA dialect accept exactly the same strings.
+    """
     blank = [code for code in range(sys.maxunicode + 1) if chr(code).isspace()]
-    return "[^" + "".join(f"\\u{code:04x}" for code in blank) + "]"
+    kept = "[^\\u0000" + "".join(f"\\u{code:04x}" for code in blank) + "]"
+    return f"^[^\\u0000]*{kept}[^\\u0000]*$"
 
 
-NON_BLANK_PATTERN = _non_blank_pattern()
+TEXT_PATTERN = _text_pattern()
 ReviewText = Annotated[str, AfterValidator(_reject_blank)]
 # A text as every route's schema describes it: the validation above, stated as a pattern that
 # means the same in any regex dialect (a bare \S does not: Python counts U+001C-U+001F as
 # whitespace, JSON Schema's ECMA dialect does not, so schema-driven clients sent "\x1e").
 NonBlankText = Annotated[
-    ReviewText, Field(min_length=1, json_schema_extra={"pattern": NON_BLANK_PATTERN})
+    ReviewText, Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})
 ]
 # Our own routes' text.
 PredictText = Annotated[

@@ -28,7 +28,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from app.schemas import NON_BLANK_PATTERN
+from app.schemas import TEXT_PATTERN
 from bench.servers import HOST, SERVICE, Server, rss_mib, running_server
 from contract import CARD_FILE
 from tests.app.conftest import publish_version, wait_until
@@ -442,8 +442,8 @@ def test_every_route_family_and_its_schema_agree_on_blank_text(service: Server, 
         and node.get("minLength") == 1
     }  # fmt: skip
     # One pattern, spelled as explicit code points: it means str.strip's rule in every dialect.
-    assert patterns == {NON_BLANK_PATTERN}
-    assert (re.search(NON_BLANK_PATTERN, text) is None) == blank
+    assert patterns == {TEXT_PATTERN}
+    assert (re.search(TEXT_PATTERN, text) is None) == blank
     bodies = {
         "/v1/predict": {"text": text},
         "/v1/models/sentiment:predict": {"instances": [{"text": text}]},
