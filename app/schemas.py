@@ -3,14 +3,15 @@
 The schema says exactly what the service accepts, so a client generated from it (or a
 schema-driven fuzzer) never sends a body it believes valid and gets 422: a text must contain a
 non-whitespace character and no NUL (``TEXT_PATTERN``: the characters ``str.strip`` removes,
-spelled out so every regex engine agrees; ``app.scoring.check_texts`` says why NUL is
-refused). Limits that depend on settings (characters per text, texts per batch) are checked
-in the routes, because a schema class is shared by every app instance in the process;
+spelled out so every regex engine agrees; ``unscorable_reason`` says why NUL is refused).
+Limits that depend on settings (characters per text, texts per batch) are checked in the
+routes, because a schema class is shared by every app instance in the process;
 ``reflect_setting_limits`` writes an app's values into its OpenAPI document.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,29 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 def is_blank(text: str) -> bool:
     """Empty or whitespace only, by ``str.strip``: the one rule every route applies."""
     return not text.strip()
+
+
+# JSON may spell a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no
+# UTF-8 form, so TensorFlow cannot take it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unscorable_reason(text: str) -> str | None:
+    """Why the model cannot score ``text`` faithfully, or None (blank texts aside).
+
+    A lone surrogate used to reach TensorFlow, which refused it, and the whole model call
+    failed with it (503 for every request that shared the batch). A NUL: the graphs of versions
+    3 on lowercase with ``tf.strings.lower(encoding="utf-8")``, which ends the text there, so
+    "good\\0 awful" scored as "good". ``TEXT_PATTERN`` excludes NUL too.
+    """
+    if "\x00" in text:
+        return "A text contains a NUL character (U+0000); the model would not read past it."
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        return (
+            "A text contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a "
+            "character; send UTF-8 text."
+        )
+    return None
 
 
 def _reject_blank(text: str) -> str:

@@ -7,7 +7,6 @@ share the limits (texts per request, characters per text), the micro-batcher (an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from starlette.requests import Request
@@ -15,11 +14,8 @@ from starlette.requests import Request
 from app.batching import ScoredTexts
 from app.errors import InferenceError, InvalidInputError, PayloadTooLargeError
 from app.predictor import Predictor
+from app.schemas import unscorable_reason
 from app.service import Service
-
-# JSON may spell a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no
-# UTF-8 form, so TensorFlow cannot take it.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def service_of(request: Request) -> Service:
@@ -36,27 +32,15 @@ def check_batch_size(service: Service, count: int) -> None:
 
 
 def check_texts(service: Service, texts: Sequence[str]) -> None:
-    """422 for a text the model must not be given: over ``max_text_chars``, or unscorable.
-
-    Checked before a text joins a micro-batch: a lone surrogate used to reach TensorFlow,
-    which refused it, and the whole model call failed with it (503 for every request that
-    shared the batch). A NUL character is refused too: the graphs of versions 3 on lowercase
-    with ``tf.strings.lower(encoding="utf-8")``, which ends the text there, so "good\\0 awful"
-    scored as "good".
-    """
+    """422 for a text over ``max_text_chars`` or unscorable (``app.schemas.unscorable_reason``),
+    checked before it joins a micro-batch."""
     max_chars = service.settings.max_text_chars
     for text in texts:
         if len(text) > max_chars:
             raise InvalidInputError(f"A text is longer than {max_chars} characters.")
-        if "\x00" in text:
-            raise InvalidInputError(
-                "A text contains a NUL character (U+0000); the model would not read past it."
-            )
-        if not text.isascii() and _LONE_SURROGATE.search(text):
-            raise InvalidInputError(
-                "A text contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a "
-                "character; send UTF-8 text."
-            )
+        reason = unscorable_reason(text)
+        if reason is not None:
+            raise InvalidInputError(reason)
 
 
 async def score_texts(service: Service, texts: Sequence[str]) -> ScoredTexts[Predictor]:
