@@ -1,8 +1,9 @@
 """Settings is the one home of every default; the files that restate one are checked by value.
 
 The README's table is generated (``python -m app.settings``), ``.env.example`` shows the
-defaults in comments, and the Kubernetes ConfigMap sets them explicitly: each of these fails
-here as soon as a value drifts from ``app.settings.Settings``.
+defaults in comments, the Kubernetes ConfigMap sets them explicitly, and the README and docs/
+mention some in prose as `` `SENTIMENT_X` (default ...) ``: each of these fails here as soon
+as a value drifts from ``app.settings.Settings``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,37 @@ def _drifted(values: dict[str, str]) -> dict[str, str]:
 
 def test_readme_configuration_table_is_generated_from_settings() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    assert configuration_table() in readme, "regenerate it: .venv/bin/python -m app.settings"
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert configuration_table() in section, "regenerate it: .venv/bin/python -m app.settings"
+
+
+# `SENTIMENT_X` (value[ unit][;,)]...: a default restated in prose.
+RESTATED_DEFAULT = re.compile(
+    r"`(?P<name>SENTIMENT_[A-Z_]+)` \("
+    r"(?:`(?P<text>[^`]+)`|(?P<number>[\d.,]+)(?: (?P<unit>s|KiB|MiB))?)[;,)]"
+)
+UNIT_FACTOR = {None: 1, "s": 1, "KiB": 1024, "MiB": 1024 * 1024}
+DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def _stated_value(match: re.Match[str]) -> str:
+    if match["text"] is not None:
+        return match["text"]
+    number = float(match["number"].replace(",", "")) * UNIT_FACTOR[match["unit"]]
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def test_defaults_restated_in_the_readme_and_docs_are_the_settings_defaults() -> None:
+    stated = [
+        (document.name, match["name"], _stated_value(match))
+        for document in DOCUMENTS
+        for match in RESTATED_DEFAULT.finditer(document.read_text())
+    ]
+    assert len(stated) >= 10
+    unknown = [entry for entry in stated if entry[1] not in FIELD_BY_ENV]
+    assert unknown == []
+    drifted = [entry for entry in stated if differs_from_default(FIELD_BY_ENV[entry[1]], entry[2])]
+    assert drifted == []
 
 
 def test_env_example_shows_the_defaults() -> None:
