@@ -13,7 +13,7 @@ from types import FrameType
 
 from uvicorn.config import STARTUP_FAILURE
 
-from app.connections import DrainingServer
+from app.http.connections import DrainingServer
 from app.process import quiet_tensorflow, tune_process
 from app.settings import Settings
 from app.workers import Supervisor, uvicorn_config

@@ -18,15 +18,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import api
-from app.batching import MicroBatcher
-from app.errors import describe_error_types, install_error_handlers
-from app.input_metrics import InputMetrics
+from app.core.batcher import MicroBatcher
+from app.core.errors import describe_error_types, install_error_handlers
+from app.core.input_metrics import InputMetrics
+from app.core.predictor import Predictor
+from app.core.registry import ModelRegistry
+from app.http.middleware import ServiceMiddleware
 from app.metrics import ServiceMetrics
-from app.middleware import ServiceMiddleware
-from app.predictor import Predictor
-from app.registry import ModelRegistry
-from app.schemas import reflect_setting_limits
+from app.protocols import native as api
+from app.protocols.native_schemas import reflect_setting_limits
 from app.service import Service
 from app.settings import Settings
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.batching import MicroBatcher
+from app.core.batcher import MicroBatcher
+from app.core.predictor import Predictor
+from app.core.registry import ModelRegistry
 from app.metrics import ServiceMetrics
-from app.predictor import Predictor
-from app.registry import ModelRegistry
 from app.settings import Settings
 
 # Set in the server's lifespan state (``scope["state"]`` of every later request) when the

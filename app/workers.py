@@ -8,7 +8,7 @@ workers by hashing them, so two workers really do use two cores.
 
 The supervisor here is deliberately small: it starts the workers, replaces one that dies,
 gives up if a worker cannot start at all, and on SIGTERM or SIGINT lets every worker drain
-(uvicorn's graceful shutdown, with app.connections' gentler close of idle connections) before
+(uvicorn's graceful shutdown, with app.http.connections' gentler close of idle connections) before
 exiting 0. A worker binds its socket itself and only
 listens once its model is loaded, so a worker that dies or is still starting never holds
 connections it cannot serve.
@@ -31,7 +31,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
-from app.connections import ConnectionLimits, DrainingServer, guarded_protocol
+from app.http.connections import ConnectionLimits, DrainingServer, guarded_protocol
 from app.main import create_app
 from app.process import refreeze_heap, tune_process
 from app.settings import Settings
@@ -64,7 +64,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=settings.access_log,
         loop="uvloop",
-        # httptools, with the request-head size and time limits uvicorn lacks (app.connections).
+        # httptools, with the request-head size and time limits uvicorn lacks
+        # (app.http.connections).
         http=guarded_protocol(
             ConnectionLimits(
                 max_head_bytes=settings.max_request_head_bytes,

@@ -4,8 +4,8 @@ Whatever the real service adds per request (middleware, metrics, queueing, batch
 TensorFlow) can only cost more than this app, so its requests/s and latency are the yardstick
 the benchmark divides by. To be a fair yardstick it does everything the service's
 `POST /v1/predict` route does except scoring: FastAPI, the very same pydantic request model
-(`app.schemas.PredictRequest`), the same settings-dependent length check, and an answer of the
-same shape serialised the same way (orjson into a plain Response).
+(`app.protocols.native_schemas.PredictRequest`), the same settings-dependent length check, and
+an answer of the same shape serialised the same way (orjson into a plain Response).
 
 Run it like the service: `python -m bench.ceiling` takes the service's `SENTIMENT_HOST`,
 `SENTIMENT_PORT` and `SENTIMENT_WORKERS` and runs that many workers under the service's own
@@ -24,8 +24,8 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from app.errors import InvalidInputError, error_response
-from app.schemas import PredictRequest, PredictResponse
+from app.core.errors import InvalidInputError, error_response
+from app.protocols.native_schemas import PredictRequest, PredictResponse
 from app.settings import Settings
 from app.workers import Supervisor, reuse_port_socket
 

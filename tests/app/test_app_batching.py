@@ -20,10 +20,10 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
-from app.batching import MicroBatcher
-from app.errors import InferenceError, NotReadyError, OverloadedError
+from app.core.batcher import MicroBatcher
+from app.core.errors import InferenceError, NotReadyError, OverloadedError
+from app.core.predictor import Predictor
 from app.main import create_app
-from app.predictor import Predictor
 from app.settings import Settings
 
 GATE_TIMEOUT = 10.0

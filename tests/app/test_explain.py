@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
 
-from app import explain as explain_module
-from app.input_metrics import PROBABILITY_BUCKETS, InputBatch, InputMetrics
+from app.core import explainer as explain_module
+from app.core.input_metrics import PROBABILITY_BUCKETS, InputBatch, InputMetrics
 from app.main import create_app
 from app.settings import Settings
 from contract import ModelCard

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from app.predictor import Predictor, _flat_or_signature_call, flat_signature_call
+from app.core.predictor import Predictor, _flat_or_signature_call, flat_signature_call
 from contract import INPUT_NAME
 
 TEXTS = ["A wonderful film.", "Dreadful, boring and far too long.", "not bad at all"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.schemas import PredictResponse
+from app.protocols.native_schemas import PredictResponse
 from app.settings import Settings
 from bench.ceiling import create_app
 

@@ -22,13 +22,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from app import inference_protocol, tfserving
-from app.errors import NotReadyError, UnauthorizedError
-from app.explain import install_explain_route
+from app.core.errors import NotReadyError, UnauthorizedError
+from app.core.explainer import install_explain_route
+from app.core.predictor import Predictor
+from app.core.scoring import check_batch_size as _check_batch_size
+from app.core.scoring import count_labels as _count_labels
+from app.core.scoring import labels_for as _labels
+from app.core.scoring import score_texts
+from app.core.scoring import service_of as _service
+from app.http.playground import install_playground_route
 from app.metrics import CONTENT_TYPE_LATEST
-from app.playground import install_playground_route
-from app.predictor import Predictor
-from app.schemas import (
+from app.protocols import open_inference as inference_protocol
+from app.protocols import tfserving
+from app.protocols.native_schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,
@@ -37,11 +43,6 @@ from app.schemas import (
     PredictResponse,
     ReadyResponse,
 )
-from app.scoring import check_batch_size as _check_batch_size
-from app.scoring import count_labels as _count_labels
-from app.scoring import labels_for as _labels
-from app.scoring import score_texts
-from app.scoring import service_of as _service
 from app.service import DRAINING_STATE_KEY, Service
 from contract import ModelCard
 
@@ -107,7 +108,7 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """200 only when a verified, warm model is live and the process is not stopping.
 
-    The server marks the request state at SIGTERM (``app.connections.DrainingServer``), so
+    The server marks the request state at SIGTERM (``app.http.connections.DrainingServer``), so
     load balancers take the pod out of rotation at once while in-flight requests finish.
     """
     if request.scope.get("state", {}).get(DRAINING_STATE_KEY):

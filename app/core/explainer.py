@@ -44,16 +44,16 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from app.errors import (
+from app.core.errors import (
     ExplainUnavailableError,
     InferenceError,
     OverloadedError,
     PayloadTooLargeError,
     ServiceError,
 )
-from app.predictor import Predictor
-from app.schemas import ErrorResponse, Label, PredictText
-from app.scoring import check_texts
+from app.core.predictor import Predictor
+from app.core.scoring import check_texts
+from app.protocols.native_schemas import ErrorResponse, Label, PredictText
 from app.service import Service
 from contract import (
     BIAS_OUTPUT,

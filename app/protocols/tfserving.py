@@ -34,16 +34,16 @@ from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.errors import (
+from app.core.errors import (
     InvalidInputError,
     ModelNotFoundError,
     NotReadyError,
     protocol_error_shape,
     register_error_shape,
 )
-from app.predictor import Predictor
-from app.schemas import NonBlankText
-from app.scoring import check_batch_size, score_with_logits, service_of
+from app.core.predictor import Predictor
+from app.core.scoring import check_batch_size, score_with_logits, service_of
+from app.protocols.native_schemas import NonBlankText
 from app.service import Service
 from contract import LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
 

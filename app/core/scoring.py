@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from app.batching import ScoredTexts
-from app.errors import InferenceError, InvalidInputError, PayloadTooLargeError
-from app.predictor import Predictor
-from app.schemas import unscorable_reason
+from app.core.batcher import ScoredTexts
+from app.core.errors import InferenceError, InvalidInputError, PayloadTooLargeError
+from app.core.predictor import Predictor
+from app.protocols.native_schemas import unscorable_reason
 from app.service import Service
 
 
@@ -32,8 +32,8 @@ def check_batch_size(service: Service, count: int) -> None:
 
 
 def check_texts(service: Service, texts: Sequence[str]) -> None:
-    """422 for a text over ``max_text_chars`` or unscorable (``app.schemas.unscorable_reason``),
-    checked before it joins a micro-batch."""
+    """422 for a text over ``max_text_chars`` or unscorable (``unscorable_reason``), checked
+    before it joins a micro-batch."""
     max_chars = service.settings.max_text_chars
     for text in texts:
         if len(text) > max_chars:

@@ -43,7 +43,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from app.errors import InferenceError, NotReadyError, OverloadedError, ServiceError
+from app.core.errors import InferenceError, NotReadyError, OverloadedError, ServiceError
 
 logger = logging.getLogger(__name__)
 

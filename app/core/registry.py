@@ -28,9 +28,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from app.errors import BrokenModelError, NotReadyError
+from app.core.errors import BrokenModelError, NotReadyError
+from app.core.predictor import Predictor
 from app.metrics import ServiceMetrics
-from app.predictor import Predictor
 from contract import version_dirs
 
 logger = logging.getLogger(__name__)

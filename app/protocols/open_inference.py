@@ -11,7 +11,7 @@ raw little-endian floats.
 
 The body is parsed here with orjson rather than by a pydantic model: a binary body is not
 JSON, and our own checks give the protocol's error messages. The OpenAPI schema still
-describes the JSON form exactly. Scoring goes through ``app.scoring``, so the limits, the
+describes the JSON form exactly. Scoring goes through ``app.core.scoring``, so the limits, the
 micro-batcher, 429/503, the API key and the metrics are the same as on every other route.
 Errors are ``{"error": "<message>"}`` (``register_error_shape`` on ``/v2``), with 400 for an
 invalid request as the protocol's servers answer; client-chosen names are never echoed.
@@ -31,16 +31,16 @@ from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.errors import (
+from app.core.errors import (
     InvalidInputError,
     ModelNotFoundError,
     PayloadTooLargeError,
     protocol_error_shape,
     register_error_shape,
 )
-from app.predictor import Predictor
-from app.schemas import TEXT_PATTERN, is_blank
-from app.scoring import check_batch_size, score_with_logits, service_of
+from app.core.predictor import Predictor
+from app.core.scoring import check_batch_size, score_with_logits, service_of
+from app.protocols.native_schemas import TEXT_PATTERN, is_blank
 from app.service import Service
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
 

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from app.errors import BrokenModelError
-from app.input_metrics import InputObserver, observed_scoring
+from app.core.errors import BrokenModelError
+from app.core.input_metrics import InputObserver, observed_scoring
 from contract import (
     CARD_FILE,
     INPUT_NAME,

@@ -36,7 +36,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.errors import RequestHeadTooLargeError, RequestTimeoutError, ServiceError
+from app.core.errors import RequestHeadTooLargeError, RequestTimeoutError, ServiceError
 from app.service import DRAINING_STATE_KEY
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLargeError, ServiceError, error_response
+from app.core.errors import PayloadTooLargeError, ServiceError, error_response
 from app.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
