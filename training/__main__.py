@@ -16,12 +16,12 @@ if "DEBUG" not in (arg.upper() for arg in sys.argv):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401  (loaded here, quietly, for training.train)
+        import tensorflow  # noqa: F401  (loaded here, quietly, for training.cli)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
-from training.train import main  # after the environment is set
+from training.cli import main  # after the environment is set
 
 sys.exit(main())

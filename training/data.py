@@ -1,8 +1,11 @@
-"""Load labelled reviews from the IMDB archive, an extracted aclImdb directory, or a CSV/JSONL file.
+"""Data: labelled texts from the IMDB archive, an extracted aclImdb directory, or a CSV/JSONL file.
 
 Every loader returns the same `LabelledData`, so the rest of the pipeline never cares where the
 texts came from. Bad input raises `DataError` naming the file and the row, because a user
 retraining on their own export needs to know *which* line to fix, not that "something is wrong".
+
+Each source is tagged with the domain its texts come from (`DataSource`: IMDB is "movie"), so
+that a run over several corpora can weigh, split and report them per domain.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_DOMAIN = "movie"
 NEGATIVE, POSITIVE = 0, 1
 _LABEL_WORDS = {"0": NEGATIVE, "1": POSITIVE, "negative": NEGATIVE, "positive": POSITIVE}
 # Matches `aclImdb/train/pos/123_9.txt`; `unsup/` and the bag-of-words files never match.
@@ -56,6 +60,27 @@ class Split:
 
 
 @dataclass(frozen=True)
+class DataSource:
+    """Where labelled texts come from (URL or path) and the domain they are about."""
+
+    location: str
+    domain: str
+
+    @classmethod
+    def at(cls, location: str, domain: str | None = None) -> DataSource:
+        """`location` tagged with `domain`; by default IMDB is "movie" and a file its stem."""
+        return cls(location, domain or default_domain(location))
+
+
+def default_domain(location: str) -> str:
+    """IMDB's archive or directory is about movies; a user's file is named after itself."""
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    if location == IMDB_URL or name.startswith("aclImdb") or name.endswith((".tar.gz", ".tgz")):
+        return IMDB_DOMAIN
+    return name.split(".", 1)[0] or "custom"
+
+
+@dataclass(frozen=True)
 class LabelledData:
     """`train` for fitting (split again into fit and validation later), `test` for the report."""
 
@@ -63,9 +88,51 @@ class LabelledData:
     test: Split
     source: str
     sha256: str
+    domain: str = IMDB_DOMAIN
 
 
-def load(source: str, cache_dir: Path, test_fraction: float = 0.2, seed: int = 42) -> LabelledData:
+@dataclass(frozen=True)
+class Splits:
+    """The four splits a run uses, all cut from one `LabelledData`."""
+
+    fit: Split
+    validation: Split
+    test: Split
+    # Short sentences held out from the validation reviews: where calibration is hardest.
+    validation_snippets: Split
+
+
+def load_splits(
+    source: DataSource,
+    cache_dir: Path,
+    validation_fraction: float,
+    seed: int,
+    limit: int | None = None,
+) -> tuple[LabelledData, Splits]:
+    """Load `source` and cut fit / validation (seeded), a `limit` of train and test texts, and
+    one short snippet from each validation review."""
+    dataset = load(source.location, cache_dir, seed=seed, domain=source.domain)
+    train = dataset.train.sample(limit, seed)
+    fit, validation = train_validation_split(train.texts, train.labels, validation_fraction, seed)
+    snippets = short_snippets(validation.texts, validation.labels, 1.0, seed + 1)
+    splits = Splits(fit, validation, dataset.test.sample(limit, seed), snippets)
+    logger.info(
+        "Data (%s): %d train, %d validation, %d test",
+        source.domain,
+        len(fit),
+        len(validation),
+        len(splits.test),
+    )
+    return dataset, splits
+
+
+def load(
+    source: str,
+    cache_dir: Path,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    domain: str | None = None,
+) -> LabelledData:
     """Load `source`: a URL (downloaded once into `cache_dir`), a `.tar.gz`, a directory, or a file.
 
     CSV and JSON Lines files carry no official test split, so `test_fraction` of their rows is held
@@ -92,7 +159,7 @@ def load(source: str, cache_dir: Path, test_fraction: float = 0.2, seed: int = 4
         raise DataError(
             f"{path}: unsupported data file; expected .tar.gz, a directory, .csv or .jsonl"
         )
-    return LabelledData(train, test, str(source), digest)
+    return LabelledData(train, test, str(source), digest, domain or default_domain(source))
 
 
 def download(url: str, cache_dir: Path) -> Path:
@@ -294,50 +361,3 @@ def short_snippets(
             snippet_texts.append(sentences[index])
             snippet_labels.append(label)
     return Split(snippet_texts, np.array(snippet_labels, dtype=np.float32))
-
-
-# Auxiliaries after which English puts its "not": "was good" → "was not good".
-_AUXILIARY = re.compile(
-    r"\b(is|was|are|were|am|do|does|did|has|have|had|will|would|can|could|should|must)\b",
-    re.IGNORECASE,
-)
-# Negations that a counterfactual removes: "was not good" → "was good", "isn't" → "is".
-_NEGATION = re.compile(r"\b(?:(not|never) |(\w+)n't\b)", re.IGNORECASE)
-_CONTRACTED = {"wo": "will", "ca": "can", "sha": "shall"}
-
-
-def negated_counterfactual(sentence: str) -> str | None:
-    """The sentence with its first negation removed, or "not" added after its first auxiliary.
-
-    None when neither applies (no negation, no auxiliary): such a sentence has no simple
-    opposite. "The plot was dull" → "The plot was not dull"; "I didn't like it" → "I did like
-    it"; "It is not funny" → "It is funny".
-    """
-    negation = _NEGATION.search(sentence)
-    if negation is not None:
-        if negation.group(2) is not None:
-            stem = negation.group(2)
-            restored = _CONTRACTED.get(stem.lower(), stem)
-            return sentence[: negation.start()] + restored + sentence[negation.end() :]
-        return sentence[: negation.start()] + sentence[negation.end() :]
-    auxiliary = _AUXILIARY.search(sentence)
-    if auxiliary is None:
-        return None
-    return sentence[: auxiliary.end()] + " not" + sentence[auxiliary.end() :]
-
-
-def counterfactual_snippets(snippets: Split, clear: np.ndarray) -> Split:
-    """Counterfactual augmentation: each clear-cut snippet negated, with its label flipped.
-
-    IMDB's review labels say little about "not X" on its own; a snippet whose sentiment is
-    clear (`clear`: judged by the training split's own evidence) and its negation teach the
-    model that negating a clause reverses it. Only the training split is used.
-    """
-    texts: list[str] = []
-    labels: list[float] = []
-    for text, label, keep in zip(snippets.texts, snippets.labels.tolist(), clear, strict=True):
-        negated = negated_counterfactual(text) if keep else None
-        if negated is not None:
-            texts.append(negated)
-            labels.append(1.0 - label)
-    return Split(texts, np.array(labels, dtype=np.float32))

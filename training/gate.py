@@ -16,6 +16,32 @@ DEFAULT_MAX_ECE = 0.03
 
 
 @dataclass(frozen=True)
+class GateSettings:
+    """How much worse than the live version and the best baseline a candidate may be, and
+    whether to publish it anyway (`force`)."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    max_ece: float = DEFAULT_MAX_ECE
+    force: bool = False
+
+
+class GateRefused(RuntimeError):
+    """The promotion gate refused the new version; nothing was published."""
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    """The version being served, scored on this run's test split.
+
+    `version` None: nothing is published under the name yet. `accuracy` None with a version:
+    it could not be loaded, so it is not served either and there is nothing to beat.
+    """
+
+    version: int | None = None
+    accuracy: float | None = None
+
+
+@dataclass(frozen=True)
 class GateCheck:
     name: str
     passed: bool
@@ -52,29 +78,27 @@ class GateDecision:
 def decide(
     accuracy: float,
     ece: float,
-    live_accuracy: float | None,
-    live_version: int | None,
+    live: LiveVersion,
     baseline_accuracies: dict[str, float],
-    tolerance: float = DEFAULT_TOLERANCE,
-    max_ece: float = DEFAULT_MAX_ECE,
-    force: bool = False,
+    settings: GateSettings,
 ) -> GateDecision:
     """Every check, passed or not, so the card and the log can say which failed and by how much."""
+    tolerance = settings.tolerance
     checks = []
-    if live_accuracy is None:
+    if live.accuracy is None:
         detail = (
             "no live version to beat (new model name)"
-            if live_version is None
-            else f"live version {live_version} could not be loaded, so it is not served"
+            if live.version is None
+            else f"live version {live.version} could not be loaded, so it is not served"
         )
         checks.append(GateCheck("live_version", True, detail))
     else:
         checks.append(
             GateCheck(
                 "live_version",
-                accuracy >= live_accuracy - tolerance,
-                f"test accuracy {accuracy:.4f} vs live version {live_version}'s {live_accuracy:.4f}"
-                f" on the same split (tolerance {tolerance})",
+                accuracy >= live.accuracy - tolerance,
+                f"test accuracy {accuracy:.4f} vs live version {live.version}'s "
+                f"{live.accuracy:.4f} on the same split (tolerance {tolerance})",
             )
         )
     if baseline_accuracies:
@@ -87,5 +111,15 @@ def decide(
                 f"(tolerance {tolerance})",
             )
         )
-    checks.append(GateCheck("calibration", ece <= max_ece, f"test ECE {ece:.4f} (bound {max_ece})"))
-    return GateDecision(checks, forced=force, settings={"tolerance": tolerance, "max_ece": max_ece})
+    checks.append(
+        GateCheck(
+            "calibration",
+            ece <= settings.max_ece,
+            f"test ECE {ece:.4f} (bound {settings.max_ece})",
+        )
+    )
+    return GateDecision(
+        checks,
+        forced=settings.force,
+        settings={"tolerance": tolerance, "max_ece": settings.max_ece},
+    )

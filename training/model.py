@@ -34,14 +34,12 @@ import numpy as np
 import tensorflow as tf
 
 from training import text as text_lib
-from training.start import LinearStart, negation_base_ids
+from training.start import LinearStart
+from training.text import UNKNOWN_ID, negation_base_ids
 
 Tokenizer = Literal["tutorial", "negation"]
 Calibration = Literal["none", "temperature", "length", "length_power"]
 EmbeddingInit = Literal["uniform", "naive_bayes", "nbsvm"]
-
-PADDING_ID = 0
-UNKNOWN_ID = 1
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,9 @@ class Hyperparameters:
     batch_size: int = 32
     learning_rate: float = 1e-3
     epochs: int = 10
-    # None trains for exactly `epochs`; otherwise stop when validation loss stalls this long.
+    # None trains for exactly `epochs`; otherwise stop after this many epochs without
+    # improvement: on validation accuracy, against the start's, when training starts from a
+    # linear model (`embedding_init`), else on validation loss (`training.fit.train`).
     early_stopping_patience: int | None = 2
     validation_fraction: float = 0.2
     seed: int = 42
@@ -102,14 +102,11 @@ class Hyperparameters:
 
 PRESETS: dict[str, Hyperparameters] = {
     "tutorial": Hyperparameters(),
-    # Chosen on the validation split (README, "Training and model versions"); never on test.
-    # Validation accuracy of the NBSVM start at C=0.03. Words and pairs, 200k units, with an
-    # intercept: tie 1.0 0.9108, tie 0.5 0.9138; without one (as now), tie 0.5 0.9144, and
-    # 0.9160 at C=0.05. With triples, 400k units: tie 0 0.9170, 0.25 0.9172, 0.5 0.9178, 0.75
-    # 0.9150; 300k units 0.9166; 700k units 0.9170; sequence length 3000 0.9164. Triples were
-    # first held back by their cost (0.117 ms per text against version 2's 0.109); with the
-    # cheaper serving graph they cost 0.088 against version 2's 0.102 (bench.versions, side by
-    # side), so the validation figures decide.
+    # Every value chosen on the validation split, never on test: the vocabulary size, n-gram
+    # width, sequence length, negation tie and the start's intercept were each the best of the
+    # values tried (docs/model.md, "Tried and rejected"). Triples were first held back by their
+    # serving cost; once the serving graph no longer built n-gram strings they cost less than
+    # version 2's graph (docs/benchmark.md), so validation decides.
     "default": Hyperparameters(
         max_tokens=400_000,
         sequence_length=2000,

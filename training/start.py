@@ -26,19 +26,19 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
-from training import text as text_lib
+from training.text import PADDING_ID, UNKNOWN_ID, negation_base_ids
 
 logger = logging.getLogger(__name__)
 
-PADDING_ID = 0
-UNKNOWN_ID = 1
-# Brackets both shipped optima: pairs 0.05, triples 0.03 (validation with triples: C=0.01
-# 0.9128, 0.02 0.9146, 0.03 0.9178, 0.05 0.9172).
-NBSVM_C_GRID = (0.02, 0.03, 0.05, 0.1, 0.3)
+# The regularization strengths tried for the NBSVM start (unit counts, tied negations, no
+# intercept). The grid brackets the optima chosen on validation for pairs and for triples, with
+# a step on each side (docs/model.md, "Tried and rejected"); the baselines' NBSVM, on other
+# features, has its own grid (`training.baselines`).
+NBSVM_START_C_GRID = (0.02, 0.03, 0.05, 0.1, 0.3)
 # The short training texts' weight against a review's 1, tried with every C when validation
-# counterfactuals are given. Counterfactuals teach negation and cost review accuracy (README,
-# the accuracy/negation trade-off), so a lighter weight is taken only where it keeps
-# validation counterfactual accuracy at least at the full weight's: no negation regression.
+# counterfactuals are given. Counterfactuals teach negation and cost review accuracy
+# (docs/model.md, version 7), so a lighter weight is taken only where it keeps validation
+# counterfactual accuracy at least at the full weight's: no negation regression.
 SHORT_TEXT_WEIGHTS = (1.0, 0.5, 0.25)
 
 
@@ -63,16 +63,6 @@ class StartFit:
     c: float
     short_text_weight: float
     weights: np.ndarray
-
-
-def negation_base_ids(vocabulary: list[str]) -> list[int]:
-    """For each vocabulary entry, the id of its un-negated form or -1 (NegationTiedEmbedding)."""
-    index = {unit: i for i, unit in enumerate(vocabulary)}
-    bases = []
-    for unit in vocabulary:
-        base = text_lib.negated_base(unit)
-        bases.append(index.get(base, -1) if base is not None else -1)
-    return bases
 
 
 def unit_counts(token_ids: tf.RaggedTensor, vocabulary_size: int) -> sp.csr_matrix:
@@ -159,7 +149,7 @@ def nbsvm_start(
     negation_tie: float,
     review_ids: tf.RaggedTensor,
     review_labels: np.ndarray,
-    c_grid: tuple[float, ...] = NBSVM_C_GRID,
+    c_grid: tuple[float, ...] = NBSVM_START_C_GRID,
     short_text_weights: tuple[float, ...] = (1.0,),
     negation_check: tuple[tf.RaggedTensor, np.ndarray] | None = None,
 ) -> LinearStart:
@@ -176,7 +166,7 @@ def nbsvm_start(
 
     It has no intercept: the model averages where the regression sums, and an intercept c would
     have to become c/n, which a mean cannot express. A bias fitted afterwards in the mean form
-    instead moved decisions on long reviews (validation accuracy 0.9178 -> 0.9140 with trigrams).
+    instead moved decisions on long reviews and lost validation accuracy.
     """
     ratios = naive_bayes_ratios(review_ids, review_labels, vocabulary_size).astype(np.float64)
     tie = (

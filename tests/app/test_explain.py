@@ -64,7 +64,8 @@ def explain_client(explain_settings: Callable[..., Settings]) -> Iterator[TestCl
 
 def _texts() -> list[str]:
     """The hand-written behavioural set plus constructed edge cases: many kinds of text."""
-    lines = (REPO_ROOT / "tests" / "training" / "behavioural_set.jsonl").read_text().splitlines()
+    behavioural_set = REPO_ROOT / "training" / "behaviour" / "written_2026_11.jsonl"
+    lines = behavioural_set.read_text().splitlines()
     texts = [json.loads(line)["text"] for line in lines if line.strip()][:80]
     return [
         *texts,

@@ -27,9 +27,8 @@ from training.start import (
     naive_bayes_ratios,
     naive_bayes_start,
     nbsvm_start,
-    negation_base_ids,
 )
-from training.text import standardize_tutorial
+from training.text import negation_base_ids, standardize_tutorial
 
 ARCHITECTURE = [
     keras.layers.Embedding,

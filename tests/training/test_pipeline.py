@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,33 +12,41 @@ import tensorflow as tf
 
 from contract import CARD_FILE
 from training import export as export_lib
-from training.model import PRESETS
-from training.train import BEHAVIOURAL_SET, GateSettings, main, run
+from training import publish as publish_lib
+from training.behavioural import BEHAVIOUR_DIR, KINDS
+from training.cli import main
+from training.config import DataSettings, OutputSettings, ReportSettings, RunConfig
+from training.data import DataSource
+from training.gate import GateSettings
+from training.model import PRESETS, Hyperparameters
+from training.run import run
 
 FORCE = GateSettings(force=True)  # tiny slices lose to the baselines; the gate has its own tests
 
 
+def _config(
+    archive: Path, output: Path, params: Hyperparameters, preset: str, limit: int
+) -> RunConfig:
+    return RunConfig(
+        params=params,
+        preset=preset,
+        data=DataSettings(DataSource.at(str(archive)), output / "cache", limit),
+        output=OutputSettings(output),
+        gate=FORCE,
+        report=ReportSettings(verbose=0),
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import dataclasses
-
     output = tmp_path_factory.mktemp("models")
     params = dataclasses.replace(PRESETS["tutorial"], epochs=2, max_tokens=2000)
-    run(
-        str(real_imdb_archive),
-        output,
-        "sentiment",
-        params,
-        "tutorial",
-        limit=1500,
-        verbose=0,
-        gate=FORCE,
-    )
+    run(_config(real_imdb_archive, output, params, "tutorial", limit=1500))
     return output / "sentiment"
 
 
 def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
-    assert export_lib.existing_versions(trained) == [1]
+    assert publish_lib.existing_versions(trained) == [1]
     assert not list(trained.glob(".tmp-*")), "the staging directory is gone after publishing"
     version = trained / "1"
     assert (version / "saved_model.pb").is_file() and (version / "training_curves.png").is_file()
@@ -54,8 +63,12 @@ def test_publishes_version_one_with_a_complete_card(trained: Path) -> None:
     }
     assert card["calibration"]["method"] == "none" and card["calibration"]["a"] == 1.0
     assert card["metrics"]["test"]["examples"] == 1500
-    assert len(card["data"]["sha256"]) == 64
+    assert len(card["data"]["sha256"]) == 64 and card["data"]["domain"] == "movie"
     assert card["hyperparameters"]["max_tokens"] == 2000
+    # Without a start every epoch trained is kept up to the best one, and the card says so.
+    training = card["training"]
+    assert 1 <= training["epochs_kept"] <= training["epochs_run"] <= 2
+    assert card["epochs_trained"] == training["epochs_kept"]
 
 
 def test_export_takes_raw_strings_and_returns_probabilities(trained: Path) -> None:
@@ -74,21 +87,10 @@ def test_export_takes_raw_strings_and_returns_probabilities(trained: Path) -> No
 
 @pytest.fixture(scope="module")
 def trained_default(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default preset, shrunk to seconds: masking, bigrams, snippets, length calibration."""
-    import dataclasses
-
+    """The default preset, shrunk to seconds: masking, n-grams, snippets, length calibration."""
     output = tmp_path_factory.mktemp("default-models")
     params = dataclasses.replace(PRESETS["default"], epochs=2, max_tokens=5000, sequence_length=300)
-    run(
-        str(real_imdb_archive),
-        output,
-        "sentiment",
-        params,
-        "default",
-        limit=1500,
-        verbose=0,
-        gate=FORCE,
-    )
+    run(_config(real_imdb_archive, output, params, "default", limit=1500))
     return output / "sentiment" / "1"
 
 
@@ -125,10 +127,8 @@ def test_default_preset_reports_the_refit_beside_the_held_out_model(
 
 def test_refit_learns_from_the_validation_reviews_at_the_chosen_c() -> None:
     """After the refit, a word seen only in validation reviews is in the vocabulary and counts."""
-    import dataclasses
-
-    from training.data import Split
-    from training.train import Splits, fit_choosing_on_validation, refit
+    from training.data import Split, Splits
+    from training.fit import fit_choosing_on_validation, refit
 
     def reviews(words: list[tuple[str, int]], copies: int) -> Split:
         texts = [f"The film was {word} and the cast was {word}." for word, _ in words] * copies
@@ -180,15 +180,13 @@ def test_a_second_run_publishes_the_next_version(trained: Path, real_imdb_archiv
         ]
     )
     assert code == 0
-    assert export_lib.existing_versions(trained) == [1, 2]
+    assert publish_lib.existing_versions(trained) == [1, 2]
     assert (trained / "1" / "saved_model.pb").is_file(), "earlier versions are never touched"
 
 
 def test_failure_mid_export_publishes_nothing(
     real_imdb_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dataclasses
-
     base = tmp_path / "sentiment"
     (base / "1").mkdir(parents=True)
     (base / "1" / "marker").write_text("published earlier")
@@ -196,19 +194,10 @@ def test_failure_mid_export_publishes_nothing(
     def broken_plot(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("training.train.plot_history", broken_plot)
+    monkeypatch.setattr("training.card.plot_history", broken_plot)
     params = dataclasses.replace(PRESETS["tutorial"], epochs=1, max_tokens=500)
     with pytest.raises(OSError, match="disk full"):
-        run(
-            str(real_imdb_archive),
-            tmp_path,
-            "sentiment",
-            params,
-            "tutorial",
-            limit=200,
-            verbose=0,
-            gate=FORCE,
-        )
+        run(_config(real_imdb_archive, tmp_path, params, "tutorial", limit=200))
     assert sorted(p.name for p in base.iterdir()) == ["1"], "no new version and no staging left"
     assert (base / "1" / "marker").read_text() == "published earlier"
 
@@ -231,15 +220,23 @@ def test_bad_data_exits_with_a_clear_error(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("saved_model.pb"))
 
 
-def test_card_carries_the_baselines_and_behaviour_per_kind(trained: Path) -> None:
+def test_card_carries_the_baselines_and_each_behavioural_set_per_kind(trained: Path) -> None:
+    """Every shipped set is reported on its own, per kind, and pooled; read from the package,
+    so a card built in the training image (which has no tests/) has the same section."""
     card = json.loads((trained / "1" / CARD_FILE).read_text())
     assert set(card["baselines"]) == {"tfidf_logreg", "nbsvm"}
     for baseline in card["baselines"].values():
         assert 0.5 < baseline["test_accuracy"] <= 1.0 and baseline["C"] > 0
-    kinds = {json.loads(line)["kind"] for line in BEHAVIOURAL_SET.read_text().splitlines()}
     behaviour = card["behavioural"]
-    assert set(behaviour["by_kind"]) == kinds
-    assert behaviour["texts"] == sum(k["texts"] for k in behaviour["by_kind"].values())
+    shipped = sorted(path.stem for path in BEHAVIOUR_DIR.glob("*.jsonl"))
+    assert "written_2026_11" in shipped and sorted(behaviour["sets"]) == shipped
+    for name, reported in behaviour["sets"].items():
+        rows = (BEHAVIOUR_DIR / f"{name}.jsonl").read_text().splitlines()
+        assert reported["texts"] == len(rows)
+        assert set(reported["by_kind"]) == {json.loads(line)["kind"] for line in rows}
+        assert reported["texts"] == sum(k["texts"] for k in reported["by_kind"].values())
+    assert set(behaviour["by_kind"]) == set(KINDS)
+    assert behaviour["texts"] == sum(s["texts"] for s in behaviour["sets"].values())
     assert 0.0 <= behaviour["accuracy"] <= 1.0
     assert card["gate"]["forced"] is True and card["gate"]["live_version"] is None
 
@@ -278,7 +275,7 @@ def test_gate_refuses_a_worse_model_and_force_publishes_it(
     assert "live_version" in failed and card["gate"]["published"] is False
 
     assert main([*arguments, "--force"]) == 0
-    assert export_lib.existing_versions(base) == [1, 2]
+    assert publish_lib.existing_versions(base) == [1, 2]
     forced = json.loads((base / "2" / CARD_FILE).read_text())
     assert forced["gate"]["passed"] is False and forced["gate"]["forced"] is True
     assert forced["gate"]["live_version"] == 1

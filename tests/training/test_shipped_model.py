@@ -13,10 +13,13 @@ import pytest
 from contract import CARD_FILE
 from tests.training.conftest import SHIPPED_MODEL_BASE
 from training import export as export_lib
+from training import publish as publish_lib
+from training.behavioural import BEHAVIOUR_DIR, KINDS, BehaviouralText, load_set
 
 logger = logging.getLogger(__name__)
 
-BEHAVIOURAL_SET = Path(__file__).with_name("behavioural_set.jsonl")
+# The set written alongside the model up to version 7, and the only one v7's card reports.
+WRITTEN_2026_11 = BEHAVIOUR_DIR / "written_2026_11.jsonl"
 
 CLEARLY_POSITIVE = [
     "One of the best films I have ever seen. Brilliant acting, a beautiful story and a wonderful "
@@ -39,25 +42,21 @@ def _versions_with_preset(versions: list[Path], preset: str) -> list[Path]:
     return [v for v in versions if _card(v)["preset"] == preset]
 
 
-KINDS = {
-    "plain",
-    "negated_negative",
-    "negated_positive",
-    "contrast",
-    "intensifier_hedge",
-    "informal",
-    "other_domain",
-}
+def _rows() -> list[BehaviouralText]:
+    return load_set(WRITTEN_2026_11).texts
 
 
-def _rows() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in BEHAVIOURAL_SET.read_text().splitlines() if line.strip()]
+def kind_as_v7_recorded_it(row: BehaviouralText) -> str:
+    """Cards up to version 7 used finer kinds, now a kind plus its optional facts."""
+    if row.kind == "negation":
+        return str(row.subkind)
+    return {"intensity": "intensifier_hedge", "domain": "other_domain"}.get(row.kind, row.kind)
 
 
 @pytest.fixture(scope="module")
 def behavioural_set() -> tuple[list[str], np.ndarray]:
     rows = _rows()
-    return [r["text"] for r in rows], np.array([r["label"] for r in rows], dtype=np.float64)
+    return [r.text for r in rows], np.array([r.label for r in rows], dtype=np.float64)
 
 
 def behavioural_score(version: Path, texts: list[str], labels: np.ndarray) -> tuple[float, float]:
@@ -70,7 +69,7 @@ def behavioural_score(version: Path, texts: list[str], labels: np.ndarray) -> tu
 
 @pytest.fixture(scope="module")
 def shipped_versions() -> list[Path]:
-    versions = export_lib.existing_versions(SHIPPED_MODEL_BASE)
+    versions = publish_lib.existing_versions(SHIPPED_MODEL_BASE)
     assert versions, f"no model is shipped under {SHIPPED_MODEL_BASE}"
     return [SHIPPED_MODEL_BASE / str(v) for v in versions]
 
@@ -102,15 +101,12 @@ def test_behavioural_set_is_balanced_short_tagged_and_big_enough(
     behavioural_set: tuple[list[str], np.ndarray],
 ) -> None:
     texts, labels = behavioural_set
-    assert len(texts) >= 270 and len(set(texts)) == len(texts)
-    kinds = [row["kind"] for row in _rows()]
-    assert set(kinds) == KINDS
+    assert len(texts) == 314 and len(set(texts)) == len(texts)
+    kinds = [row.kind for row in _rows()]
+    assert set(kinds) == set(KINDS)
     assert all(kinds.count(kind) >= 25 for kind in KINDS)
-    for row in _rows():
-        if row["kind"] == "negated_negative":
-            assert row["label"] == 1, row["text"]
-        if row["kind"] == "negated_positive":
-            assert row["label"] == 0, row["text"]
+    subkinds = [row.subkind for row in _rows() if row.kind == "negation"]
+    assert subkinds.count("negated_negative") >= 25 and subkinds.count("negated_positive") >= 25
     assert labels.sum() == len(labels) / 2
     assert max(len(t.split()) for t in texts) <= 20, "one clause to two sentences"
 
@@ -172,12 +168,22 @@ def test_newest_default_per_kind_and_against_its_baselines(
     probabilities = export_lib.served_probabilities(newest, texts)
     correct = (probabilities >= 0.5) == (labels == 1)
     assert correct.mean() >= 0.95
-    kinds = np.array([row["kind"] for row in _rows()])
+    kinds = np.array([row.kind for row in _rows()])
     by_kind = {kind: float(correct[kinds == kind].mean()) for kind in KINDS}
     for kind in KINDS:
         assert by_kind[kind] >= 0.90, (kind, by_kind[kind])
-    recorded = card["behavioural"]["by_kind"]
-    assert {kind: recorded[kind]["accuracy"] for kind in KINDS} == pytest.approx(by_kind, abs=1e-4)
+    # The card's figures for this set, recomputed from the export, agree. Cards up to version 7
+    # have one set, recorded under the finer kinds of their day; later ones report each set.
+    behaviour = card["behavioural"]
+    if "sets" in behaviour:
+        recorded, recomputed = behaviour["sets"][WRITTEN_2026_11.stem]["by_kind"], by_kind
+    else:
+        recorded = behaviour["by_kind"]
+        v7_kinds = np.array([kind_as_v7_recorded_it(row) for row in _rows()])
+        recomputed = {kind: float(correct[v7_kinds == kind].mean()) for kind in set(v7_kinds)}
+    assert {kind: recorded[kind]["accuracy"] for kind in recorded} == pytest.approx(
+        recomputed, abs=1e-4
+    )
     # The same run's baselines are in the card; the model beats both.
     accuracy = card["metrics"]["test"]["accuracy"]
     assert accuracy >= 0.915
