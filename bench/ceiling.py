@@ -24,7 +24,8 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from app.core.errors import InvalidInputError, error_response
+from app.core.errors import InvalidInputError
+from app.http.errors import error_response
 from app.protocols.native_schemas import PredictRequest, PredictResponse
 from app.settings import Settings
 from app.workers import Supervisor, reuse_port_socket

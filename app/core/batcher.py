@@ -1,4 +1,4 @@
-"""Dynamic micro-batching: concurrent requests share one model call.
+"""Dynamic micro-batching: concurrent requests for the same model version share one model call.
 
 A model call costs about the same for one text as for dozens, so the service's throughput
 comes from gathering concurrent requests. One dedicated thread runs the model (TensorFlow
@@ -11,17 +11,20 @@ the event loop decides what it runs:
   for fuller batches).
 * While the model is busy, requests queue. When the call ends with requests already
   queued, the service is under load: the next batch may keep filling for up to
-  ``gather_seconds`` and starts the moment it holds ``max_batch_size`` texts. Each call
-  costs a fixed ~0.3 ms of CPU on top of its texts, and under load the CPU is what runs
-  out: measured at concurrency 64 on 2 cores, 1 ms of gathering took batches from 16 to 19
-  texts and CPU per request down 6%. An idle model never waits (latency at low load).
+  ``gather_seconds`` and starts the moment it holds ``max_batch_size`` texts. Each call has a
+  fixed CPU cost on top of its texts, and under load the CPU is what runs out, so fuller
+  batches mean less CPU per request. An idle model never waits (latency at low load).
 
-So the model thread is woken once per batch and hands results back with one
+A request is submitted with the model that must score it (the predictor resolved at the start
+of the request), and a batch only ever holds requests for one model: a version swapped in
+while requests wait does not score them, and several loaded versions take turns.
+
+The model thread is woken once per batch and hands results back with one
 ``call_soon_threadsafe`` per batch: the two threads hardly compete for the GIL however
 many requests are in flight. The model thread runs as ``SCHED_BATCH`` on Linux, so
 waking it does not preempt the event loop thread that holds the GIL (see
-``_run_without_wakeup_preemption``). The queue is bounded: when it is full a request is refused at
-once (429) instead of piling up latency and memory. A failing model call fails exactly the
+``_run_without_wakeup_preemption``). The queue is bounded: when it is full a request is refused
+at once (429) instead of piling up latency and memory. A failing model call fails exactly the
 requests of its batch.
 
 All queue state lives on the event loop thread, so it needs no lock.
@@ -36,8 +39,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -47,30 +50,34 @@ from app.core.errors import InferenceError, NotReadyError, OverloadedError, Serv
 
 logger = logging.getLogger(__name__)
 
-Model = TypeVar("Model")
-"""The model that scored a batch, as the scoring function reports it (the service: Predictor)."""
+Model = TypeVar("Model", bound=Hashable)
+"""What scores a batch (the service: a Predictor); requests for different models never mix."""
 
-ScoreFunction = Callable[[list[str]], tuple[npt.NDArray[np.float32], Model]]
-"""Scores a batch: ``[N]`` probabilities, or ``[N, 2]`` rows of (probability, logit)."""
+ScoreFunction = Callable[[Model, list[str]], npt.NDArray[np.float32]]
+"""Scores a batch with a model: ``[N, 2]`` rows of (probability, logit)."""
 BatchObserver = Callable[[int, float], None]
 
 
 @dataclass(slots=True)
-class ScoredTexts(Generic[Model]):
-    """The probabilities for one request's texts, in order, and the model that scored them.
-
-    ``logits`` is None when the score function returned probabilities only.
-    """
+class ScoredTexts:
+    """The probabilities and logits of one request's texts, in order."""
 
     probabilities: list[float]
-    model: Model
-    logits: list[float] | None = None
+    logits: list[float]
 
 
 @dataclass(slots=True)
-class _Pending(Generic[Model]):
+class _Pending:
     texts: Sequence[str]
-    future: asyncio.Future[ScoredTexts[Model]]
+    future: asyncio.Future[ScoredTexts]
+
+
+@dataclass(slots=True)
+class _Queue:
+    """The requests waiting for one model, oldest first, and their text count."""
+
+    items: collections.deque[_Pending] = field(default_factory=collections.deque)
+    texts: int = 0
 
 
 _STOP = None  # sentinel on the job queue: the model thread exits
@@ -95,9 +102,10 @@ class MicroBatcher(Generic[Model]):
         self._gather_seconds = gather_seconds
         self._queue_size = queue_size
         self._on_batch = on_batch
-        self._pending: collections.deque[_Pending[Model]] = collections.deque()
-        self._pending_texts = 0
-        self._jobs: queue.SimpleQueue[list[_Pending[Model]] | None] = queue.SimpleQueue()
+        # One queue per model with requests waiting, in turn order (a served one moves last).
+        self._queues: dict[Model, _Queue] = {}
+        self._depth = 0  # requests waiting, over every queue
+        self._jobs: queue.SimpleQueue[tuple[Model, list[_Pending]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
@@ -107,7 +115,7 @@ class MicroBatcher(Generic[Model]):
     @property
     def depth(self) -> int:
         """Requests waiting for the model (not counting the batch being scored)."""
-        return len(self._pending)
+        return self._depth
 
     def start(self) -> None:
         """Start the model thread; call from the event loop that will await results."""
@@ -116,23 +124,28 @@ class MicroBatcher(Generic[Model]):
         self._thread = threading.Thread(target=self._work, name="model-batcher", daemon=True)
         self._thread.start()
 
-    async def submit(self, texts: Sequence[str]) -> ScoredTexts[Model]:
-        """Score ``texts`` in an upcoming batch; OverloadedError at once if the queue is full."""
+    async def submit(self, model: Model, texts: Sequence[str]) -> ScoredTexts:
+        """Score ``texts`` with ``model`` in an upcoming batch; OverloadedError at once if the
+        queue is full."""
         loop = self._loop
         if not self._accepting or loop is None:
             raise NotReadyError("The service is not accepting predictions.")
-        if len(self._pending) >= self._queue_size:
+        if self._depth >= self._queue_size:
             raise OverloadedError()
-        future: asyncio.Future[ScoredTexts[Model]] = loop.create_future()
-        self._pending.append(_Pending(texts, future))
-        self._pending_texts += len(texts)
+        waiting = self._queues.get(model)
+        if waiting is None:
+            waiting = self._queues[model] = _Queue()
+        future: asyncio.Future[ScoredTexts] = loop.create_future()
+        waiting.items.append(_Pending(texts, future))
+        waiting.texts += len(texts)
+        self._depth += 1
         if not self._model_busy:
             if self._scheduled is None:
                 if self._max_wait_seconds > 0:
                     self._scheduled = loop.call_later(self._max_wait_seconds, self._dispatch)
                 else:
                     self._scheduled = loop.call_soon(self._dispatch)
-            elif self._pending_texts >= self._max_batch_size:
+            elif waiting.texts >= self._max_batch_size:
                 self._dispatch()  # full: waiting any longer gains nothing
         return await future
 
@@ -140,13 +153,14 @@ class MicroBatcher(Generic[Model]):
         """Stop accepting, let queued requests finish (bounded), then stop the thread."""
         self._accepting = False
         deadline = time.monotonic() + timeout_seconds
-        while (self._pending or self._model_busy) and time.monotonic() < deadline:
+        while (self._depth or self._model_busy) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(NotReadyError("The service is shutting down."))
-        self._pending_texts = 0
+        for waiting in self._queues.values():
+            for item in waiting.items:
+                if not item.future.done():
+                    item.future.set_exception(NotReadyError("The service is shutting down."))
+        self._queues.clear()
+        self._depth = 0
         self._jobs.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, max(deadline - time.monotonic(), 0.1))
@@ -158,49 +172,56 @@ class MicroBatcher(Generic[Model]):
             self._scheduled = None
         if self._model_busy:
             return
-        batch = self._take_batch()
-        if batch:
+        job = self._take_batch()
+        if job is not None:
             self._model_busy = True
-            self._jobs.put(batch)
+            self._jobs.put(job)
 
-    def _take_batch(self) -> list[_Pending[Model]]:
-        """Pop queued requests up to the size limit; the first is taken even if larger."""
-        batch: list[_Pending[Model]] = []
-        texts = 0
-        pending = self._pending
-        while pending:
-            item = pending[0]
-            if item.future.done():  # the client went away: don't score for nobody
-                pending.popleft()
-                self._pending_texts -= len(item.texts)
-                continue
-            if batch and texts + len(item.texts) > self._max_batch_size:
-                break
-            pending.popleft()
-            batch.append(item)
-            texts += len(item.texts)
-        self._pending_texts -= texts
-        return batch
+    def _take_batch(self) -> tuple[Model, list[_Pending]] | None:
+        """Pop the next model's queued requests up to the size limit (the first is taken even
+        if larger); that model's queue then goes last, so loaded versions take turns."""
+        while self._queues:
+            model, waiting = next(iter(self._queues.items()))
+            batch: list[_Pending] = []
+            texts = 0
+            items = waiting.items
+            while items:
+                item = items[0]
+                if item.future.done():  # the client went away: don't score for nobody
+                    items.popleft()
+                    waiting.texts -= len(item.texts)
+                    self._depth -= 1
+                    continue
+                if batch and texts + len(item.texts) > self._max_batch_size:
+                    break
+                items.popleft()
+                batch.append(item)
+                texts += len(item.texts)
+            waiting.texts -= texts
+            self._depth -= len(batch)
+            del self._queues[model]
+            if items:
+                self._queues[model] = waiting
+            if batch:
+                return model, batch
+        return None
 
     def _work(self) -> None:
         """The model thread: score each batch it is handed, report back once per batch."""
         loop = self._loop
         assert loop is not None
         _run_without_wakeup_preemption()
-        while (batch := self._jobs.get()) is not _STOP:
+        while (job := self._jobs.get()) is not _STOP:
+            model, batch = job
             texts = [text for item in batch for text in item.texts]
             started = time.perf_counter()
-            values: list[float] = []
-            logits: list[float] | None = None
-            model: Model | None = None
+            probabilities: list[float] = []
+            logits: list[float] = []
             failure: ServiceError | None = None
             try:
-                scores, model = self._score(texts)
-                if scores.ndim == 2:  # rows of (probability, logit)
-                    values = scores[:, 0].tolist()
-                    logits = scores[:, 1].tolist()
-                else:
-                    values = scores.tolist()
+                scores = self._score(model, texts)
+                probabilities = scores[:, 0].tolist()
+                logits = scores[:, 1].tolist()
             except Exception as exc:
                 # The type only: an exception message may quote the input.
                 logger.error(
@@ -210,23 +231,23 @@ class MicroBatcher(Generic[Model]):
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             try:
-                loop.call_soon_threadsafe(self._finish, batch, values, logits, model, failure)
+                loop.call_soon_threadsafe(self._finish, batch, probabilities, logits, failure)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
     def _finish(
         self,
-        batch: list[_Pending[Model]],
-        values: list[float],
-        logits: list[float] | None,
-        model: Model | None,
+        batch: list[_Pending],
+        probabilities: list[float],
+        logits: list[float],
         failure: ServiceError | None,
     ) -> None:
         """Resolve a batch's futures and start the next batch (event loop only)."""
         self._model_busy = False
-        if self._pending and self._scheduled is None:
+        if self._queues and self._scheduled is None:
             loop = self._loop
-            if self._pending_texts < self._max_batch_size and self._gather_seconds > 0 and loop:
+            upcoming = next(iter(self._queues.values()))
+            if upcoming.texts < self._max_batch_size and self._gather_seconds > 0 and loop:
                 # Under load: let the next batch fill (submit starts it early once it is full).
                 self._scheduled = loop.call_later(self._gather_seconds, self._dispatch)
             else:
@@ -235,13 +256,14 @@ class MicroBatcher(Generic[Model]):
         for item in batch:
             count = len(item.texts)
             if not item.future.done():
-                if failure is not None or model is None:
+                if failure is not None or len(probabilities) < offset + count:
                     error = failure or InferenceError()
                     item.future.set_exception(type(error)(error.message))
                 else:
                     end = offset + count
-                    item_logits = logits[offset:end] if logits is not None else None
-                    item.future.set_result(ScoredTexts(values[offset:end], model, item_logits))
+                    item.future.set_result(
+                        ScoredTexts(probabilities[offset:end], logits[offset:end])
+                    )
             offset += count
 
 
@@ -250,11 +272,10 @@ def _run_without_wakeup_preemption() -> None:
 
     The event loop wakes the model thread once per batch (``SimpleQueue.put``), holding the
     GIL. A normal thread that slept is favoured on wake-up and ran at once on the loop's core,
-    only to block on the GIL the descheduled loop held: in a profile at concurrency 64,
-    ``_dispatch`` took 6% of the event loop's time for one put per batch. ``SCHED_BATCH``
-    keeps the thread's fair share of CPU and only drops the wake-up preference: 4-6% more
-    requests per second at concurrency 64 (two workers, wrk alternating with and without it in
-    one run). Elsewhere (no ``SCHED_BATCH``, or not allowed) the thread keeps its policy.
+    only to block on the GIL the descheduled loop held, so the event loop lost time for one put
+    per batch. ``SCHED_BATCH`` keeps the thread's fair share of CPU and only drops the wake-up
+    preference, which raised throughput under load. Elsewhere (no ``SCHED_BATCH``, or not
+    allowed) the thread keeps its policy.
     """
     set_scheduler = getattr(os, "sched_setscheduler", None)
     policy = getattr(os, "SCHED_BATCH", None)

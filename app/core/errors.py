@@ -1,70 +1,84 @@
-"""The service's one error hierarchy and the one renderer every error leaves through.
+"""The service's one error hierarchy: every error a client can get, and what it means on the wire.
 
-Each error class states its HTTP status, its machine-readable ``type`` and its default message
-once, in its class line; everything else (the exception handlers, the middleware's early
-answers, ``/readyz``, the OpenAPI description, the benchmark's ceiling app) asks the class.
-Every error leaves the service as ``{"error": {"type": "...", "message": "..."}}``, whether it
-was raised by our code, by FastAPI's request validation or by Starlette's routing. Messages are
-written by us and never include the client's text, so review text can't leak into responses
-or logs.
+Each error class states once, in its class line, its HTTP status, its machine-readable ``type``,
+its default message and its gRPC status code; everything else (the HTTP renderer and exception
+handlers, the middleware's early answers, the connection guards, the OpenAPI description, the
+benchmark's ceiling app, a gRPC adapter) asks the class. Messages are written by us and never
+include the client's text, so review text can't leak into responses or logs.
+
+No web framework here: rendering is ``app.http.errors`` (and, per protocol family, the
+adapters' error shapes).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
-logger = logging.getLogger(__name__)
+GrpcStatus = Literal[
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "RESOURCE_EXHAUSTED",
+    "UNAUTHENTICATED",
+    "UNAVAILABLE",
+    "UNIMPLEMENTED",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL",
+]
+"""A ``grpc.StatusCode`` member's name (``grpc.StatusCode[name]``), without importing grpc."""
 
 _RETRY = {"Retry-After": "1"}
 
 
 class ServiceError(Exception):
-    """Base of all errors the service reports; subclasses declare status, type and message."""
+    """Base of all errors the service reports; subclasses declare what they are in their class line.
+
+    A subclass that omits a keyword inherits its parent's value; ``documented=False`` keeps a
+    type out of the documented list (a refinement of its parent, or a framework fallback).
+    """
 
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "Internal error."
+    grpc_status: ClassVar[GrpcStatus] = "INTERNAL"
     headers: ClassVar[Mapping[str, str]] = {}
-    # Every concrete error type in definition order: the documentation is derived from it.
-    registered: ClassVar[list[type[ServiceError]]] = []
+    documented: ClassVar[bool] = True
 
     def __init_subclass__(
         cls,
         *,
-        status: int,
-        error_type: str,
-        message: str,
+        status: int | None = None,
+        error_type: str | None = None,
+        message: str | None = None,
+        grpc_status: GrpcStatus | None = None,
         headers: Mapping[str, str] | None = None,
         documented: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
-        cls.status_code = status
-        cls.error_type = error_type
-        cls.default_message = message
-        cls.headers = dict(headers or {})
-        if documented:
-            ServiceError.registered.append(cls)
+        if status is not None:
+            cls.status_code = status
+        if error_type is not None:
+            cls.error_type = error_type
+        if message is not None:
+            cls.default_message = message
+        if grpc_status is not None:
+            cls.grpc_status = grpc_status
+        if headers is not None:
+            cls.headers = dict(headers)
+        cls.documented = documented
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
         super().__init__(self.message)
 
 
-ServiceError.registered.append(ServiceError)
-
-
 class InvalidInputError(
-    ServiceError, status=422, error_type="invalid_input", message="The request body is invalid."
+    ServiceError,
+    status=422,
+    error_type="invalid_input",
+    message="The request body is invalid.",
+    grpc_status="INVALID_ARGUMENT",
 ):
     """The request is well-formed HTTP but its content is not acceptable."""
 
@@ -74,6 +88,7 @@ class PayloadTooLargeError(
     status=413,
     error_type="payload_too_large",
     message="The request body is too large.",
+    grpc_status="RESOURCE_EXHAUSTED",
 ):
     """The body, or the number of texts in it, exceeds a configured limit."""
 
@@ -83,6 +98,7 @@ class OverloadedError(
     status=429,
     error_type="overloaded",
     message="The service is overloaded, retry later.",
+    grpc_status="RESOURCE_EXHAUSTED",
     headers=_RETRY,
 ):
     """The prediction queue is full; the client should back off and retry."""
@@ -93,6 +109,7 @@ class NotReadyError(
     status=503,
     error_type="not_ready",
     message="No model is ready to serve.",
+    grpc_status="UNAVAILABLE",
     headers=_RETRY,
 ):
     """No verified, warm model is live yet (or the service is shutting down)."""
@@ -103,13 +120,18 @@ class InferenceError(
     status=503,
     error_type="inference_failed",
     message="The model failed to score this request, retry later.",
+    grpc_status="UNAVAILABLE",
     headers=_RETRY,
 ):
     """The model call for a batch failed; only that batch's requests see this."""
 
 
 class BrokenModelError(
-    ServiceError, status=503, error_type="broken_model", message="The model version is broken."
+    ServiceError,
+    status=503,
+    error_type="broken_model",
+    message="The model version is broken.",
+    grpc_status="UNAVAILABLE",
 ):
     """A model version on disk failed to load or verify; it is never served."""
 
@@ -119,6 +141,7 @@ class RequestHeadTooLargeError(
     status=431,
     error_type="request_head_too_large",
     message="The request line and headers are too large.",
+    grpc_status="RESOURCE_EXHAUSTED",
 ):
     """The request head is over ``SENTIMENT_MAX_REQUEST_HEAD_BYTES`` (answered, then closed)."""
 
@@ -128,6 +151,7 @@ class RequestTimeoutError(
     status=408,
     error_type="request_timeout",
     message="The request did not arrive in time.",
+    grpc_status="DEADLINE_EXCEEDED",
 ):
     """The request head took longer than ``SENTIMENT_REQUEST_HEAD_TIMEOUT_SECONDS``, or its
     body longer than ``SENTIMENT_REQUEST_BODY_TIMEOUT_SECONDS`` (answered, then closed)."""
@@ -138,15 +162,36 @@ class UnauthorizedError(
     status=401,
     error_type="unauthorized",
     message="A valid API key is required.",
+    grpc_status="UNAUTHENTICATED",
     headers={"WWW-Authenticate": "Bearer"},
 ):
     """An API key is configured and the request did not present it."""
 
 
 class ModelNotFoundError(
-    ServiceError, status=404, error_type="model_not_found", message="No such model."
+    ServiceError,
+    status=404,
+    error_type="model_not_found",
+    message="No such model.",
+    grpc_status="NOT_FOUND",
 ):
-    """The TF Serving compatible route named a model this service does not serve."""
+    """The request named a model, version or label this service does not serve."""
+
+
+class UnknownModelError(ModelNotFoundError, documented=False):
+    """The model name is not the one served (the client's name is never repeated)."""
+
+
+class UnknownVersionError(ModelNotFoundError, message="No such model version.", documented=False):
+    """The version asked for is not loaded; ``version`` says which (a number, safe to repeat)."""
+
+    def __init__(self, version: int, message: str | None = None) -> None:
+        self.version = version
+        super().__init__(message)
+
+
+class UnknownLabelError(ModelNotFoundError, message="No such version label.", documented=False):
+    """The version label asked for names no loaded version (the label is never repeated)."""
 
 
 class ExplainUnavailableError(
@@ -154,24 +199,41 @@ class ExplainUnavailableError(
     status=501,
     error_type="explain_unavailable",
     message="The live model version was exported without the 'explain' signature.",
+    grpc_status="UNIMPLEMENTED",
 ):
-    """/v1/explain on a version exported before explanations existed (versions 1 and 2).
+    """An explanation from a version exported before explanations existed (versions 1 and 2).
 
     501, not 500: nothing failed, this version cannot do it; a newer version can.
     """
 
 
-class NotFoundError(ServiceError, status=404, error_type="not_found", message="Not Found"):
+class NotFoundError(
+    ServiceError,
+    status=404,
+    error_type="not_found",
+    message="Not Found",
+    grpc_status="UNIMPLEMENTED",
+):
     """No route has this path (raised by Starlette's router)."""
 
 
 class MethodNotAllowedError(
-    ServiceError, status=405, error_type="method_not_allowed", message="Method Not Allowed"
+    ServiceError,
+    status=405,
+    error_type="method_not_allowed",
+    message="Method Not Allowed",
+    grpc_status="UNIMPLEMENTED",
 ):
     """The route exists but not for this method (raised by Starlette's router)."""
 
 
-class BadRequestError(ServiceError, status=400, error_type="bad_request", message="Bad Request"):
+class BadRequestError(
+    ServiceError,
+    status=400,
+    error_type="bad_request",
+    message="Bad Request",
+    grpc_status="INVALID_ARGUMENT",
+):
     """The framework could not make sense of the request."""
 
 
@@ -180,6 +242,7 @@ class UnsupportedMediaTypeError(
     status=415,
     error_type="unsupported_media_type",
     message="Unsupported Media Type",
+    grpc_status="INVALID_ARGUMENT",
 ):
     """The framework refused the request's content type."""
 
@@ -190,185 +253,21 @@ class OtherHTTPError(
     """A framework HTTP error of a status none of our types has (rendered with that status)."""
 
 
-# Which of our types a framework HTTP error of a given status is reported as.
-_FRAMEWORK_ERRORS: Mapping[int, type[ServiceError]] = {
-    cls.status_code: cls
-    for cls in (
-        BadRequestError,
-        UnauthorizedError,
-        NotFoundError,
-        MethodNotAllowedError,
-        PayloadTooLargeError,
-        UnsupportedMediaTypeError,
-        InvalidInputError,
-        OverloadedError,
-        NotReadyError,
-    )
-}
+def _descendants(cls: type[ServiceError]) -> Iterator[type[ServiceError]]:
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _descendants(subclass)
+
+
+def documented_error_types() -> list[type[ServiceError]]:
+    """Every documented error type, ``ServiceError`` first, then in definition order."""
+    every: list[type[ServiceError]] = [ServiceError, *_descendants(ServiceError)]
+    return [cls for cls in every if cls.documented]
 
 
 def describe_error_types() -> str:
-    """The Markdown list of every error type and its status, for the OpenAPI description."""
+    """The Markdown list of every documented error type and its status (the API description)."""
     return ", ".join(
         f"`{cls.error_type}` ({cls.status_code})"
-        for cls in sorted(ServiceError.registered, key=lambda cls: cls.status_code)
+        for cls in sorted(documented_error_types(), key=lambda cls: cls.status_code)
     )
-
-
-ErrorShape = Callable[[ServiceError, int], tuple[int, bytes]]
-"""A route family's error body: (error, status we would send) -> (status, body)."""
-
-# Route families that speak another protocol's error shape, by path prefix.
-_FAMILY_SHAPES: list[tuple[str, ErrorShape]] = []
-
-
-def register_error_shape(path_prefix: str, shape: ErrorShape) -> None:
-    """Render errors on ``path_prefix`` and below in ``shape`` instead of ours.
-
-    Used by the protocol routes (TF Serving REST under /v1/models, the Open Inference
-    Protocol under /v2): their clients parse ``{"error": "<message>"}``. The errors are the
-    same ServiceError types; only the body shape (and a protocol's status) differs, chosen
-    from the request path so framework errors (unknown route, wrong method, body limit in
-    the middleware) get it too.
-    """
-    if all(prefix != path_prefix for prefix, _ in _FAMILY_SHAPES):
-        _FAMILY_SHAPES.append((path_prefix, shape))
-
-
-def _shape_for(path: str) -> ErrorShape | None:
-    for prefix, shape in _FAMILY_SHAPES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return shape
-    return None
-
-
-def protocol_error_shape(error: ServiceError, status_code: int) -> tuple[int, bytes]:
-    """``{"error": "<message>"}``: TF Serving's and the Open Inference Protocol's shape.
-
-    Both answer invalid requests with 400 (gRPC INVALID_ARGUMENT), where we use 422.
-    """
-    status = 400 if status_code == InvalidInputError.status_code else status_code
-    return status, orjson.dumps({"error": error.message})
-
-
-class _ErrorResponse(Response):
-    """Our error shape, switched to the route family's shape when it is sent."""
-
-    def __init__(self, error: ServiceError, status_code: int, headers: Mapping[str, str]):
-        self.error = error
-        body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
-        super().__init__(
-            body, status_code=status_code, media_type="application/json", headers=headers or None
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        shape = _shape_for(scope.get("path", ""))
-        if shape is not None:
-            self.status_code, self.body = shape(self.error, self.status_code)
-            self.headers["content-length"] = str(len(self.body))
-        await super().__call__(scope, receive, send)
-
-
-def error_response(
-    error: ServiceError,
-    *,
-    status_code: int | None = None,
-    headers: Mapping[str, str] | None = None,
-    close: bool = False,
-) -> Response:
-    """The one renderer: the documented JSON shape with the error's status and headers.
-
-    A Response is also an ASGI app, so the middleware sends it directly. ``close`` asks the
-    client to drop the connection (used when the request body was never read). Every 413
-    closes it too: after a body over the limit the rest of that body (chunked or not) is
-    still on the wire, and reading it to reach the next request is what the limit refuses. Routes
-    registered with ``register_error_shape`` get their protocol's shape instead.
-    """
-    all_headers = {**error.headers, **(headers or {})}
-    if close or (status_code or error.status_code) == PayloadTooLargeError.status_code:
-        all_headers["Connection"] = "close"
-    return _ErrorResponse(error, status_code or error.status_code, all_headers)
-
-
-# pydantic error types whose message quotes the input; they get a fixed reason instead.
-_MESSAGES_WITH_INPUT = frozenset({"union_tag_invalid", "union_tag_not_found"})
-_NAME_NOT_ECHOED = "(name not echoed)"
-
-
-def describe_validation_errors(
-    errors: Sequence[Any], known_names: Collection[str] = frozenset()
-) -> str:
-    """Summarize pydantic errors by location and reason, deliberately dropping the input.
-
-    A location is a path of field names, list indexes and dict keys. Field names the schema
-    defines (``known_names``) and indexes are shown; any other name was chosen by the client
-    (an unknown field, a dict key) and is never repeated, so a client can't make the
-    service (or a log) say what it wants. Pydantic's union-branch tags are dropped too.
-    """
-    parts = []
-    for error in errors[:5]:
-        location = []
-        for part in error.get("loc", ()):
-            if isinstance(part, int) or part in known_names:
-                location.append(str(part))
-        reason = str(error.get("msg", "invalid value"))
-        error_type = error.get("type")
-        if error_type == "extra_forbidden":
-            reason = f"unknown field {_NAME_NOT_ECHOED}; {reason}"
-        elif error_type in _MESSAGES_WITH_INPUT:
-            reason = "does not match any expected variant"
-        parts.append(f"{'.'.join(p for p in location if p != 'body') or 'body'}: {reason}")
-    if len(errors) > 5:
-        parts.append(f"... and {len(errors) - 5} more")
-    return "; ".join(parts)
-
-
-def schema_field_names(app: FastAPI) -> frozenset[str]:
-    """Every property name the app's OpenAPI schema defines (computed once per app)."""
-    names: frozenset[str] | None = getattr(app.state, "schema_field_names", None)
-    if names is None:
-        found: set[str] = set()
-        _collect_property_names(app.openapi(), found)
-        names = frozenset(found)
-        app.state.schema_field_names = names
-    return names
-
-
-def _collect_property_names(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        properties = node.get("properties")
-        if isinstance(properties, dict):
-            found.update(str(name) for name in properties)
-        for value in node.values():
-            _collect_property_names(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _collect_property_names(value, found)
-
-
-async def handle_service_error(request: Request, exc: Exception) -> Response:
-    """Render our own errors."""
-    assert isinstance(exc, ServiceError)
-    return error_response(exc)
-
-
-async def handle_validation_error(request: Request, exc: Exception) -> Response:
-    """Render FastAPI's request validation errors (bad JSON, types, limits) as 422."""
-    assert isinstance(exc, RequestValidationError)
-    message = describe_validation_errors(exc.errors(), schema_field_names(request.app))
-    return error_response(InvalidInputError(message))
-
-
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Render Starlette's HTTP errors (unknown route, wrong method, body limit)."""
-    assert isinstance(exc, StarletteHTTPException)
-    error_class = _FRAMEWORK_ERRORS.get(exc.status_code, OtherHTTPError)
-    message = exc.detail if isinstance(exc.detail, str) else None
-    return error_response(error_class(message), status_code=exc.status_code, headers=exc.headers)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error the framework can raise through the one JSON shape."""
-    app.add_exception_handler(ServiceError, handle_service_error)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -3,6 +3,9 @@
 The SavedModel and its card (``contract``) are the whole interface with training: the graph
 does its own preprocessing, and the card's recorded samples let us prove at load time that
 this export computes what training measured. A version that can't prove it is never served.
+
+Each version carries its own rules: the label rule (``labels_for``, the card's decision
+threshold) and its signatures (``signature``, ``signature_defs``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +38,7 @@ from contract import (
 logger = logging.getLogger(__name__)
 
 Probabilities = npt.NDArray[np.float32]
+Label = Literal["positive", "negative"]
 
 
 class Predictor:
@@ -48,6 +52,7 @@ class Predictor:
         serving_function: Callable[..., Any],
         string_constant: Callable[[Sequence[str]], Any],
         owner: Any = None,
+        path: Path | None = None,
     ) -> None:
         self.version = version
         self.version_label = str(version)
@@ -58,6 +63,8 @@ class Predictor:
         self._string_constant = string_constant
         # The signature's variables belong to the loaded object: keep it alive with us.
         self._owner = owner
+        self.path = path
+        self._signature_defs: dict[str, Any] | None = None
 
     @classmethod
     def load(
@@ -113,14 +120,16 @@ class Predictor:
         def string_constant(texts: Sequence[str]) -> Any:
             return tf.constant(texts, dtype=tf.string)
 
-        # The flat call skips ~0.19 ms of Python per model call (argument binding and type
-        # checks); it is only used when it answers exactly like the signature (checked here
+        # The flat call skips the signature's Python argument binding and type checks on every
+        # model call; it is only used when it answers exactly like the signature (checked here
         # on the card's samples, before the replay below verifies the probabilities).
         serving_function = _flat_or_signature_call(
             serving_function, string_constant([sample.text for sample in card.samples])
         )
 
-        predictor = cls(version, card, card_document, serving_function, string_constant, loaded)
+        predictor = cls(
+            version, card, card_document, serving_function, string_constant, loaded, path
+        )
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
         if score_function is not None and observe_inputs is not None:
@@ -140,6 +149,25 @@ class Predictor:
         function: Callable[..., Any] = signatures[name]
         return function
 
+    def labels_for(self, probabilities: Sequence[float]) -> list[Label]:
+        """The one label rule: positive when the probability reaches the card's threshold."""
+        threshold = self.decision_threshold
+        return ["positive" if p >= threshold else "negative" for p in probabilities]
+
+    @property
+    def signature_defs(self) -> dict[str, Any] | None:
+        """The signature_defs once ``read_signature_defs`` has read them, else None."""
+        return self._signature_defs
+
+    def read_signature_defs(self) -> dict[str, Any]:
+        """Every signature_def of the SavedModel, in the protobuf JSON mapping TF Serving prints
+        (read from ``saved_model.pb`` on first use, then kept; blocking: call it in a thread)."""
+        if self._signature_defs is None:
+            if self.path is None:
+                raise BrokenModelError(f"version {self.version}: no SavedModel directory")
+            self._signature_defs = _read_signature_defs(self.path)
+        return self._signature_defs
+
     def predict_probabilities(self, texts: Sequence[str]) -> Probabilities:
         """P(positive) for each text, via the concrete serving function (never Keras predict).
 
@@ -156,9 +184,9 @@ class Predictor:
     def predict_scores(self, texts: Sequence[str]) -> Probabilities:
         """``[N, 2]`` float32 rows of (probability, logit), from one call of the signature.
 
-        The protocol routes (TF Serving, Open Inference Protocol) answer both outputs, so
-        the batcher scores with this (``ModelRegistry.score``); ``predict_probabilities``
-        serves the load-time replay and warm-up.
+        Every route answers from one call of this (the protocol routes answer both outputs),
+        made by the micro-batcher's thread; ``predict_probabilities`` serves the load-time
+        replay and warm-up.
         """
         outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
         probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
@@ -208,12 +236,11 @@ def flat_signature_call(signature: Any) -> Callable[..., dict[str, Any]] | None:
     """A faster stand-in for calling ``signature(text=...)``, or None if it can't be made.
 
     Calling a loaded signature binds its keyword arguments against the function type,
-    type-checks them and packs the outputs, about 0.19 ms of Python per call (of 0.44 ms for
-    one text, measured in process on version 3), all of it holding the GIL the event loop
-    needs. ``_call_flat`` runs the same graph with the arguments already flat. It is
-    TensorFlow's private API (pinned in pyproject.toml): anything unexpected about the
-    signature means no fast path, and ``_flat_or_signature_call`` compares the two on real
-    inputs before the fast one is used.
+    type-checks them and packs the outputs: a sizeable share of a small batch's model call,
+    all of it Python holding the GIL the event loop needs. ``_call_flat`` runs the same graph
+    with the arguments already flat. It is TensorFlow's private API (pinned in pyproject.toml):
+    anything unexpected about the signature means no fast path, and ``_flat_or_signature_call``
+    compares the two on real inputs before the fast one is used.
     """
     call_flat = getattr(signature, "_call_flat", None)
     structured_outputs = getattr(signature, "structured_outputs", None)
@@ -274,3 +301,19 @@ def _read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
     except (ValueError, ValidationError) as exc:
         raise BrokenModelError(f"{path.name}: {CARD_FILE} is invalid") from exc
     return card, document
+
+
+def _read_signature_defs(version_dir: Path) -> dict[str, Any]:
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2  # deferred: TensorFlow is heavy
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    return {
+        name: json_format.MessageToDict(
+            signature,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        for name, signature in saved_model.meta_graphs[0].signature_def.items()
+    }

@@ -1,4 +1,10 @@
-"""Which model version is live, and how a newer one replaces it without dropping requests.
+"""Which model version is live, which one a request gets, and how a newer one replaces it.
+
+A request names the version it wants with a ``VersionChoice`` (a number, a label, or neither)
+and ``resolve`` turns it into a Predictor once, at the start of the request; that predictor
+scores the whole request, whatever is swapped in meanwhile. Today one version is loaded (the
+highest verified one) and the one label, ``stable``, names it; an unknown model, version or
+label is a ``ModelNotFoundError`` refinement, which each protocol words its own way.
 
 Versions are what ``contract.version_dirs`` finds under the base path. A candidate is
 loaded, verified and warmed beside the live model, then swapped in with one reference
@@ -22,13 +28,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import numpy.typing as npt
-
-from app.core.errors import BrokenModelError, NotReadyError
+from app.core.errors import (
+    BrokenModelError,
+    NotReadyError,
+    UnknownLabelError,
+    UnknownModelError,
+    UnknownVersionError,
+)
 from app.core.predictor import Predictor
 from app.metrics import ServiceMetrics
 from contract import version_dirs
@@ -36,6 +46,20 @@ from contract import version_dirs
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Path], Predictor]
+
+LABELS = ("stable",)
+"""Version labels (TF Serving's ``version_labels``); each names the live version today."""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChoice:
+    """Which version a request asks for: ``version`` or ``label``, or neither (the default)."""
+
+    version: int | None = None
+    label: str | None = None
+
+
+DEFAULT_VERSION = VersionChoice()
 
 
 class TreeState(NamedTuple):
@@ -85,19 +109,24 @@ class ModelRegistry:
         """The model serving right now, or None before the first verified load."""
         return self._live
 
-    def require_live(self) -> Predictor:
-        """The live model, or NotReadyError for the routes to report as 503."""
+    def resolve(
+        self, choice: VersionChoice = DEFAULT_VERSION, model: str | None = None
+    ) -> Predictor:
+        """The predictor that serves ``choice`` (of ``model``, when the request names one).
+
+        Checked in this order: the model name, the label, readiness (NotReadyError while no
+        version is live), the version.
+        """
+        if model is not None and model != self.model_name:
+            raise UnknownModelError()
+        if choice.label is not None and choice.label not in LABELS:
+            raise UnknownLabelError()
         live = self._live
         if live is None:
             raise NotReadyError()
+        if choice.version is not None and choice.version != live.version:
+            raise UnknownVersionError(choice.version)
         return live
-
-    def score(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
-        """(probability, logit) rows from whichever version is live at call time, and that
-        version (runs on the model thread; one call gives both, the protocol routes answer both).
-        """
-        predictor = self.require_live()
-        return predictor.predict_scores(texts), predictor
 
     def refresh(self) -> bool:
         """Promote the newest loadable version newer than the live one; True if swapped.

@@ -1,73 +1,221 @@
-"""The steps every prediction route shares, whatever protocol it speaks.
+"""The scoring core: one object per app that every protocol adapter calls.
 
-Our own routes, TF Serving's and the Open Inference Protocol's all go through these, so they
-share the limits (texts per request, characters per text), the micro-batcher (and so its
-429 on a full queue and 503 when no model is live) and the prediction metrics.
+It takes texts and a version choice and returns probabilities, logits and labels, and the
+predictor that produced them (or explanations, on request). It owns what every protocol must
+agree on, so no adapter repeats it:
+
+* readiness: a live version, and not draining (``check_ready``);
+* which version answers: ``resolve`` turns a ``VersionChoice`` into a predictor once, at the
+  start of a request, and that predictor scores the whole request (a version swapped in
+  meanwhile answers the next requests, never half of this one);
+* the limits: texts per request, characters per text, unscorable texts (``app.core.texts``);
+* the micro-batcher (429 when its queue is full) and the explain thread;
+* the label rule (``Predictor.labels_for``: the card's decision threshold) and the count of
+  predicted labels in the metrics, for explanations too;
+* the API key check (``auth``), so REST and gRPC check the same key the same way.
+
+Everything here runs on the event loop and never blocks it: TensorFlow runs on the batcher's
+thread, the explainer's thread, or (loading) a worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from starlette.requests import Request
+from app.core.auth import ApiKeyCheck
+from app.core.batcher import MicroBatcher
+from app.core.errors import InvalidInputError, NotReadyError, PayloadTooLargeError
+from app.core.explainer import Explainer
+from app.core.input_metrics import InputMetrics
+from app.core.predictor import Label, Predictor
+from app.core.registry import DEFAULT_VERSION, ModelRegistry, VersionChoice
+from app.core.texts import unscorable_reason
+from app.metrics import ServiceMetrics
+from app.settings import Settings
 
-from app.core.batcher import ScoredTexts
-from app.core.errors import InferenceError, InvalidInputError, PayloadTooLargeError
-from app.core.predictor import Predictor
-from app.protocols.native_schemas import unscorable_reason
-from app.service import Service
-
-
-def service_of(request: Request) -> Service:
-    """The app's one Service (``create_app`` puts it on ``app.state``)."""
-    service: Service = request.app.state.service
-    return service
-
-
-def check_batch_size(service: Service, count: int) -> None:
-    """413 when one request carries more texts than ``max_batch_items``."""
-    limit = service.settings.max_batch_items
-    if count > limit:
-        raise PayloadTooLargeError(f"At most {limit} texts per request.")
+logger = logging.getLogger(__name__)
 
 
-def check_texts(service: Service, texts: Sequence[str]) -> None:
-    """422 for a text over ``max_text_chars`` or unscorable (``unscorable_reason``), checked
-    before it joins a micro-batch."""
-    max_chars = service.settings.max_text_chars
-    for text in texts:
-        if len(text) > max_chars:
-            raise InvalidInputError(f"A text is longer than {max_chars} characters.")
-        reason = unscorable_reason(text)
-        if reason is not None:
-            raise InvalidInputError(reason)
+@dataclass(slots=True)
+class Scores:
+    """One request's scores, in input order, and the version that produced all of them."""
+
+    probabilities: list[float]
+    logits: list[float]
+    labels: list[Label]
+    predictor: Predictor
 
 
-async def score_texts(service: Service, texts: Sequence[str]) -> ScoredTexts[Predictor]:
-    """Check the limits that depend on settings, then score via the micro-batcher."""
-    service.registry.require_live()
-    check_texts(service, texts)
-    return await service.batcher.submit(texts)
+@dataclass(slots=True)
+class Explanations:
+    """One explanation per text (the native API's JSON objects) and the version behind them."""
+
+    explanations: list[dict[str, Any]]
+    predictor: Predictor
 
 
-async def score_with_logits(
-    service: Service, texts: Sequence[str]
-) -> tuple[list[float], list[float], Predictor]:
-    """Probabilities and logits (the protocol routes answer both), counted by label."""
-    scored = await score_texts(service, texts)
-    if scored.logits is None:  # a score function without logits: never the app's
-        raise InferenceError()
-    count_labels(service, labels_for(scored.probabilities, scored.model))
-    return scored.probabilities, scored.logits, scored.model
+def _score_batch(predictor: Predictor, texts: list[str]) -> Any:
+    """The batcher's score function (model thread): one call, (probability, logit) rows."""
+    return predictor.predict_scores(texts)
 
 
-def labels_for(probabilities: list[float], predictor: Predictor) -> list[str]:
-    """Apply the model card's decision threshold."""
-    threshold = predictor.decision_threshold
-    return ["positive" if p >= threshold else "negative" for p in probabilities]
+class ScoringCore:
+    """Scores texts for every protocol of one app; built by ``create_app``, never global."""
 
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.model_name = settings.model_name
+        self.auth = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
+        self._metrics = metrics
+        self.registry = ModelRegistry(
+            settings.model_base_path,
+            settings.model_name,
+            metrics,
+            # Drift and input metrics from each batch's score outputs (versions with ``score``).
+            loader=functools.partial(
+                Predictor.load, observe_inputs=InputMetrics(metrics.registry).observe
+            ),
+            settle_seconds=settings.model_settle_seconds,
+        )
+        self.batcher: MicroBatcher[Predictor] = MicroBatcher(
+            _score_batch,
+            max_batch_size=settings.max_batch_size,
+            max_wait_seconds=settings.max_batch_wait_ms / 1000,
+            gather_seconds=settings.batch_gather_ms / 1000,
+            queue_size=settings.queue_size,
+            on_batch=metrics.observe_batch,
+        )
+        metrics.track_queue_depth(lambda: self.batcher.depth)
+        self.explainer = Explainer()
+        self._draining = False
 
-def count_labels(service: Service, labels: list[str]) -> None:
-    """Count the predicted labels in the metrics."""
-    positives = labels.count("positive")
-    service.metrics.count_predictions(positives, len(labels) - positives)
+    # Life -------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, on_model_change: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Load, verify and warm the newest version, serve, and on exit drain and close.
+
+        ``on_model_change`` runs on the event loop after the first load and after every swap.
+        On exit, queued requests are answered (within ``graceful_shutdown_seconds``) before
+        the batcher's and the explainer's threads stop.
+        """
+        self._metrics.forget_dead_processes()
+        await asyncio.to_thread(self.registry.refresh)
+        if on_model_change is not None:
+            on_model_change()
+        self.batcher.start()
+        watcher: asyncio.Task[None] | None = None
+        if self.settings.reload_interval_seconds > 0:
+            watcher = asyncio.create_task(
+                self.registry.watch(self.settings.reload_interval_seconds, on_model_change),
+                name="model-watcher",
+            )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await self.batcher.drain(timeout_seconds=self.settings.graceful_shutdown_seconds)
+            await self.explainer.close()
+
+    def start_draining(self) -> None:
+        """The process is stopping: readiness turns false at once, while requests already
+        received (and any that still arrive) are scored until the server stops."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        """Whether ``start_draining`` was called."""
+        return self._draining
+
+    def check_ready(self) -> Predictor:
+        """The live predictor, or NotReadyError while loading or draining (readiness probes)."""
+        if self._draining:
+            raise NotReadyError("The service is shutting down.")
+        return self.registry.resolve()
+
+    # Requests ---------------------------------------------------------------------------------
+
+    def resolve(
+        self, choice: VersionChoice = DEFAULT_VERSION, model: str | None = None
+    ) -> Predictor:
+        """The predictor that answers ``choice`` (of ``model``, if the request names one).
+
+        NotReadyError while nothing is live; a ``ModelNotFoundError`` refinement
+        (``UnknownModelError``, ``UnknownVersionError``, ``UnknownLabelError``) for a name,
+        version or label that is not served, which each protocol words in its own way.
+        """
+        return self.registry.resolve(choice, model)
+
+    def check_count(self, count: int) -> None:
+        """PayloadTooLargeError when one request carries more texts than ``max_batch_items``."""
+        limit = self.settings.max_batch_items
+        if count > limit:
+            raise PayloadTooLargeError(f"At most {limit} texts per request.")
+
+    def check_texts(self, texts: Sequence[str]) -> None:
+        """InvalidInputError for a text over ``max_text_chars`` or unscorable, before it joins
+        a micro-batch (blank texts are refused by each protocol's parsing, as its schema says)."""
+        max_chars = self.settings.max_text_chars
+        for text in texts:
+            if len(text) > max_chars:
+                raise InvalidInputError(f"A text is longer than {max_chars} characters.")
+            reason = unscorable_reason(text)
+            if reason is not None:
+                raise InvalidInputError(reason)
+
+    async def score(
+        self, texts: Sequence[str], version: VersionChoice | Predictor = DEFAULT_VERSION
+    ) -> Scores:
+        """Score ``texts`` with the version chosen (or already resolved) for this request.
+
+        Checked in this order: the number of texts, the version (unless resolved), the texts.
+        """
+        self.check_count(len(texts))
+        predictor = version if isinstance(version, Predictor) else self.registry.resolve(version)
+        self.check_texts(texts)
+        scored = await self.batcher.submit(predictor, texts)
+        labels = predictor.labels_for(scored.probabilities)
+        self._count(labels)
+        return Scores(scored.probabilities, scored.logits, labels, predictor)
+
+    async def explain(
+        self, texts: Sequence[str], version: VersionChoice | Predictor = DEFAULT_VERSION
+    ) -> Explanations:
+        """Explain ``texts`` (at most ``max_explain_items``) with the chosen version.
+
+        ExplainUnavailableError (501) for a version exported without the explain signature.
+        Explained texts count as predictions; they are not input-metrics traffic.
+        """
+        limit = self.settings.max_explain_items
+        if len(texts) > limit:
+            raise PayloadTooLargeError(f"At most {limit} texts per explain request.")
+        predictor = version if isinstance(version, Predictor) else self.registry.resolve(version)
+        self.check_texts(texts)
+        explanations = await self.explainer.explain(predictor, texts)
+        self._count([explanation["label"] for explanation in explanations])
+        return Explanations(explanations, predictor)
+
+    async def signature_defs(self, predictor: Predictor) -> dict[str, Any]:
+        """The version's signature_defs in TF Serving's JSON (read in a thread the first time)."""
+        found = predictor.signature_defs
+        if found is None:
+            try:
+                found = await asyncio.to_thread(predictor.read_signature_defs)
+            except Exception as exc:  # the directory went away or is unreadable
+                raise NotReadyError("The model's signatures are not readable right now.") from exc
+        return found
+
+    def _count(self, labels: list[Label]) -> None:
+        positives = labels.count("positive")
+        self._metrics.count_predictions(positives, len(labels) - positives)

@@ -1,10 +1,10 @@
 """What a connection may cost before it is a request, and how connections end on shutdown.
 
 uvicorn's httptools protocol buffers the request line and headers itself, before the ASGI app
-sees anything, and bounds neither their size nor the time a client takes to send them: one
-64 MB header was answered 200, and 32 of them at once took two workers from 0.7 GB to 2-3 GB
-each; 200 connections trickling a header line every 2 s stayed open forever. So the limits
-live here, at the protocol level, in a small subclass of uvicorn's ``HttpToolsProtocol``:
+sees anything, and bounds neither their size nor the time a client takes to send them: a huge
+header was read whole and answered, many at once took gigabytes, and connections trickling a
+header line now and then stayed open forever. So the limits live here, at the protocol level,
+in a small subclass of uvicorn's ``HttpToolsProtocol``:
 
 * the request head (request line plus headers) is fed to the parser at most
   ``max_head_bytes`` at a time; a head still incomplete past that is answered 431 and the
@@ -13,7 +13,7 @@ live here, at the protocol level, in a small subclass of uvicorn's ``HttpToolsPr
   request) or of its first byte (later requests on a keep-alive connection), else 408 and close;
 * a body must arrive within ``body_timeout_seconds`` of its head, else 408 and close: a client
   trickling a body a byte a second held its request and connection open for as long as it
-  liked (50 such connections were all still open after 25 s);
+  liked;
 * on shutdown (SIGTERM), an idle keep-alive connection is not closed at once: a request the
   client already sent on it would be lost (uvicorn's ``shutdown`` closes it, and the client
   sees a reset for a POST it will not retry). It stays open for ``drain_idle_seconds``;
@@ -21,8 +21,9 @@ live here, at the protocol level, in a small subclass of uvicorn's ``HttpToolsPr
   are answered with ``Connection: close`` too (uvicorn's behaviour, kept).
 
 ``DrainingServer`` flips readiness at the signal: it marks the lifespan state (the ASGI
-channel from server to app, copied into every request's ``scope["state"]``), so ``/readyz``
-answers 503 from the moment SIGTERM arrives and new requests get ``Connection: close``.
+channel from server to app, copied into every request's ``scope["state"]``), so new requests
+get ``Connection: close``, and calls the hook the app put there (``ON_DRAIN_STATE_KEY``: the
+scoring core's ``start_draining``), so ``/readyz`` answers 503 from the moment SIGTERM arrives.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ import logging
 from types import FrameType
 from typing import Any, ClassVar, NamedTuple
 
-import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.core.errors import RequestHeadTooLargeError, RequestTimeoutError, ServiceError
-from app.service import DRAINING_STATE_KEY
+from app.http.errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ logger = logging.getLogger(__name__)
 # a little so it can see the answer instead of a reset, then close whatever it still sends.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+
+# Lifespan state keys (the dict uvicorn shares with the app's lifespan and copies into requests).
+DRAINING_STATE_KEY = "sentiment_draining"
+"""Set to True at SIGTERM: responses from then on close their connection."""
+ON_DRAIN_STATE_KEY = "sentiment_on_drain"
+"""Where the app's lifespan puts a callable to run at SIGTERM (its readiness turns false)."""
 
 
 class ConnectionLimits(NamedTuple):
@@ -64,9 +70,10 @@ def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]
 def raw_error_response(error: ServiceError) -> bytes:
     """The documented JSON error as raw HTTP/1.1 bytes, closing the connection.
 
-    Written straight to the transport: these answers happen before there is an ASGI request.
+    Written straight to the transport: these answers happen before there is an ASGI request
+    (so before its path, and a protocol family's error shape, are known).
     """
-    body = orjson.dumps({"error": {"type": error.error_type, "message": error.message}})
+    body = error_body(error)
     head = [
         STATUS_LINE[error.status_code],
         b"content-type: application/json\r\n",
@@ -87,9 +94,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes fed to the parser since this head began
         # When the head in progress began, and when the body in progress began (loop time;
         # None when there is none). One timer per connection checks both and re-arms itself,
-        # rather than a timer made and cancelled for every request (~4 us of event loop per
-        # request under load). It never waits longer than the shorter limit, so a deadline
-        # set after it was armed (always at least that far away) is never checked late.
+        # rather than a timer made and cancelled for every request, which cost the event loop
+        # time on every request under load. It never waits longer than the shorter limit, so a
+        # deadline set after it was armed (always at least that far away) is never checked late.
         self._head_started: float | None = None
         self._body_started: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -256,4 +263,7 @@ class DrainingServer(uvicorn.Server):
         lifespan = getattr(self, "lifespan", None)
         if lifespan is not None:
             lifespan.state[DRAINING_STATE_KEY] = True
+            on_drain = lifespan.state.get(ON_DRAIN_STATE_KEY)
+            if callable(on_drain):
+                on_drain()
         super().handle_exit(sig, frame)

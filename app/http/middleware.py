@@ -14,7 +14,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLargeError, ServiceError, error_response
+from app.core.errors import PayloadTooLargeError, ServiceError
+from app.http.errors import ErrorRenderer
 from app.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -25,10 +26,18 @@ _UNMATCHED_ROUTE = "unmatched"  # keeps label cardinality bounded for scanners' 
 class ServiceMiddleware:
     """Rejects oversized bodies before they are parsed and records request metrics."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServiceMetrics,
+        max_body_bytes: int,
+        errors: ErrorRenderer,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.errors = errors
         self._labels_by_endpoint: dict[Any, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,7 +60,9 @@ class ServiceMiddleware:
         try:
             declared_length = _content_length(scope)
             if declared_length is not None and declared_length > self.max_body_bytes:
-                await _send_error(PayloadTooLargeError(), scope, receive, send_recording_status)
+                await self._send_error(
+                    PayloadTooLargeError(), scope, receive, send_recording_status
+                )
                 return
             if declared_length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = self._limit_streamed_body(receive)
@@ -59,15 +70,21 @@ class ServiceMiddleware:
         except HTTPException as exc:
             if exc.status_code != 413 or response_started:
                 raise
-            await _send_error(PayloadTooLargeError(), scope, receive, send_recording_status)
+            await self._send_error(PayloadTooLargeError(), scope, receive, send_recording_status)
         except Exception as exc:
             logger.error(
                 "unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"]
             )
             if not response_started:
-                await _send_error(ServiceError(), scope, receive, send_recording_status)
+                await self._send_error(ServiceError(), scope, receive, send_recording_status)
         finally:
             metrics.request_finished(self._route_label(scope), scope["method"], status, started)
+
+    async def _send_error(
+        self, error: ServiceError, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer with ``error`` and close: the request body may be unread (or half read)."""
+        await self.errors.response(error, scope["path"], close=True)(scope, receive, send)
 
     def _route_label(self, scope: Scope) -> str:
         """The route template that matched, for metrics; "unmatched" only when none did.
@@ -120,8 +137,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _send_error(error: ServiceError, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer with ``error`` and close: the request body may be unread (or half read)."""
-    await error_response(error, close=True)(scope, receive, send)

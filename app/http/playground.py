@@ -1,17 +1,18 @@
-"""GET /: the playground, one self-contained HTML page (app/static/playground.html).
+"""GET /: the playground, one self-contained HTML page (app/http/static/playground.html).
 
 No build step and no network fetch beyond this service's own API: its script and styles are
 inline, so it works offline and air-gapped. The page itself holds nothing secret, so it is
 served without the API key; its calls to the API send the key the user types (X-API-Key).
-The file is read once, when the routes are installed.
+The file is read once per app, when its routes are made.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
 from starlette.responses import HTMLResponse, Response
+
+from app.protocols.base import RouteSpec
 
 PLAYGROUND_FILE = Path(__file__).parent / "static" / "playground.html"
 # The page runs only its own inline code and talks only to this origin.
@@ -25,19 +26,22 @@ _HEADERS = {
 }
 
 
-def install_playground_route(app: FastAPI) -> None:
-    """Register GET / (no API key: the page is static; its fetches carry the key)."""
+def playground_route() -> RouteSpec:
+    """GET / (no API key: the page is static; its fetches carry the key)."""
     page = PLAYGROUND_FILE.read_bytes()
 
     async def playground() -> Response:
         """The playground page: score as you type, see why, score a file."""
         return HTMLResponse(page, headers=_HEADERS)
 
-    app.add_api_route(
+    return RouteSpec(
         "/",
         playground,
-        methods=["GET"],
-        response_class=HTMLResponse,
-        summary="Playground page",
-        tags=["playground"],
+        "GET",
+        None,
+        {},
+        "Playground page",
+        "playground",
+        guarded=False,
+        options={"response_class": HTMLResponse},
     )

@@ -1,76 +1,21 @@
-"""Request and response bodies; their examples make up the OpenAPI documentation.
+"""The native API's request and response bodies; their examples make up the OpenAPI documentation.
 
-The schema says exactly what the service accepts, so a client generated from it (or a
-schema-driven fuzzer) never sends a body it believes valid and gets 422: a text must contain a
-non-whitespace character and no NUL (``TEXT_PATTERN``: the characters ``str.strip`` removes,
-spelled out so every regex engine agrees; ``unscorable_reason`` says why NUL is refused).
-Limits that depend on settings (characters per text, texts per batch) are checked in the
-routes, because a schema class is shared by every app instance in the process;
-``reflect_setting_limits`` writes an app's values into its OpenAPI document.
+The schema says exactly what the service accepts (``app.core.texts``: a text must contain a
+character ``str.strip`` keeps and no NUL, stated as ``TEXT_PATTERN``). Limits that depend on
+settings (characters per text, texts per request) are checked by the scoring core, because a
+schema class is shared by every app instance in the process; ``reflect_setting_limits`` writes
+an app's values into its OpenAPI document.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.core.predictor import Label
+from app.protocols.base import EXAMPLE_TEXT, NonBlankText
 
-def is_blank(text: str) -> bool:
-    """Empty or whitespace only, by ``str.strip``: the one rule every route applies."""
-    return not text.strip()
-
-
-# JSON may spell a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no
-# UTF-8 form, so TensorFlow cannot take it.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def unscorable_reason(text: str) -> str | None:
-    """Why the model cannot score ``text`` faithfully, or None (blank texts aside).
-
-    A lone surrogate used to reach TensorFlow, which refused it, and the whole model call
-    failed with it (503 for every request that shared the batch). A NUL: the graphs of versions
-    3 on lowercase with ``tf.strings.lower(encoding="utf-8")``, which ends the text there, so
-    "good\\0 awful" scored as "good". ``TEXT_PATTERN`` excludes NUL too.
-    """
-    if "\x00" in text:
-        return "A text contains a NUL character (U+0000); the model would not read past it."
-    if not text.isascii() and _LONE_SURROGATE.search(text):
-        return (
-            "A text contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a "
-            "character; send UTF-8 text."
-        )
-    return None
-
-
-def _reject_blank(text: str) -> str:
-    if is_blank(text):
-        raise ValueError("text must not be empty or whitespace only")
-    return text
-
-
-def _text_pattern() -> str:
-    """A regex for an acceptable text: no NUL, and a character ``str.strip`` keeps somewhere.
-
-    Code points are explicit \\u escapes and the pattern is anchored, so Python's ``re`` and
-    JSON Schema's ECMA dialect accept exactly the same strings.
-    """
-    blank = [code for code in range(sys.maxunicode + 1) if chr(code).isspace()]
-    kept = "[^\\u0000" + "".join(f"\\u{code:04x}" for code in blank) + "]"
-    return f"^[^\\u0000]*{kept}[^\\u0000]*$"
-
-
-TEXT_PATTERN = _text_pattern()
-ReviewText = Annotated[str, AfterValidator(_reject_blank)]
-# A text as every route's schema describes it: the validation above, stated as a pattern that
-# means the same in any regex dialect (a bare \S does not: Python counts U+001C-U+001F as
-# whitespace, JSON Schema's ECMA dialect does not, so schema-driven clients sent "\x1e").
-NonBlankText = Annotated[
-    ReviewText, Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})
-]
 # Our own routes' text.
 PredictText = Annotated[
     NonBlankText,
@@ -81,16 +26,13 @@ PredictText = Annotated[
         ),
     ),
 ]
-Label = Literal["positive", "negative"]
-
-_EXAMPLE_TEXT = "This movie was wonderful, I loved every minute of it."
 
 
 class PredictRequest(BaseModel):
     """One text to score."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"text": _EXAMPLE_TEXT}]}
+        extra="forbid", json_schema_extra={"examples": [{"text": EXAMPLE_TEXT}]}
     )
 
     text: PredictText
@@ -102,7 +44,7 @@ class BatchPredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"texts": [_EXAMPLE_TEXT, "Terrible acting, a waste of time."]}]
+            "examples": [{"texts": [EXAMPLE_TEXT, "Terrible acting, a waste of time."]}]
         },
     )
 
@@ -184,27 +126,85 @@ class BatchPredictResponse(BaseModel):
     model_version: str = Field(description="Version of the model that scored every text.")
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok"] = "ok"
+_EXPLAIN_EXAMPLE = "I did not like it, but the music was great."
 
 
-class ReadyResponse(BaseModel):
-    status: Literal["ready"] = "ready"
-    model_version: str
+def _explain_schema_extra(schema: dict[str, Any]) -> None:
+    """Examples, and the rule in the schema: exactly one of a text or a list of texts."""
+    schema["examples"] = [{"text": _EXPLAIN_EXAMPLE}, {"texts": [_EXPLAIN_EXAMPLE]}]
+    schema["oneOf"] = [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
+    ]
 
 
-class ErrorDetail(BaseModel):
-    type: str = Field(description="Machine-readable error type, e.g. 'invalid_input'.")
-    message: str = Field(description="Human-readable explanation; never echoes input text.")
+class ExplainRequest(BaseModel):
+    """One text (``text``) or a small batch (``texts``) to explain: exactly one of them."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_explain_schema_extra)
 
-class ErrorResponse(BaseModel):
-    """The one error shape every failing request gets."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"error": {"type": "invalid_input", "message": "text: Field required"}}]
-        }
+    text: PredictText | None = Field(default=None, description="One raw English text.")
+    texts: list[PredictText] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several raw texts (at most SENTIMENT_MAX_EXPLAIN_ITEMS).",
     )
 
-    error: ErrorDetail
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ExplainRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("send exactly one of 'text' or 'texts'")
+        return self
+
+    def all_texts(self) -> list[str]:
+        if self.text is not None:
+            return [self.text]
+        return list(self.texts or ())
+
+
+class Unit(BaseModel):
+    """One unit the model scored and its exact share of the raw logit."""
+
+    unit: str = Field(
+        description="A word, or words joined by one space (an n-gram), lower-cased; "
+        "'NOT_' marks a word in a negation's scope; '[UNK]' stands for an empty text."
+    )
+    contribution: float = Field(description="This unit's exact share of raw_logit.")
+
+
+class InputAccounting(BaseModel):
+    """What of the text the model actually scored."""
+
+    token_count: int = Field(
+        ge=0,
+        description="Real units scored (words and n-grams, at most the sequence length); "
+        "the n of the temperature T(n) (taken as 1 for an empty text).",
+    )
+    truncated: bool = Field(description="The text had more units than the sequence length.")
+    oov_count: int = Field(ge=0, description="Scored units the model's vocabulary lacks.")
+    oov_share: float = Field(ge=0, le=1, description="oov_count / token_count (0 if empty).")
+
+
+class Explanation(BaseModel):
+    """Everything the model computed for one text; sum(contributions) + bias == raw_logit."""
+
+    label: Label = Field(description="'positive' when probability >= the decision threshold.")
+    probability: float = Field(ge=0, le=1, description="P(positive), as /v1/predict answers.")
+    logit: float = Field(description="Calibrated logit: raw_logit / temperature.")
+    raw_logit: float = Field(description="bias + the sum of the units' contributions.")
+    temperature: float = Field(
+        description="What raw_logit is divided by: T(n) = a + b/n^p (n = input.token_count), "
+        "times |raw_logit/T(n)|^(1-g) for a model whose card's calibration has a power g < 1."
+    )
+    bias: float = Field(description="The model's bias: the raw logit of a text with no units.")
+    input: InputAccounting
+    units: list[Unit] = Field(description="Every scored unit in the model's order.")
+
+
+class ExplainResponse(BaseModel):
+    """One explanation per input text, in input order."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    explanations: list[Explanation]
+    model_version: str = Field(description="Version directory of the model that explained.")

@@ -11,254 +11,72 @@ raw little-endian floats.
 
 The body is parsed here with orjson rather than by a pydantic model: a binary body is not
 JSON, and our own checks give the protocol's error messages. The OpenAPI schema still
-describes the JSON form exactly. Scoring goes through ``app.core.scoring``, so the limits, the
-micro-batcher, 429/503, the API key and the metrics are the same as on every other route.
-Errors are ``{"error": "<message>"}`` (``register_error_shape`` on ``/v2``), with 400 for an
-invalid request as the protocol's servers answer; client-chosen names are never echoed.
+describes the JSON form exactly (``app.protocols.open_inference_schemas``). Scoring goes
+through the scoring core, so the version resolution, the limits, the micro-batcher, 429/503
+and the metrics are the same as on every other route. Errors are ``{"error": "<message>"}``
+(the adapter's error shape, on ``/v2``), with 400 for an invalid request as the protocol's
+servers answer; client-chosen names are never echoed.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, Request
-from fastapi import Path as PathParam
-from fastapi.params import Depends
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
-from app.core.errors import (
-    InvalidInputError,
-    ModelNotFoundError,
-    PayloadTooLargeError,
-    protocol_error_shape,
-    register_error_shape,
+from app.core.errors import InvalidInputError
+from app.core.registry import VersionChoice
+from app.core.texts import is_blank
+from app.http.errors import JSON, ErrorShape
+from app.protocols.base import (
+    BARE,
+    BY_VERSION,
+    NotFoundWording,
+    ProtocolAdapter,
+    RouteSpec,
+    VersionedOperation,
+    error_docs,
+    flat_error_shape,
+    json_response,
 )
-from app.core.predictor import Predictor
-from app.core.scoring import check_batch_size, score_with_logits, service_of
-from app.protocols.native_schemas import TEXT_PATTERN, is_blank
-from app.service import Service
+from app.protocols.open_inference_schemas import (
+    INFER_REQUEST_SCHEMA,
+    OUTPUT_NAMES,
+    InferResponse,
+    LiveResponse,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ProtocolError,
+    ServerMetadataResponse,
+    ServerReadyResponse,
+)
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
 
 PATH_PREFIX = "/v2"
-register_error_shape(PATH_PREFIX, protocol_error_shape)
-
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow_savedmodel"
-OUTPUT_NAMES = (PROBABILITY_OUTPUT, LOGIT_OUTPUT)
 
-
-VersionParam = Annotated[
-    str, PathParam(pattern=r"^[0-9]{1,18}$", description="A model version (an integer).")
-]
-
-
-class TensorMetadata(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ServerMetadataResponse(BaseModel):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class LiveResponse(BaseModel):
-    live: bool
-
-
-class ReadyResponse(BaseModel):
-    ready: bool
-
-
-class ModelReadyResponse(BaseModel):
-    name: str
-    ready: bool
-
-
-class ModelMetadataResponse(BaseModel):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class InferOutput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[float] | None = Field(default=None, description="Absent when sent as binary.")
-
-
-class InferResponse(BaseModel):
-    """The JSON part of an answer (binary outputs follow it, see the header)."""
-
-    model_config = ConfigDict(protected_namespaces=())
-
-    model_name: str
-    model_version: str
-    id: str | None = None
-    outputs: list[InferOutput]
-
-
-class ProtocolError(BaseModel):
-    """The protocol's one error shape."""
-
-    error: str
-
-
-_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": TEXT_PATTERN}
-_PARAMETERS_SCHEMA = {"type": "object", "additionalProperties": True}
-_INFER_REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["inputs"],
-    "properties": {
-        "id": {"type": "string", "maxLength": 256},
-        "parameters": {
-            "type": "object",
-            "properties": {"binary_data_output": {"type": "boolean"}},
-            "additionalProperties": True,
-        },
-        "inputs": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name", "datatype", "shape", "data"],
-                "properties": {
-                    "name": {"type": "string", "enum": [INPUT_NAME]},
-                    "datatype": {"type": "string", "enum": ["BYTES"]},
-                    "shape": {
-                        "type": "array",
-                        "items": {"type": "integer", "minimum": 1},
-                        "minItems": 1,
-                        "maxItems": 1,
-                    },
-                    "parameters": _PARAMETERS_SCHEMA,
-                    "data": {"type": "array", "minItems": 1, "items": _TEXT_SCHEMA},
-                },
-            },
-        },
-        "outputs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name"],
-                "properties": {
-                    "name": {"type": "string", "enum": list(OUTPUT_NAMES)},
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"binary_data": {"type": "boolean"}},
-                        "additionalProperties": True,
-                    },
-                },
-            },
-        },
-    },
-    "examples": [
-        {
-            "id": "42",
-            "inputs": [
-                {
-                    "name": INPUT_NAME,
-                    "datatype": "BYTES",
-                    "shape": [2],
-                    "data": ["A wonderful film.", "Terrible acting, a waste of time."],
-                }
-            ],
-            "outputs": [{"name": PROBABILITY_OUTPUT}],
-        }
-    ],
+_TAG = "Open Inference Protocol (KServe V2)"
+_NOT_FOUND = NotFoundWording(
+    "Request for unknown model: the model name is not served.",
+    "Request for unknown model: '{name}' version {version} is not found",
+)
+_INFER_DOCS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": INFER_REQUEST_SCHEMA}},
+    }
 }
-
-
-def _json(content: Any) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json")
-
-
-def _resolve(service: Service, name: str, version: str | None) -> Predictor:
-    """The live model if the URL names it; the client's name is never echoed."""
-    model_name = service.settings.model_name
-    if name != model_name:
-        raise ModelNotFoundError("Request for unknown model: the model name is not served.")
-    predictor = service.registry.require_live()
-    if version is not None and int(version) != predictor.version:
-        raise ModelNotFoundError(
-            f"Request for unknown model: '{model_name}' version {int(version)} is not found"
-        )
-    return predictor
-
-
-async def server_metadata(request: Request) -> Response:
-    """The server's name, version and protocol extensions."""
-    return _json(
-        {"name": "sentiment-service", "version": request.app.version, "extensions": EXTENSIONS}
-    )
-
-
-async def server_live() -> Response:
-    """200 while the process serves HTTP (tritonclient reads the status, KServe ``live``)."""
-    return _json({"live": True})
-
-
-async def server_ready(request: Request) -> Response:
-    """200 once a verified, warm model is live; 503 before."""
-    service_of(request).registry.require_live()
-    return _json({"ready": True})
-
-
-async def _model_ready(request: Request, name: str, version: str | None = None) -> Response:
-    service = service_of(request)
-    _resolve(service, name, version)
-    return _json({"name": service.settings.model_name, "ready": True})
-
-
-async def model_ready(name: str, request: Request) -> Response:
-    """200 when the model is live (503 before, 404 for another name)."""
-    return await _model_ready(request, name)
-
-
-async def model_version_ready(name: str, version: VersionParam, request: Request) -> Response:
-    """200 when this version is the live one."""
-    return await _model_ready(request, name, version)
 
 
 def _tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": shape}
-
-
-async def _model_metadata(request: Request, name: str, version: str | None = None) -> Response:
-    service = service_of(request)
-    predictor = _resolve(service, name, version)
-    return _json(
-        {
-            "name": service.settings.model_name,
-            "versions": [predictor.version_label],
-            "platform": PLATFORM,
-            "inputs": [_tensor(INPUT_NAME, "BYTES", [-1])],
-            "outputs": [_tensor(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
-        }
-    )
-
-
-async def model_metadata(name: str, request: Request) -> Response:
-    """The model's input and output tensors."""
-    return await _model_metadata(request, name)
-
-
-async def model_version_metadata(name: str, version: VersionParam, request: Request) -> Response:
-    """The metadata of one version (the live one)."""
-    return await _model_metadata(request, name, version)
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -294,8 +112,11 @@ def _decode_bytes_elements(raw: bytes, count: int) -> list[str]:
     return texts
 
 
-def _parse_texts(item: Any, binary: bytes, max_items: int) -> tuple[list[str], int]:
-    """The texts of the one input tensor, and how many binary bytes it used."""
+def _parse_texts(
+    item: Any, binary: bytes, check_count: Callable[[int], None]
+) -> tuple[list[str], int]:
+    """The texts of the one input tensor, and how many binary bytes it used (``check_count``:
+    the core's limit on texts per request)."""
     if not isinstance(item, dict):
         raise InvalidInputError("Each input must be an object.")
     if item.get("name") != INPUT_NAME:
@@ -312,8 +133,7 @@ def _parse_texts(item: Any, binary: bytes, max_items: int) -> tuple[list[str], i
     ):
         raise InvalidInputError(f"Input {INPUT_NAME!r} must have shape [N] with N >= 1.")
     count = shape[0]
-    if count > max_items:
-        raise PayloadTooLargeError(f"At most {max_items} texts per request.")
+    check_count(count)  # before decoding: a declared count over the limit reads nothing
     parameters = item.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInputError("Input parameters must be an object.")
@@ -363,37 +183,14 @@ def _requested_outputs(document: dict[str, Any]) -> list[tuple[str, bool]]:
     return chosen
 
 
-async def _infer(request: Request, name: str, version: str | None = None) -> Response:
-    service = service_of(request)
-    requested = _resolve(service, name, version)
-    header, binary = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-    try:
-        document = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError("The request body is not valid JSON.") from exc
-    if not isinstance(document, dict):
-        raise InvalidInputError("The request body must be a JSON object.")
-    request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInputError("'id' must be a string.")
-    inputs = document.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1:
-        raise InvalidInputError(f"Expected exactly one input, {INPUT_NAME!r}.")
-    texts, used = _parse_texts(inputs[0], binary, service.settings.max_batch_items)
-    if used != len(binary):
-        raise InvalidInputError("The binary data does not match the inputs' binary_data_size.")
-    outputs = _requested_outputs(document)
-    check_batch_size(service, len(texts))
-    probabilities, logits, scored_by = await score_with_logits(service, texts)
-    if version is not None and scored_by.version != requested.version:
-        # A newer version was swapped in meanwhile: the one asked for is gone.
-        _resolve(service, name, version)
-    values = {PROBABILITY_OUTPUT: probabilities, LOGIT_OUTPUT: logits}
-    shape = [len(texts), 1]
+def _encode_outputs(
+    outputs: list[tuple[str, bool]], values: dict[str, list[float]], count: int
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The outputs asked for, each as JSON ``data`` or as raw little-endian FP32 bytes."""
     described: list[dict[str, Any]] = []
     tail: list[bytes] = []
     for output_name, as_binary in outputs:
-        tensor = _tensor(output_name, "FP32", shape)
+        tensor = _tensor(output_name, "FP32", [count, 1])
         if as_binary:
             raw = np.asarray(values[output_name], dtype="<f4").tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
@@ -401,88 +198,179 @@ async def _infer(request: Request, name: str, version: str | None = None) -> Res
         else:
             tensor["data"] = values[output_name]
         described.append(tensor)
-    answer: dict[str, Any] = {
-        "model_name": service.settings.model_name,
-        "model_version": scored_by.version_label,
-    }
-    if request_id is not None:
-        answer["id"] = request_id
-    answer["outputs"] = described
-    head = orjson.dumps(answer)
-    if not tail:
-        return Response(head, media_type="application/json")
-    return Response(
-        b"".join([head, *tail]),
-        media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(len(head))},
-    )
+    return described, tail
 
 
-async def infer(name: str, request: Request) -> Response:
-    """Score texts: BYTES ``text`` [N] in, FP32 ``probability`` and ``logit`` [N, 1] out."""
-    return await _infer(request, name)
+class OpenInferenceProtocol(ProtocolAdapter):
+    """The Open Inference Protocol's REST routes over the scoring core."""
 
+    error_shape: ClassVar[ErrorShape | None] = ErrorShape(PATH_PREFIX, flat_error_shape)
 
-async def infer_version(name: str, version: VersionParam, request: Request) -> Response:
-    """Infer on a given version (must be the live one)."""
-    return await _infer(request, name, version)
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProtocolError} for status in statuses}
-
-
-_MODEL = f"{PATH_PREFIX}/models/{{name}}"
-_VERSION = f"{_MODEL}/versions/{{version}}"
-_INFER_DOCS: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _INFER_REQUEST_SCHEMA},
-        },
-    }
-}
-_ROUTES: tuple[tuple[str, Callable[..., Awaitable[Response]], str, Any, str], ...] = (
-    (f"{_MODEL}/infer", infer, "POST", InferResponse, "Open Inference Protocol infer"),
-    (f"{_VERSION}/infer", infer_version, "POST", InferResponse, "… a version"),
-    (f"{_MODEL}/ready", model_ready, "GET", ModelReadyResponse, "Model ready"),
-    (f"{_VERSION}/ready", model_version_ready, "GET", ModelReadyResponse, "… a version"),
-    (_MODEL, model_metadata, "GET", ModelMetadataResponse, "Model metadata"),
-    (_VERSION, model_version_metadata, "GET", ModelMetadataResponse, "… a version"),
-    (PATH_PREFIX, server_metadata, "GET", ServerMetadataResponse, "Server metadata"),
-)
-
-
-def install_routes(app: FastAPI, dependencies: list[Depends] | None) -> None:
-    """Register the V2 routes; ``dependencies`` (the API key) guard all but health."""
-    for path, endpoint, method, response_model, summary in _ROUTES:
-        post = method == "POST"
-        app.add_api_route(
-            path,
-            endpoint,
-            methods=[method],
-            response_model=response_model,
-            responses=_errors(400, 401, 404, 413, 429, 503) if post else _errors(401, 404, 503),
-            summary=summary,
-            tags=["Open Inference Protocol (KServe V2)"],
-            dependencies=dependencies,
-            openapi_extra=_INFER_DOCS if post else None,
+    async def server_metadata(self, request: Request) -> Response:
+        """The server's name, version and protocol extensions."""
+        return json_response(
+            {"name": "sentiment-service", "version": request.app.version, "extensions": EXTENSIONS}
         )
-    # Health stays open like /healthz and /readyz: KServe's probes carry no key.
-    app.add_api_route(
-        f"{PATH_PREFIX}/health/live",
-        server_live,
-        methods=["GET"],
-        response_model=LiveResponse,
-        summary="Server live",
-        tags=["Open Inference Protocol (KServe V2)"],
-    )
-    app.add_api_route(
-        f"{PATH_PREFIX}/health/ready",
-        server_ready,
-        methods=["GET"],
-        response_model=ReadyResponse,
-        responses=_errors(503),
-        summary="Server ready",
-        tags=["Open Inference Protocol (KServe V2)"],
-    )
+
+    async def server_live(self) -> Response:
+        """200 while the process serves HTTP (tritonclient reads the status, KServe ``live``)."""
+        return json_response({"live": True})
+
+    async def server_ready(self) -> Response:
+        """200 once a verified, warm model is live; 503 before."""
+        self.core.resolve()
+        return json_response({"ready": True})
+
+    async def model_ready(
+        self, request: Request, name: str, choice: VersionChoice, body: None
+    ) -> Response:
+        self.resolve(name, choice, _NOT_FOUND)
+        return json_response({"name": self.core.model_name, "ready": True})
+
+    async def model_metadata(
+        self, request: Request, name: str, choice: VersionChoice, body: None
+    ) -> Response:
+        predictor = self.resolve(name, choice, _NOT_FOUND)
+        return json_response(
+            {
+                "name": self.core.model_name,
+                "versions": [predictor.version_label],
+                "platform": PLATFORM,
+                "inputs": [_tensor(INPUT_NAME, "BYTES", [-1])],
+                "outputs": [_tensor(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
+            }
+        )
+
+    async def infer(
+        self, request: Request, name: str, choice: VersionChoice, body: None
+    ) -> Response:
+        predictor = self.resolve(name, choice, _NOT_FOUND)
+        header, binary = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+        try:
+            document = orjson.loads(header)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError("The request body is not valid JSON.") from exc
+        if not isinstance(document, dict):
+            raise InvalidInputError("The request body must be a JSON object.")
+        request_id = document.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise InvalidInputError("'id' must be a string.")
+        inputs = document.get("inputs")
+        if not isinstance(inputs, list) or len(inputs) != 1:
+            raise InvalidInputError(f"Expected exactly one input, {INPUT_NAME!r}.")
+        texts, used = _parse_texts(inputs[0], binary, self.core.check_count)
+        if used != len(binary):
+            raise InvalidInputError("The binary data does not match the inputs' binary_data_size.")
+        outputs = _requested_outputs(document)
+        scores = await self.core.score(texts, predictor)
+        values = {PROBABILITY_OUTPUT: scores.probabilities, LOGIT_OUTPUT: scores.logits}
+        described, tail = _encode_outputs(outputs, values, len(texts))
+        answer: dict[str, Any] = {
+            "model_name": self.core.model_name,
+            "model_version": predictor.version_label,
+        }
+        if request_id is not None:
+            answer["id"] = request_id
+        answer["outputs"] = described
+        head = orjson.dumps(answer)
+        if not tail:
+            return Response(head, media_type=JSON)
+        return Response(
+            b"".join([head, *tail]),
+            media_type="application/octet-stream",
+            headers={HEADER_LENGTH: str(len(head))},
+        )
+
+    def routes(self) -> Sequence[RouteSpec]:
+        post_errors = (400, 401, 404, 413, 429, 503)
+        get_errors = (401, 404, 503)
+        infer_docs = (
+            (
+                "infer",
+                "Score texts: BYTES ``text`` [N] in, FP32 ``probability`` and ``logit`` "
+                "[N, 1] out.",
+            ),
+            ("infer_version", "Infer on a given version (must be the live one)."),
+        )
+        ready_docs = (
+            ("model_ready", "200 when the model is live (503 before, 404 for another name)."),
+            ("model_version_ready", "200 when this version is the live one."),
+        )
+        metadata_docs = (
+            ("model_metadata", "The model's input and output tensors."),
+            ("model_version_metadata", "The metadata of one version (the live one)."),
+        )
+        infer_extra = {"openapi_extra": _INFER_DOCS}
+        operations = (
+            VersionedOperation(
+                "/infer",
+                "POST",
+                self.infer,
+                None,
+                InferResponse,
+                post_errors,
+                "Open Inference Protocol infer",
+                infer_docs,
+                infer_extra,
+            ),
+            VersionedOperation(
+                "/ready",
+                "GET",
+                self.model_ready,
+                None,
+                ModelReadyResponse,
+                get_errors,
+                "Model ready",
+                ready_docs,
+            ),
+            VersionedOperation(
+                "",
+                "GET",
+                self.model_metadata,
+                None,
+                ModelMetadataResponse,
+                get_errors,
+                "Model metadata",
+                metadata_docs,
+            ),
+        )
+        versioned = self.versioned_routes(
+            f"{PATH_PREFIX}/models/{{name}}",
+            (BARE, BY_VERSION),
+            operations,
+            tag=_TAG,
+            error_model=ProtocolError,
+        )
+        # Health stays open like /healthz and /readyz: KServe's probes carry no key.
+        return (
+            *versioned,
+            RouteSpec(
+                PATH_PREFIX,
+                self.server_metadata,
+                "GET",
+                ServerMetadataResponse,
+                error_docs(ProtocolError, get_errors),
+                "Server metadata",
+                _TAG,
+            ),
+            RouteSpec(
+                f"{PATH_PREFIX}/health/live",
+                self.server_live,
+                "GET",
+                LiveResponse,
+                {},
+                "Server live",
+                _TAG,
+                guarded=False,
+            ),
+            RouteSpec(
+                f"{PATH_PREFIX}/health/ready",
+                self.server_ready,
+                "GET",
+                ServerReadyResponse,
+                error_docs(ProtocolError, (503,)),
+                "Server ready",
+                _TAG,
+                guarded=False,
+            ),
+        )

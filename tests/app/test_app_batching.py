@@ -1,4 +1,5 @@
-"""Micro-batching behaviour with the real model: matching, back-pressure, failure isolation.
+"""Micro-batching behaviour with the real model: matching, back-pressure, failure isolation,
+and batches that never mix model versions.
 
 The only fake in the suite lives here: a thin wrapper at the predictor boundary that holds a
 model call on a gate (so requests pile up deterministically) or fails a call on purpose.
@@ -49,19 +50,19 @@ class GatedScorer:
 
     def __init__(self, predictor: Predictor, poison: str | None = None) -> None:
         self.predictor = predictor
-        self.predict: PredictFunction = predictor.predict_probabilities
+        self.predict: PredictFunction = predictor.predict_scores
         self.poison = poison
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.batches: list[list[str]] = []
 
-    def __call__(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+    def __call__(self, model: Any, texts: list[str]) -> npt.NDArray[np.float32]:
         self.entered.set()
         assert self.gate.wait(GATE_TIMEOUT), "test never opened the gate"
         self.batches.append(list(texts))
         if self.poison is not None and any(self.poison in text for text in texts):
             raise RuntimeError("simulated model failure")
-        return self.predict(texts), self.predictor
+        return self.predict(texts)
 
 
 async def _wait_for(event: threading.Event) -> None:
@@ -81,7 +82,7 @@ def test_batched_results_equal_one_at_a_time_and_stay_matched(predictor: Predict
     async def scenario() -> list[Any]:
         batcher = MicroBatcher(scorer, max_batch_size=16, queue_size=100)
         batcher.start()
-        tasks = [asyncio.create_task(batcher.submit(request)) for request in requests]
+        tasks = [asyncio.create_task(batcher.submit(predictor, request)) for request in requests]
         await asyncio.sleep(0.05)  # every request is queued behind the gated first call
         scorer.gate.set()
         results = await asyncio.gather(*tasks)
@@ -96,7 +97,40 @@ def test_batched_results_equal_one_at_a_time_and_stay_matched(predictor: Predict
     for request, want, got in zip(requests, expected, results, strict=True):
         assert len(got.probabilities) == len(request)
         assert got.probabilities == pytest.approx(want, abs=1e-6)
-        assert got.model is predictor
+        assert len(got.logits) == len(request)
+
+
+def test_a_batch_holds_one_model_and_waiting_models_take_turns() -> None:
+    """Requests resolved to different versions never share a model call, and each gets its
+    own version's scores, whatever order they arrived in."""
+    gate = threading.Event()
+    entered = threading.Event()
+    calls: list[tuple[str, list[str]]] = []
+    value = {"old": 0.25, "new": 0.75}
+
+    def score(model: str, texts: list[str]) -> npt.NDArray[np.float32]:
+        entered.set()
+        assert gate.wait(GATE_TIMEOUT), "test never opened the gate"
+        calls.append((model, list(texts)))
+        return np.array([[value[model], 0.0]] * len(texts), np.float32)
+
+    async def scenario() -> list[Any]:
+        batcher: MicroBatcher[str] = MicroBatcher(score, max_batch_size=8, queue_size=10)
+        batcher.start()
+        busy = asyncio.create_task(batcher.submit("old", ["busy"]))
+        await _wait_for(entered)
+        arrivals = [("old", "o1"), ("new", "n1"), ("old", "o2"), ("new", "n2"), ("old", "o3")]
+        queued = [asyncio.create_task(batcher.submit(m, [text])) for m, text in arrivals]
+        await asyncio.sleep(0.01)
+        assert batcher.depth == len(arrivals)
+        gate.set()
+        results = await asyncio.gather(busy, *queued)
+        await batcher.drain(timeout_seconds=5)
+        return [result.probabilities for result in results]
+
+    probabilities = asyncio.run(scenario())
+    assert calls == [("old", ["busy"]), ("old", ["o1", "o2", "o3"]), ("new", ["n1", "n2"])]
+    assert probabilities == [[0.25], [0.25], [0.75], [0.25], [0.75], [0.25]]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SCHED_BATCH is Linux's")
@@ -104,14 +138,14 @@ def test_the_model_thread_never_preempts_the_event_loop_on_wake_up() -> None:
     """The model thread is SCHED_BATCH; the event loop's thread keeps its own policy."""
     policies: list[int] = []
 
-    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], str]:
+    def score(model: str, texts: list[str]) -> npt.NDArray[np.float32]:
         policies.append(os.sched_getscheduler(0))
-        return np.zeros(len(texts), np.float32), "model"
+        return np.zeros((len(texts), 2), np.float32)
 
     async def scenario() -> int:
         batcher = MicroBatcher(score, max_batch_size=4, queue_size=4)
         batcher.start()
-        await batcher.submit(["a text"])
+        await batcher.submit("model", ["a text"])
         await batcher.drain(timeout_seconds=5)
         return os.sched_getscheduler(0)
 
@@ -128,19 +162,19 @@ def test_full_queue_refuses_at_once_and_queued_requests_still_complete(
     async def scenario() -> None:
         batcher = MicroBatcher(scorer, max_batch_size=4, queue_size=3)
         batcher.start()
-        running = asyncio.create_task(batcher.submit(["in the model"]))
+        running = asyncio.create_task(batcher.submit(predictor, ["in the model"]))
         await _wait_for(scorer.entered)
-        queued = [asyncio.create_task(batcher.submit([f"queued {i}"])) for i in range(3)]
+        queued = [asyncio.create_task(batcher.submit(predictor, [f"queued {i}"])) for i in range(3)]
         await asyncio.sleep(0.01)
         assert batcher.depth == 3
         with pytest.raises(OverloadedError):
-            await asyncio.wait_for(batcher.submit(["one too many"]), timeout=1)
+            await asyncio.wait_for(batcher.submit(predictor, ["one too many"]), timeout=1)
         scorer.gate.set()
         results = await asyncio.gather(running, *queued)
         assert [len(result.probabilities) for result in results] == [1, 1, 1, 1]
         await batcher.drain(timeout_seconds=5)
         with pytest.raises(NotReadyError):
-            await batcher.submit(["after shutdown"])
+            await batcher.submit(predictor, ["after shutdown"])
 
     asyncio.run(scenario())
 
@@ -151,17 +185,17 @@ def test_failing_model_call_fails_only_its_batch(predictor: Predictor) -> None:
     async def scenario() -> list[Any]:
         batcher = MicroBatcher(scorer, max_batch_size=2, queue_size=10)
         batcher.start()
-        first = asyncio.create_task(batcher.submit(["first, alone"]))
+        first = asyncio.create_task(batcher.submit(predictor, ["first, alone"]))
         await _wait_for(scorer.entered)
         # Queued behind the gate: greedy batches of two are [POISON, bystander], [c, d].
         rest = [
-            asyncio.create_task(batcher.submit([text]))
+            asyncio.create_task(batcher.submit(predictor, [text]))
             for text in ("POISON review", "bystander", "third", "fourth")
         ]
         await asyncio.sleep(0.01)
         scorer.gate.set()
         outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
-        after = await batcher.submit(["after the failure"])
+        after = await batcher.submit(predictor, ["after the failure"])
         await batcher.drain(timeout_seconds=5)
         return [*outcomes, after]
 
@@ -180,11 +214,11 @@ def gated_app(
     """The app with its live model wrapped so the test controls when model calls finish."""
     app = create_app(make_settings(queue_size=1, max_batch_size=1))
     with TestClient(app) as client:
-        live = app.state.service.registry.live
+        live = app.state.core.registry.live
         scorer = GatedScorer(live, poison="POISON")
 
         def gated_predict(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-            return scorer(list(texts))[0]
+            return scorer(live, list(texts))
 
         live.predict_scores = gated_predict  # what the app's batcher calls
         try:
@@ -208,12 +242,12 @@ def test_app_answers_429_when_the_queue_is_full(
     assert scorer.entered.wait(GATE_TIMEOUT)
     second = threading.Thread(target=post, args=("second",))
     second.start()
-    service = client.app.state.service  # type: ignore[attr-defined]
+    batcher = client.app.state.core.batcher  # type: ignore[attr-defined]
     for _ in range(200):
-        if service.batcher.depth == 1:
+        if batcher.depth == 1:
             break
         threading.Event().wait(0.01)
-    assert service.batcher.depth == 1
+    assert batcher.depth == 1
     # The model is busy (held on the gate) and the queue is full: health still answers.
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
@@ -246,16 +280,16 @@ def test_app_model_failure_is_a_clean_503_and_the_next_request_works(
 def test_max_wait_gathers_requests_that_arrive_within_it(predictor: Predictor) -> None:
     batches: list[int] = []
 
-    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+    def score(model: Predictor, texts: list[str]) -> npt.NDArray[np.float32]:
         batches.append(len(texts))
-        return predictor.predict_probabilities(texts), predictor
+        return model.predict_scores(texts)
 
     async def scenario() -> None:
         batcher = MicroBatcher(score, max_batch_size=8, max_wait_seconds=0.2, queue_size=10)
         batcher.start()
-        first = asyncio.create_task(batcher.submit(["early"]))
+        first = asyncio.create_task(batcher.submit(predictor, ["early"]))
         await asyncio.sleep(0.02)
-        second = asyncio.create_task(batcher.submit(["a little later"]))
+        second = asyncio.create_task(batcher.submit(predictor, ["a little later"]))
         await asyncio.gather(first, second)
         await batcher.drain(timeout_seconds=5)
 
@@ -277,15 +311,15 @@ def _gather_scenario(
             scorer, max_batch_size=max_batch_size, gather_seconds=gather_seconds, queue_size=10
         )
         batcher.start()
-        busy = asyncio.create_task(batcher.submit(["busy"]))
+        busy = asyncio.create_task(batcher.submit(predictor, ["busy"]))
         await _wait_for(scorer.entered)
-        queued = asyncio.create_task(batcher.submit(["queued"]))
+        queued = asyncio.create_task(batcher.submit(predictor, ["queued"]))
         await asyncio.sleep(0)
         scorer.gate.set()
         await busy
         await asyncio.sleep(0.05)
         started = time.monotonic()
-        await batcher.submit(["late"])
+        await batcher.submit(predictor, ["late"])
         late_seconds = time.monotonic() - started
         await queued
         await batcher.drain(timeout_seconds=5)
@@ -319,9 +353,9 @@ def test_a_lone_request_on_an_idle_model_is_never_delayed(
 ) -> None:
     batches: list[int] = []
 
-    def score(texts: list[str]) -> tuple[npt.NDArray[np.float32], Predictor]:
+    def score(model: Predictor, texts: list[str]) -> npt.NDArray[np.float32]:
         batches.append(len(texts))
-        return predictor.predict_probabilities(texts), predictor
+        return model.predict_scores(texts)
 
     async def scenario() -> float:
         batcher = MicroBatcher(
@@ -329,9 +363,9 @@ def test_a_lone_request_on_an_idle_model_is_never_delayed(
         )
         batcher.start()
         started = time.monotonic()
-        await batcher.submit(["alone"])
+        await batcher.submit(predictor, ["alone"])
         await asyncio.sleep(0.02)
-        await batcher.submit(["alone again"])
+        await batcher.submit(predictor, ["alone again"])
         elapsed = time.monotonic() - started
         await batcher.drain(timeout_seconds=5)
         return elapsed

@@ -28,7 +28,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from app.protocols.native_schemas import TEXT_PATTERN
+from app.core.texts import TEXT_PATTERN
 from bench.servers import HOST, SERVICE, Server, rss_mib, running_server
 from contract import CARD_FILE
 from tests.app.conftest import publish_version, wait_until
