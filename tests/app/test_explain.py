@@ -286,6 +286,22 @@ def test_input_metrics_move_with_scored_texts_only(
     assert _metric(explain_client, "sentiment_input_tokens_count") == after[names[1]]
 
 
+def test_explained_texts_count_as_predictions_by_label(explain_client: TestClient) -> None:
+    def predicted(label: str) -> float:
+        return _metric_labelled(explain_client, "sentiment_predictions_total", label)
+
+    before = {label: predicted(label) for label in ("positive", "negative")}
+    reply = explain_client.post("/v1/explain", json={"texts": ["A wonderful film.", "Awful."]})
+    assert reply.status_code == 200
+    labels = [explanation["label"] for explanation in reply.json()["explanations"]]
+    for label in ("positive", "negative"):
+        assert predicted(label) - before[label] == labels.count(label)
+
+
+def _metric_labelled(client: TestClient, name: str, label: str) -> float:
+    return _metric(client, f'{name}{{label="{label}"}}')
+
+
 @pytest.mark.parametrize("size", [5, 520])  # a few values go one by one, more through numpy
 def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
     """``observe_many`` bins exactly like ``observe`` (``le``: a bound is in its bucket)."""
