@@ -15,8 +15,8 @@ shows which worker serves which version.
 Per-request values are tallied in plain Python on the event loop and added to the metrics
 in bulk (``flush``): when the worker goes idle (no request in flight), before every scrape,
 and otherwise within ``_FLUSH_SECONDS``. Each value written one at a time cost the event loop
-~13 us per request at concurrency 64 (five locked writes to the shared files, the pid check
-in each, the bucket walk), about a tenth of what the whole HTTP stack costs per request.
+a sizeable share of a request under load (several locked writes to the shared files, the pid
+check in each, the bucket walk); in bulk that cost is paid once per flush.
 """
 
 from __future__ import annotations
@@ -50,11 +50,10 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # prometheus-client names a process's gauge files gauge_<mode>_<pid>.db.
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")
 # Longest a tallied value waits to reach the metrics while requests stay in flight: far below
-# any scrape interval, and a few hundred requests apart under load.
+# any scrape interval, yet many requests apart under load.
 _FLUSH_SECONDS = 0.05
-# Up to this many values, `observe` value by value is cheaper than binning with numpy (~1 us
-# per value against ~7 us per call, in process): a one-text model call spent 60 us in the
-# three input histograms' numpy path, 15% of the call.
+# Up to this many values, `observe` value by value is cheaper than binning with numpy, whose
+# fixed cost per call would otherwise weigh on every small model call.
 _SMALL_BATCH = 8
 
 

@@ -22,10 +22,9 @@ logger = logging.getLogger(__name__)
 # TensorFlow's own variable (not a setting of ours): 2 hides its C++ INFO and WARNING lines.
 _TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 # Net container allocations between two young-generation collections (Python's default: 700).
-# With 32 requests in flight per worker the default ran a young collection every few requests,
-# each walking every live request's objects; at 20,000 the event loop served 4-7% more requests
-# per second at concurrency 64 (two workers, wrk alternating with the default in one run, with
-# and without TensorFlow). Request objects die by reference counting, so memory stays flat.
+# Under load the default ran a young collection every few requests, each walking every live
+# request's objects; a higher threshold gave the event loop more requests per second. Request
+# objects die by reference counting, so memory stays flat.
 _YOUNG_GENERATION_THRESHOLD = 20_000
 
 
@@ -108,7 +107,7 @@ def refreeze_heap() -> None:
     """Exempt what is loaded now (TensorFlow, the live model) from garbage collection.
 
     TensorFlow brings millions of long-lived Python objects; every full collection would walk
-    them all, stalling the event loop for tens of milliseconds under load. Requests only
+    them all, stalling the event loop under load. Requests only
     create short-lived objects, which the young generations still collect. After a model
     swap the unfreeze lets the old model's objects be collected: a one-off full collection
     per reload rather than leaking every replaced model in the frozen generation.

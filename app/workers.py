@@ -2,16 +2,15 @@
 
 uvicorn's ``--workers`` hands every worker one shared listening socket, and whichever event
 loop wakes first accepts every connection waiting. Keep-alive clients (load balancers, the
-benchmark) open their connections in a burst, so in practice one worker got all 64 of them
-and the other sat idle. With a socket per worker the kernel spreads new connections over the
+benchmark) open their connections in a burst, so in practice one worker got all of them and
+the other sat idle. With a socket per worker the kernel spreads new connections over the
 workers by hashing them, so two workers really do use two cores.
 
 The supervisor here is deliberately small: it starts the workers, replaces one that dies,
 gives up if a worker cannot start at all, and on SIGTERM or SIGINT lets every worker drain
-(uvicorn's graceful shutdown, with app.http.connections' gentler close of idle connections) before
-exiting 0. A worker binds its socket itself and only
-listens once its model is loaded, so a worker that dies or is still starting never holds
-connections it cannot serve.
+(uvicorn's graceful shutdown, with app.http.connections' gentler close of idle connections)
+before exiting 0. A worker binds its socket itself and only listens once its model is loaded,
+so a worker that dies or is still starting never holds connections it cannot serve.
 """
 
 from __future__ import annotations

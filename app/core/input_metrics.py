@@ -7,8 +7,9 @@ batch with it when the live version has it (see ``observed_scoring``) and hands 
 here, on the model thread.
 
 A histogram's ``observe`` walks its buckets in Python under a lock, once per value: three
-histograms times 64 texts would be ~200 such calls per batch on the thread the whole service
-waits for, so each batch goes in at once (``app.metrics.BulkHistogram.observe_many``).
+histograms times every text of a batch would be hundreds of such calls per batch on the
+thread the whole service waits for, so each batch goes in at once
+(``app.metrics.BulkHistogram.observe_many``).
 
 Texts scored by ``/v1/explain`` are not observed: the playground explains as its user types,
 and half-typed texts are not the traffic whose drift these metrics watch.
