@@ -1,0 +1,136 @@
+"""The corpus registry, the leak-proof split rule, readers, mix files and mix weights."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.paths import REPO_ROOT
+from training import corpora
+from training.corpora import DuplicateReport, Mix, MixEntry, Row, assign_splits
+from training.data import DataError
+
+DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def test_normalise_ignores_case_spacing_and_punctuation() -> None:
+    variants = ["Great phone, works well!", "great  phone works well", "GREAT-PHONE... works well?"]
+    assert len({corpora.normalise(v) for v in variants}) == 1
+    assert len({corpora.key_hash(v) for v in variants}) == 1
+
+
+def test_texts_without_letters_or_digits_keep_distinct_keys() -> None:
+    keys = {corpora.normalise(t) for t in (":)", ":(", "👍", "👍👍", "😡")}
+    assert len(keys) == 5
+
+
+def _split_rows(rows: list[Row]) -> tuple[list[tuple[Row, str]], DuplicateReport]:
+    report = DuplicateReport()
+    return list(assign_splits(lambda: iter(rows), report)), report
+
+
+def test_a_duplicate_lands_in_one_split_across_corpora() -> None:
+    # Many texts, so every bucket (train, validation, test) is exercised.
+    texts = [f"The charger number {i} stopped working after a week" for i in range(300)]
+    rows = [Row(t, i % 2, "reviews", "product") for i, t in enumerate(texts)]
+    rows += [
+        Row(t.upper().replace(" ", "  ") + "!!!", i % 2, "tweets", "social")
+        for i, t in enumerate(texts)
+    ]
+    assigned, report = _split_rows(rows)
+    split_by_corpus = {(r.corpus, corpora.normalise(r.text)): s for r, s in assigned}
+    assert len(assigned) == 600
+    for text in texts:
+        key = corpora.normalise(text)
+        assert split_by_corpus[("reviews", key)] == split_by_corpus[("tweets", key)]
+    assert set(split_by_corpus.values()) == {"train", "validation", "test"}
+    assert report.shared_across_corpora == Counter({"reviews + tweets": 300})
+
+
+def test_imdb_test_stays_and_its_copies_never_train() -> None:
+    review = "A slow, beautiful film about two brothers."
+    rows = [
+        Row(review, 1, "imdb", "movie", "test"),
+        Row(review.lower(), 1, "imdb", "movie", "train"),
+        Row(review + " ", 1, "blog_reviews", "movie"),
+    ]
+    assigned, report = _split_rows(rows)
+    assert [(r.corpus, r.official, s) for r, s in assigned] == [
+        ("imdb", "test", "test"),
+        ("blog_reviews", None, "test"),
+    ]
+    assert report.dropped == Counter({"copy of an IMDB test review": 1})
+
+
+def test_conflicting_labels_are_dropped_and_repeats_kept_once() -> None:
+    rows = [
+        Row("Works fine.", 1, "a", "product"),
+        Row("works fine", 0, "b", "product"),
+        Row("Sturdy and quiet", 1, "a", "product"),
+        Row("sturdy and quiet!", 1, "a", "product"),
+    ]
+    assigned, report = _split_rows(rows)
+    assert [r.text for r, _ in assigned] == ["Sturdy and quiet"]
+    assert report.conflicting_texts == 1
+    assert report.dropped == Counter({"conflicting labels": 2, "repeat within a corpus": 1})
+    assert report.to_dict()["repeats_within_corpus"] == {"a": 1}
+
+
+def test_read_file_reads_gzipped_jsonl_and_a_users_csv(tmp_path: Path) -> None:
+    jsonl = tmp_path / "c.jsonl.gz"
+    with gzip.open(jsonl, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "good", "label": 1, "domain": "food"}) + "\n\n")
+    csv_file = tmp_path / "tickets.csv"
+    csv_file.write_text("text,label\nthe app keeps freezing,negative\n", encoding="utf-8")
+    assert list(corpora.read_file(jsonl, "c")) == [Row("good", 1, "c", "food")]
+    assert list(corpora.read_file(csv_file, "tickets", "support")) == [
+        Row("the app keeps freezing", 0, "tickets", "support")
+    ]
+    with pytest.raises(DataError, match=r"tickets.csv: row 2: no domain"):
+        list(corpora.read_file(csv_file, "tickets"))
+
+
+def test_mix_file_names_corpora_weights_and_a_users_file(tmp_path: Path) -> None:
+    (tmp_path / "mine.jsonl").write_text(
+        json.dumps({"text": "fast refund", "label": 1}) + "\n", encoding="utf-8"
+    )
+    spec = {"corpora": [{"name": "imdb", "weight": 2}, {"name": "mine", "path": "mine.jsonl",
+                                                          "domain": "support"}]}  # fmt: skip
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    mix = corpora.load_mix(path)
+    assert mix.multiplier("imdb") == 2.0
+    assert mix.multiplier("pros_cons") == 1.0
+    assert list(Mix(mix.entries[1:]).rows(tmp_path)) == [Row("fast refund", 1, "mine", "support")]
+    for bad in (
+        {"corpora": [{"name": "nope"}]},
+        {"corpora": [{"name": "x", "path": "mine.jsonl"}]},
+    ):
+        path.write_text(json.dumps(bad), encoding="utf-8")
+        with pytest.raises(DataError):
+            corpora.load_mix(path)
+
+
+def test_row_weights_give_each_corpus_one_share_with_balanced_labels() -> None:
+    counts = Counter({("big", 1): 800, ("big", 0): 200, ("small", 1): 50, ("small", 0): 50})
+    mix = Mix((MixEntry("big"), MixEntry("small", weight=3.0)))
+    weights = corpora.row_weights(counts, mix)
+    total = {key: weights[key] * n for key, n in counts.items()}
+    assert total[("big", 1)] == pytest.approx(total[("big", 0)])
+    assert total[("small", 1)] + total[("small", 0)] == pytest.approx(
+        3 * (total[("big", 1)] + total[("big", 0)])
+    )
+    assert sum(total.values()) / sum(counts.values()) == pytest.approx(1.0)
+
+
+def test_registry_matches_the_shared_datasets() -> None:
+    assert corpora.default_mix().multiplier("imdb") == 3.0
+    for corpus in corpora.REGISTRY:
+        assert (DATASETS / corpus.file).is_file(), corpus.file
+        if corpus.name != corpora.IMDB:
+            first = next(corpora.read_file(DATASETS / corpus.file, corpus.name))
+            assert first.domain in corpus.domains
