@@ -33,7 +33,7 @@ from app.core.batcher import MicroBatcher
 from app.core.errors import InvalidInputError, NotReadyError, PayloadTooLargeError
 from app.core.explainer import Explainer
 from app.core.input_metrics import InputMetrics
-from app.core.predictor import Label, Predictor
+from app.core.predictor import Label, Predictor, Probabilities
 from app.core.registry import DEFAULT_VERSION, ModelRegistry, VersionChoice
 from app.core.texts import unscorable_reason
 from app.metrics import ServiceMetrics
@@ -60,7 +60,7 @@ class Explanations:
     predictor: Predictor
 
 
-def _score_batch(predictor: Predictor, texts: list[str]) -> Any:
+def _score_batch(predictor: Predictor, texts: list[str]) -> Probabilities:
     """The batcher's score function (model thread): one call, (probability, logit) rows."""
     return predictor.predict_scores(texts)
 
