@@ -175,6 +175,16 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Bind address used by `python -m app`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port used by `python -m app`.")
+    grpc_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description=(
+            "gRPC port (TF Serving's PredictionService, the Open Inference Protocol, health "
+            "and reflection), served by every worker beside HTTP on the same host; 0 turns "
+            "gRPC off. Its maximum message size is SENTIMENT_MAX_BODY_BYTES."
+        ),
+    )
     workers: int = Field(
         default=2,
         ge=1,
