@@ -7,9 +7,18 @@ ARGS  ?=
 
 .PHONY: install serve test lint format train bench container-test playground-screenshot clean
 
-install: $(STAMP)
-$(STAMP): pyproject.toml
-	python3 -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e '.[dev]' && touch $(STAMP)
+GENERATED := app/protocols/grpc/_generated/open_inference_grpc_pb2.py
+
+# The dependencies, TF Serving's compiled protocol (a pinned wheel whose declared `tensorflow`
+# dependency we replace with tensorflow-cpu, hence --no-deps), then the published .proto files
+# compiled into app/protocols/grpc/_generated (protos/README.md).
+install: $(STAMP) $(GENERATED)
+$(STAMP): pyproject.toml protos/requirements-no-deps.txt
+	python3 -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip \
+	  && $(PY) -m pip install --quiet -e '.[dev]' \
+	  && $(PY) -m pip install --quiet --no-deps -r protos/requirements-no-deps.txt && touch $(STAMP)
+$(GENERATED): $(STAMP) protos/compile.py $(wildcard protos/*/*.proto)
+	$(PY) protos/compile.py
 
 serve: install ; $(PY) -m app $(ARGS)
 test: lint ; $(PY) -m pytest $(ARGS)
@@ -20,4 +29,4 @@ bench: install ; $(PY) -m bench $(ARGS)
 container-test: install ; bash scripts/container-test.sh
 # The README's screenshot: the playground browser test (headless Chromium) against the newest shipped version.
 playground-screenshot: install ; $(PY) -m pytest tests/app/test_playground_browser.py --playground-screenshot=docs/playground.png
-clean: ; rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ; rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache app/protocols/grpc/_generated
