@@ -14,13 +14,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.policy import CANARY_LABEL, STABLE_LABEL, VersionLabels, VersionPolicy
 
 ENV_PREFIX = "SENTIMENT_"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def _unset_if_blank(value: object) -> object:
+    """An empty variable (``SENTIMENT_X=``, as Compose's ``${X:-}`` gives) means unset."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# Parsed from the operator's text (NoDecode: not JSON), printed back as written.
+PolicySetting = Annotated[VersionPolicy, NoDecode, BeforeValidator(VersionPolicy.parse)]
+LabelsSetting = Annotated[VersionLabels, NoDecode, BeforeValidator(VersionLabels.parse)]
+
+
+class ConfigurationError(Exception):
+    """The settings can't be served as given, found once the model directory is read (a label
+    on a version that is not loaded, a policy over the memory budget): start-up stops with
+    this message rather than serving something the operator did not ask for."""
 
 
 class Settings(BaseSettings):
@@ -37,8 +55,9 @@ class Settings(BaseSettings):
     model_base_path: Path = Field(
         default=Path("model/sentiment"),
         description=(
-            "Directory holding integer version sub-directories (TF Serving layout); the highest "
-            "verified version is served. Relative paths resolve against the working directory."
+            "Directory holding integer version sub-directories (TF Serving layout); "
+            "SENTIMENT_MODEL_VERSION_POLICY says which are served. Relative paths resolve "
+            "against the working directory."
         ),
     )
     model_name: str = Field(
@@ -117,6 +136,63 @@ class Settings(BaseSettings):
             "Hot reload waits until no file under a new version directory has changed for this "
             "long before loading it, so a version copied in place (not renamed) is not read "
             "half-written. A refused version is retried whenever any file under it changes."
+        ),
+    )
+    model_version_policy: PolicySetting = Field(
+        default=VersionPolicy(),
+        description=(
+            "Which versions are loaded and served: `latest` (the highest that loads), "
+            "`latest:N` (the N highest), `all`, or `specific:6,7`. Reload applies it: a new "
+            "version serves once loaded and verified, one leaving the policy is unloaded when "
+            "its in-flight requests finish, one that fails to load leaves the others serving."
+        ),
+    )
+    model_version_labels: LabelsSetting = Field(
+        default=VersionLabels(),
+        description=(
+            "Version labels, e.g. `stable=6,canary=7`, each on a version the policy loads "
+            "(else start-up stops). Unversioned requests go to `stable` when set, else to the "
+            "highest loaded version. A labelled version stays loaded while it is labelled."
+        ),
+    )
+    canary_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description=(
+            "Share (%) of unversioned requests sent to the `canary` label instead of `stable` "
+            "(both must be set), chosen per request; the same `X-Request-ID` always gets the "
+            "same version."
+        ),
+    )
+    shadow_label: Annotated[str | None, BeforeValidator(_unset_if_blank)] = Field(
+        default=None,
+        description=(
+            "A label whose version also scores a copy of requests, off the request path, for "
+            "comparison metrics (sentiment_shadow_*); it never answers. Unset: no shadow."
+        ),
+    )
+    shadow_version: Annotated[int | None, BeforeValidator(_unset_if_blank)] = Field(
+        default=None,
+        ge=0,
+        description="As SENTIMENT_SHADOW_LABEL, naming a version the policy loads instead.",
+    )
+    shadow_percent: float = Field(
+        default=100.0,
+        ge=0,
+        le=100,
+        description=(
+            "Share (%) of requests copied to the shadow version. Copies are dropped, never "
+            "queued, when the shadow falls behind."
+        ),
+    )
+    memory_budget_mb: Annotated[int | None, BeforeValidator(_unset_if_blank)] = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most resident memory (MiB) one worker may use with every version of the policy "
+            "loaded: a policy that would exceed it stops start-up, a new version that would is "
+            "not loaded. Unset: no budget. Costs per version: docs/operations.md."
         ),
     )
     max_batch_size: int = Field(
@@ -221,6 +297,71 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long in-flight requests may take before the server exits.",
     )
 
+    @model_validator(mode="after")
+    def _versions_fit_together(self) -> Settings:
+        """The version settings that contradict each other, named as an operator sets them."""
+        labels = self.model_version_labels
+        policy = self.model_version_policy
+        if self.canary_percent > 0 and (
+            labels.get(CANARY_LABEL) is None or labels.get(STABLE_LABEL) is None
+        ):
+            raise ValueError(
+                f"SENTIMENT_CANARY_PERCENT={self.canary_percent:g} splits unversioned requests "
+                f"between the {STABLE_LABEL!r} and {CANARY_LABEL!r} labels: set both in "
+                "SENTIMENT_MODEL_VERSION_LABELS (e.g. stable=6,canary=7)"
+            )
+        if self.shadow_label is not None and self.shadow_version is not None:
+            raise ValueError("set SENTIMENT_SHADOW_LABEL or SENTIMENT_SHADOW_VERSION, not both")
+        if self.shadow_label is not None and labels.get(self.shadow_label) is None:
+            raise ValueError(
+                f"SENTIMENT_SHADOW_LABEL={self.shadow_label} is not a label of "
+                f"SENTIMENT_MODEL_VERSION_LABELS ({labels or 'unset'})"
+            )
+        if policy.kind == "specific":
+            named = {
+                f"SENTIMENT_MODEL_VERSION_LABELS: label {name}": version for name, version in labels
+            }
+            if self.shadow_version is not None:
+                named["SENTIMENT_SHADOW_VERSION"] = self.shadow_version
+            for what, version in named.items():
+                if version not in policy.versions:
+                    raise ValueError(
+                        f"{what} names version {version}, which "
+                        f"SENTIMENT_MODEL_VERSION_POLICY={policy} does not load"
+                    )
+        return self
+
+    @property
+    def shadow_target(self) -> tuple[str | None, int | None] | None:
+        """The shadow as (label, version), one of them set; None without a shadow."""
+        if self.shadow_label is None and self.shadow_version is None:
+            return None
+        return self.shadow_label, self.shadow_version
+
+    @property
+    def pinned_versions(self) -> set[int]:
+        """Versions that stay loaded whatever the policy says: the labelled ones and the
+        shadow version (requests name them; they must not vanish under a reload)."""
+        pinned = self.model_version_labels.versions
+        if self.shadow_version is not None:
+            pinned.add(self.shadow_version)
+        return pinned
+
+
+def invalid_settings_message(error: ValidationError) -> str:
+    """What is wrong with the environment, one line per setting, named as the operator set it
+    (for entry points: a clear message rather than a traceback)."""
+    lines = ["invalid configuration:"]
+    for problem in error.errors(include_url=False, include_input=False):
+        location = problem["loc"]
+        field = location[0] if location else None
+        message = problem["msg"].removeprefix("Value error, ")
+        if isinstance(field, str) and field in Settings.model_fields:
+            lines.append(f"  {env_name(field)}: {message}")
+        else:
+            lines.append(f"  {message}")
+    return "\n".join(lines)
+
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
@@ -231,7 +372,7 @@ def env_name(field: str) -> str:
 def default_text(field: str) -> str:
     """``field``'s default as an operator would write it (``unset`` when there is none)."""
     default = Settings.model_fields[field].default
-    if default is None:
+    if default is None or str(default) == "":
         return "unset"
     return str(default).lower() if isinstance(default, bool) else str(default)
 
