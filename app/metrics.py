@@ -55,6 +55,8 @@ _FLUSH_SECONDS = 0.05
 # Up to this many values, `observe` value by value is cheaper than binning with numpy, whose
 # fixed cost per call would otherwise weigh on every small model call.
 _SMALL_BATCH = 8
+# A request's metric labels: REST (route template, method, status), gRPC (method, code).
+_RequestKey = tuple[str, str, int] | tuple[str, str]
 
 
 class BulkHistogram(Histogram):  # type: ignore[misc]
@@ -98,7 +100,7 @@ class ServiceMetrics:
         )
         self.requests_in_progress = Gauge(
             "sentiment_http_requests_in_progress",
-            "HTTP requests received and not yet answered.",
+            "Requests received and not yet answered (REST requests and gRPC calls).",
             registry=self.registry,
             multiprocess_mode="livesum",
         )
@@ -106,6 +108,21 @@ class ServiceMetrics:
             "sentiment_http_request_duration_seconds",
             "Time from request start to the end of the response, by route template.",
             ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # gRPC calls have their own families: a gRPC status code is not an HTTP status, and
+        # a full method name (/package.Service/Method) is the gRPC side's route.
+        self.grpc_requests = Counter(
+            "sentiment_grpc_requests",
+            "gRPC calls by full method name and status code (OK, INVALID_ARGUMENT, ...).",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.grpc_request_latency = BulkHistogram(
+            "sentiment_grpc_request_duration_seconds",
+            "Time from a gRPC call's start to its status, by full method name.",
+            ["method"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -150,11 +167,12 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, BulkHistogram]] = {}
-        # The tally (event loop thread only): requests in flight, and per (route, method,
-        # status) the latencies of answered requests and predicted labels not yet flushed.
+        self._request_children: dict[_RequestKey, tuple[Counter, BulkHistogram]] = {}
+        # The tally (event loop thread only): requests in flight (REST and gRPC), and per
+        # (route, method, status) or gRPC (method, code) the latencies of answered requests,
+        # and predicted labels, not yet flushed.
         self._in_flight = 0
-        self._latencies: dict[tuple[str, str, int], list[float]] = {}
+        self._latencies: dict[_RequestKey, list[float]] = {}
         self._positives = 0
         self._negatives = 0
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -171,7 +189,7 @@ class ServiceMetrics:
 
     @property
     def in_flight(self) -> int:
-        """Requests received and not yet answered (the tally's count, always current)."""
+        """Requests (and gRPC calls) received and not yet answered (the tally's count)."""
         return self._in_flight
 
     def request_started(self) -> None:
@@ -181,8 +199,14 @@ class ServiceMetrics:
 
     def request_finished(self, route: str, method: str, status: int, started: float) -> None:
         """Tally one answered request and its latency since ``started`` (perf_counter)."""
+        self._finished((route, method, status), started)
+
+    def grpc_call_finished(self, method: str, code: str, started: float) -> None:
+        """Tally one gRPC call (full method name, status code name) ended since ``started``."""
+        self._finished((method, code), started)
+
+    def _finished(self, key: _RequestKey, started: float) -> None:
         self._in_flight -= 1
-        key = (route, method, status)
         latencies = self._latencies.get(key)
         if latencies is None:
             latencies = self._latencies[key] = []
@@ -226,16 +250,23 @@ class ServiceMetrics:
         self._flush_loop = loop  # a new loop (tests run apps in several): the old timer is gone
         self._flush_timer = loop.call_later(_FLUSH_SECONDS, self.flush)
 
-    def _request_children_of(self, key: tuple[str, str, int]) -> tuple[Counter, BulkHistogram]:
+    def _request_children_of(self, key: _RequestKey) -> tuple[Counter, BulkHistogram]:
         children = self._request_children.get(key)
         if children is None:
             # labels() validates and hashes its arguments on every call; requests reuse the
             # few (route template, method, status) combinations, so resolve each once.
-            route, method, status = key
-            children = (
-                self.requests.labels(route, method, str(status)),
-                self.request_latency.labels(route),
-            )
+            if len(key) == 2:  # a gRPC call: (full method name, status code name)
+                method, code = key
+                children = (
+                    self.grpc_requests.labels(method, code),
+                    self.grpc_request_latency.labels(method),
+                )
+            else:
+                route, http_method, status = key
+                children = (
+                    self.requests.labels(route, http_method, str(status)),
+                    self.request_latency.labels(route),
+                )
             self._request_children[key] = children
         return children
 
