@@ -20,13 +20,14 @@ from fastapi import FastAPI
 
 from app.core.errors import describe_error_types
 from app.core.scoring import ScoringCore
-from app.http.connections import ON_DRAIN_STATE_KEY
+from app.http.connections import ON_CLOSE_STATE_KEY, ON_DRAIN_STATE_KEY
 from app.http.errors import ErrorRenderer
 from app.http.middleware import ServiceMiddleware
 from app.http.operations import OperationsRoutes
 from app.http.playground import playground_route
 from app.metrics import ServiceMetrics
 from app.protocols.base import ProtocolAdapter, api_key_guard, install_routes
+from app.protocols.grpc import GrpcProtocol
 from app.protocols.native import NativeProtocol
 from app.protocols.open_inference import OpenInferenceProtocol
 from app.protocols.tfserving import TFServingProtocol
@@ -42,9 +43,18 @@ Every error has the shape `{{"error": {{"type": "...", "message": "..."}}}}`; `t
 """
 
 
-def _adapters(core: ScoringCore) -> Sequence[ProtocolAdapter]:
-    """Every protocol this app speaks, hot path first (routes are tried in this order)."""
-    return (NativeProtocol(core), TFServingProtocol(core), OpenInferenceProtocol(core))
+API_VERSION = "1.0.0"
+
+
+def _adapters(core: ScoringCore, metrics: ServiceMetrics) -> Sequence[ProtocolAdapter]:
+    """Every protocol this app speaks, hot path first (routes are tried in this order);
+    gRPC has no routes: its server runs in its lifespan, on ``SENTIMENT_GRPC_PORT``."""
+    return (
+        NativeProtocol(core),
+        TFServingProtocol(core),
+        OpenInferenceProtocol(core),
+        GrpcProtocol(core, metrics, API_VERSION),
+    )
 
 
 def _openapi_described_by(app: FastAPI, adapters: Sequence[ProtocolAdapter]) -> None:
@@ -74,7 +84,7 @@ def create_app(
     settings = settings or Settings()
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
     core = ScoringCore(settings, metrics)
-    adapters = _adapters(core)
+    adapters = _adapters(core, metrics)
     errors = ErrorRenderer([a.error_shape for a in adapters if a.error_shape is not None])
 
     @contextlib.asynccontextmanager
@@ -84,13 +94,18 @@ def create_app(
             await stack.enter_async_context(core.running(on_model_change))
             for adapter in adapters:  # left first, while the core still scores
                 await stack.enter_async_context(adapter.lifespan())
-            # The server calls this at SIGTERM (app.http.connections.DrainingServer).
-            yield {ON_DRAIN_STATE_KEY: core.start_draining}
+
+            def start_closing() -> None:
+                for adapter in adapters:
+                    adapter.start_closing()
+
+            # The server calls these at SIGTERM (app.http.connections.DrainingServer).
+            yield {ON_DRAIN_STATE_KEY: core.start_draining, ON_CLOSE_STATE_KEY: start_closing}
         logger.info("shut down cleanly")
 
     app = FastAPI(
         title="Sentiment inference service",
-        version="1.0.0",
+        version=API_VERSION,
         description=_DESCRIPTION.format(error_types=describe_error_types()),
         lifespan=lifespan,
     )

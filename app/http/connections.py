@@ -51,6 +51,9 @@ DRAINING_STATE_KEY = "sentiment_draining"
 """Set to True at SIGTERM: responses from then on close their connection."""
 ON_DRAIN_STATE_KEY = "sentiment_on_drain"
 """Where the app's lifespan puts a callable to run at SIGTERM (its readiness turns false)."""
+ON_CLOSE_STATE_KEY = "sentiment_on_close"
+"""Where the app's lifespan puts a callable to run once no listener accepts HTTP any more:
+its other servers (gRPC) start closing their connections too."""
 
 
 class ConnectionLimits(NamedTuple):

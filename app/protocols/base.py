@@ -234,6 +234,10 @@ class ProtocolAdapter:
     def describe(self, document: dict[str, Any]) -> None:
         """Adjust the app's OpenAPI ``document`` (built once per app)."""
 
+    def start_closing(self) -> None:
+        """SIGTERM, and every worker has stopped accepting HTTP: close this protocol's own
+        connections gently (a gRPC server sends GOAWAY). HTTP routes have nothing to do."""
+
     def resolve(self, name: str, choice: VersionChoice, wording: NotFoundWording) -> Predictor:
         """``core.resolve`` with this protocol's not-found wording; an unknown label is
         INVALID_ARGUMENT (400), as TF Serving answers it."""

@@ -1,0 +1,182 @@
+"""The Open Inference Protocol's gRPC service, ``inference.GRPCInferenceService``.
+
+Messages from the published ``open_inference_grpc.proto`` (``protos/``). ``ModelInfer`` takes
+one BYTES input ``text`` of shape ``[N]``, its elements either in ``contents.bytes_contents``
+or in ``raw_input_contents`` (4-byte little-endian length, then the bytes: how tritonclient
+and the KServe SDK send them), and answers FP32 ``probability`` and ``logit`` of shape
+``[N, 1]`` in ``raw_output_contents`` (little-endian floats, which both clients read),
+honouring the ``outputs`` selection and echoing ``id``. Request ``parameters`` are accepted
+and change nothing (outputs are always raw). ``model_version`` chooses a version like the
+REST ``/versions/{v}`` routes. Readiness answers ``ready`` (``ServerReady`` is false while
+draining); an unknown model or version is NOT_FOUND, in the REST adapter's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.core.errors import InvalidInputError, NotReadyError
+from app.core.predictor import Predictor
+from app.core.registry import VersionChoice
+from app.core.texts import is_blank
+from app.protocols.grpc._generated import open_inference_grpc_pb2 as pb
+from app.protocols.grpc.calls import Context, Method, Service
+from app.protocols.grpc.server import parse_version
+from app.protocols.open_inference import _NOT_FOUND as NOT_FOUND  # the REST adapter's words
+from app.protocols.open_inference import PLATFORM, _decode_bytes_elements
+from app.protocols.open_inference_schemas import OUTPUT_NAMES
+from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
+
+if TYPE_CHECKING:
+    from app.protocols.grpc.server import GrpcProtocol
+
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+
+
+def _tensor_metadata(
+    name: str, datatype: str, shape: Sequence[int]
+) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=datatype, shape=shape)
+
+
+class InferenceServicer:
+    """``GRPCInferenceService`` over the adapter's core."""
+
+    def __init__(self, protocol: GrpcProtocol) -> None:
+        self._protocol = protocol
+        self._core = protocol.core
+
+    def _resolve(self, name: str, version: str) -> Predictor:
+        choice = VersionChoice(version=parse_version(version))
+        return self._protocol.resolve(name, choice, NOT_FOUND)
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        try:
+            self._core.check_ready()
+        except NotReadyError:
+            return pb.ServerReadyResponse(ready=False)
+        return pb.ServerReadyResponse(ready=True)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        self._resolve(request.name, request.version)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name="sentiment-service", version=self._protocol.server_version, extensions=[]
+        )
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        predictor = self._resolve(request.name, request.version)
+        return pb.ModelMetadataResponse(
+            name=self._core.model_name,
+            versions=[predictor.version_label],
+            platform=PLATFORM,
+            inputs=[_tensor_metadata(INPUT_NAME, "BYTES", [-1])],
+            outputs=[_tensor_metadata(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
+        )
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        predictor = self._resolve(request.model_name, request.model_version)
+        texts = self._texts(request)
+        outputs = self._outputs(request.outputs)
+        scores = await self._core.score(texts, predictor)
+        values = {PROBABILITY_OUTPUT: scores.probabilities, LOGIT_OUTPUT: scores.logits}
+        return pb.ModelInferResponse(
+            model_name=self._core.model_name,
+            model_version=predictor.version_label,
+            id=request.id,
+            outputs=[
+                pb.ModelInferResponse.InferOutputTensor(
+                    name=name, datatype="FP32", shape=[len(texts), 1]
+                )
+                for name in outputs
+            ],
+            raw_output_contents=[
+                np.asarray(values[name], dtype="<f4").tobytes() for name in outputs
+            ],
+        )
+
+    def _texts(self, request: pb.ModelInferRequest) -> list[str]:
+        """The texts of the one input, ``text``: BYTES of shape [N], N >= 1."""
+        if len(request.inputs) != 1:
+            raise InvalidInputError(f"Expected exactly one input, {INPUT_NAME!r}.")
+        tensor = request.inputs[0]
+        if tensor.name != INPUT_NAME:
+            raise InvalidInputError(
+                f"Unexpected inference input; the model's input is {INPUT_NAME!r}."
+            )
+        if tensor.datatype != "BYTES":
+            raise InvalidInputError(f"Input {INPUT_NAME!r} must have datatype BYTES.")
+        if len(tensor.shape) != 1 or tensor.shape[0] < 1:
+            raise InvalidInputError(f"Input {INPUT_NAME!r} must have shape [N] with N >= 1.")
+        count = tensor.shape[0]
+        self._core.check_count(count)  # before decoding: a declared count over the limit
+        contents = tensor.contents
+        if request.raw_input_contents:
+            if len(request.raw_input_contents) != 1 or contents.ByteSize():
+                raise InvalidInputError(
+                    "Send the input in raw_input_contents or in contents, not both."
+                )
+            texts = _decode_bytes_elements(request.raw_input_contents[0], count)
+        else:
+            if any(field.name != "bytes_contents" for field, _ in contents.ListFields()):
+                raise InvalidInputError(f"Input {INPUT_NAME!r} must use bytes_contents.")
+            try:
+                texts = [value.decode("utf-8") for value in contents.bytes_contents]
+            except UnicodeDecodeError:
+                raise InvalidInputError(f"Input {INPUT_NAME!r} must be UTF-8 text.") from None
+        if len(texts) != count:
+            raise InvalidInputError(f"Input {INPUT_NAME!r} has shape [{count}] but another count.")
+        if any(is_blank(text) for text in texts):
+            raise InvalidInputError("A text must not be empty or whitespace only.")
+        return texts
+
+    @staticmethod
+    def _outputs(
+        requested: Sequence[pb.ModelInferRequest.InferRequestedOutputTensor],
+    ) -> list[str]:
+        """The output names asked for (every output by default), in the order asked."""
+        if not requested:
+            return list(OUTPUT_NAMES)
+        names = [output.name for output in requested]
+        if any(name not in OUTPUT_NAMES for name in names):
+            raise InvalidInputError(f"Unexpected inference output; outputs are {OUTPUT_NAMES}.")
+        return names
+
+
+def services(protocol: GrpcProtocol) -> list[Service]:
+    """The Open Inference Protocol's service and its methods, for the server to register."""
+    servicer = InferenceServicer(protocol)
+    return [
+        (
+            SERVICE,
+            {
+                # Liveness and readiness stay open, like /v2/health/live and /ready.
+                "ServerLive": Method(servicer.ServerLive, guarded=False),
+                "ServerReady": Method(servicer.ServerReady, guarded=False),
+                "ModelReady": Method(servicer.ModelReady),
+                "ServerMetadata": Method(servicer.ServerMetadata),
+                "ModelMetadata": Method(servicer.ModelMetadata),
+                "ModelInfer": Method(servicer.ModelInfer),
+            },
+        )
+    ]

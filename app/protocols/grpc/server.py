@@ -1,0 +1,149 @@
+"""The gRPC server of one app: started and stopped by the app's lifespan, on its event loop.
+
+``GrpcProtocol`` is a protocol adapter like the REST ones, with no routes: its lifespan
+starts a ``grpc.aio`` server on ``SENTIMENT_GRPC_PORT`` once the scoring core serves (so a
+worker only listens once its model is loaded, as the HTTP side does) and stops it before the
+core drains. Every method goes through the same core as REST: the version resolved once per
+call, the limits, the micro-batcher, the API key and the error table; the body limit
+(``SENTIMENT_MAX_BODY_BYTES``) is the largest message the server receives (bigger ones get
+grpc's RESOURCE_EXHAUSTED before they are parsed).
+
+The port is bound with ``SO_REUSEPORT`` (grpc's default on Linux, as TF Serving, KServe and
+MLServer run it), so every worker of ``python -m app`` serves the same port and the kernel
+spreads connections over them, as ``app.workers`` does for HTTP.
+
+Stopping (``start_closing`` at SIGTERM once every worker stopped accepting HTTP, or the
+lifespan's end): the server stops accepting, sends GOAWAY so clients open new connections
+elsewhere (a call that arrives after it is refused with UNAVAILABLE, which clients retry),
+answers the calls in flight within ``SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS``, and ends health
+watches. Health reports NOT_SERVING from the moment SIGTERM arrives (it follows the core's
+readiness), so a load balancer stops sending before the server stops listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from app.core.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    UnknownLabelError,
+    UnknownModelError,
+    UnknownVersionError,
+)
+from app.core.predictor import Predictor
+from app.core.registry import VersionChoice
+from app.core.scoring import ScoringCore
+from app.metrics import ServiceMetrics
+from app.protocols.base import NotFoundWording, ProtocolAdapter
+from app.protocols.grpc.calls import CallRunner
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_LABEL_MESSAGE = "Unrecognized servable version label."
+
+
+def listen_address(host: str, port: int) -> str:
+    """``host:port`` as grpc wants it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_version(text: str) -> int | None:
+    """A version given as text (the Open Inference Protocol's ``model_version``): None when
+    empty (the default version), else an integer; INVALID_ARGUMENT otherwise."""
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise InvalidInputError("A model version must be an integer.")
+    return int(text)
+
+
+class GrpcProtocol(ProtocolAdapter):
+    """The gRPC services of one app, over its scoring core."""
+
+    def __init__(self, core: ScoringCore, metrics: ServiceMetrics, server_version: str) -> None:
+        super().__init__(core)
+        self.server_version = server_version
+        self.calls = CallRunner(core.auth, metrics, core.settings.access_log)
+        self.stopping = asyncio.Event()  # health watches end when it is set
+        self.bound_port: int | None = None  # the port in use while serving
+        self._server: grpc.aio.Server | None = None
+        self._stop: asyncio.Task[None] | None = None
+
+    def resolve(self, name: str, choice: VersionChoice, wording: NotFoundWording) -> Predictor:
+        """``core.resolve`` with the protocol's not-found wording; an unknown model, version
+        or label is NOT_FOUND."""
+        try:
+            return self.core.resolve(choice, name)
+        except UnknownModelError:
+            raise ModelNotFoundError(wording.model) from None
+        except UnknownVersionError as exc:
+            message = wording.version.format(name=self.core.model_name, version=exc.version)
+            raise ModelNotFoundError(message) from None
+        except UnknownLabelError:
+            raise ModelNotFoundError(UNKNOWN_LABEL_MESSAGE) from None
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._serving()
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        settings = self.core.settings
+        if settings.grpc_port == 0:
+            yield
+            return
+        server = self._build_server()
+        address = listen_address(settings.host, settings.grpc_port)
+        try:
+            self.bound_port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise OSError(f"cannot serve gRPC on {address}: the port is taken") from exc
+        await server.start()
+        self._server = server
+        logger.info("gRPC serving on %s", listen_address(settings.host, self.bound_port))
+        try:
+            yield
+        finally:
+            self.start_closing()
+            if self._stop is not None:
+                await self._stop
+            self._server = None
+
+    def start_closing(self) -> None:
+        """Stop accepting, send GOAWAY and answer what is in flight (at most once)."""
+        if self._server is None or self._stop is not None:
+            return
+        self.stopping.set()
+        grace = self.core.settings.graceful_shutdown_seconds
+        self._stop = asyncio.get_running_loop().create_task(
+            self._server.stop(grace), name="grpc-stop"
+        )
+
+    def _build_server(self) -> grpc.aio.Server:
+        """The server with every service registered, from the published descriptors."""
+        # Deferred: these import TensorFlow's protobuf modules, loaded by now with the model.
+        from app.protocols.grpc import health, open_inference, tfserving
+
+        max_message = self.core.settings.max_body_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_message),
+                ("grpc.so_reuseport", 1),
+            ]
+        )
+        services = [
+            *tfserving.services(self),
+            *open_inference.services(self),
+        ]
+        handlers = [self.calls.service_handler(service, methods) for service, methods in services]
+        served = [service.full_name for service, _ in services]
+        health_service, health_methods = health.service(self, served)
+        handlers.append(self.calls.service_handler(health_service, health_methods))
+        server.add_generic_rpc_handlers(handlers)
+        health.enable_reflection(server, [*served, health_service.full_name])
+        return server
