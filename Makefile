@@ -7,7 +7,7 @@ ARGS  ?=
 
 .PHONY: install serve test lint format train bench container-test playground-screenshot clean
 
-GENERATED := app/protocols/grpc/_generated/open_inference_grpc_pb2.py
+GENERATED := app/protocols/grpc/_generated/open_inference_grpc.binpb
 
 # The dependencies, TF Serving's compiled protocol (a pinned wheel whose declared `tensorflow`
 # dependency we replace with tensorflow-cpu, hence --no-deps), then the published .proto files

@@ -2,10 +2,11 @@
 
 ``make install`` and the Dockerfile run this after installing the dependencies; nothing here
 is hand-written or checked in. It writes ``app/protocols/grpc/_generated/`` (git-ignored):
-the Open Inference Protocol's messages (``open_inference_grpc_pb2.py``) with typed stubs
-(``.pyi``, for mypy). The proto is compiled under the package's own path (protoc's
-``-I<virtual>=<directory>``), so the module registers as part of ``app`` and never as a
-top-level ``inference`` package that would clash with a client's copy of the same protocol.
+the Open Inference Protocol compiled to a descriptor set (``open_inference_grpc.binpb``),
+which the server loads into a descriptor pool of its own. No ``_pb2.py`` module: it would register
+package ``inference`` in protobuf's default pool, where the protocol clients (tritonclient,
+the KServe SDK) register their own copies, and a process holding two copies fails to import
+the second ("duplicate symbol"); a test process holds a client and the server's app at once.
 
 TF Serving's protocol comes compiled from the pinned ``tensorflow-serving-api`` wheel instead
 (``protos/requirements-no-deps.txt``); see ``protos/README.md`` for both origins.
@@ -33,14 +34,13 @@ def compile_protos(out: Path) -> None:
     target = out / PACKAGE
     target.mkdir(parents=True, exist_ok=True)
     (target / "__init__.py").write_text(_INIT)
-    well_known = resources.files("grpc_tools") / "_proto"
+    well_known = resources.files("grpc_tools") / "_proto"  # google/protobuf/*.proto
     for directory, files in SOURCES.items():
         arguments = [
             "protoc",
             f"-I{PACKAGE}={directory}",
             f"-I{well_known}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
+            f"--descriptor_set_out={target / (Path(files[0]).stem + '.binpb')}",
             *(f"{PACKAGE}/{name}" for name in files),
         ]
         if protoc.main(arguments) != 0:

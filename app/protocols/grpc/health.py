@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from app.core.errors import ModelNotFoundError, NotReadyError
 from app.protocols.grpc.calls import Context, Method, Service
@@ -82,6 +83,29 @@ def service(protocol: GrpcProtocol, services: Sequence[str]) -> Service:
     }
 
 
-def enable_reflection(server: grpc.aio.Server, services: Sequence[str]) -> None:
-    """Server reflection listing ``services`` (and itself), for grpcurl-style tools."""
-    reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
+def enable_reflection(server: grpc.aio.Server, services: Sequence[Any]) -> None:
+    """Server reflection listing ``services`` (their descriptors) and itself.
+
+    Reflection answers from one descriptor pool, and the Open Inference Protocol lives in a
+    pool of its own (``open_inference.load_protocol``), so the answers come from a pool that
+    holds a copy of every served file and its imports.
+    """
+    reflection_service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+    served = [*services, reflection_service]
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        copy = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(copy)
+        pool.Add(copy)
+        added.add(file.name)
+
+    for service_descriptor in served:
+        add(service_descriptor.file)
+    names = [service_descriptor.full_name for service_descriptor in served]
+    reflection.enable_server_reflection(names, server, pool=pool)

@@ -1,6 +1,9 @@
 """The Open Inference Protocol's gRPC service, ``inference.GRPCInferenceService``.
 
-Messages from the published ``open_inference_grpc.proto`` (``protos/``). ``ModelInfer`` takes
+Messages from the published ``open_inference_grpc.proto`` (``protos/``), compiled at install
+time and loaded into a descriptor pool of the server's own (``load_protocol``): clients'
+compiled copies of package ``inference`` may share the process (the tests run the app and a
+client in one), and protobuf's default pool refuses a second copy. ``ModelInfer`` takes
 one BYTES input ``text`` of shape ``[N]``, its elements either in ``contents.bytes_contents``
 or in ``raw_input_contents`` (4-byte little-endian length, then the bytes: how tritonclient
 and the KServe SDK send them), and answers FP32 ``probability`` and ``logit`` of shape
@@ -13,16 +16,19 @@ draining); an unknown model or version is NOT_FOUND, in the REST adapter's words
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from importlib import resources
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from app.core.errors import InvalidInputError, NotReadyError
 from app.core.predictor import Predictor
 from app.core.registry import VersionChoice
 from app.core.texts import is_blank
-from app.protocols.grpc._generated import open_inference_grpc_pb2 as pb
 from app.protocols.grpc.calls import Context, Method, Service
 from app.protocols.grpc.server import parse_version
 from app.protocols.open_inference import _NOT_FOUND as NOT_FOUND  # the REST adapter's words
@@ -33,13 +39,28 @@ from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
 if TYPE_CHECKING:
     from app.protocols.grpc.server import GrpcProtocol
 
-SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+DESCRIPTOR_SET = "open_inference_grpc.binpb"
+SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-def _tensor_metadata(
-    name: str, datatype: str, shape: Sequence[int]
-) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=datatype, shape=shape)
+@functools.cache
+def load_protocol() -> Any:
+    """The protocol's file descriptor, service and message classes (by their proto names, as
+    a generated module would hold them), from the compiled descriptor set, in their own pool."""
+    compiled = resources.files("app.protocols.grpc._generated") / DESCRIPTOR_SET
+    files = descriptor_pb2.FileDescriptorSet.FromString(compiled.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    classes = message_factory.GetMessageClassesForFiles([f.name for f in files.file], pool)
+    package = files.file[-1].package + "."
+    top_level = {
+        name.removeprefix(package): cls
+        for name, cls in classes.items()
+        if "." not in name.removeprefix(package)
+    }
+    service = pool.FindServiceByName(SERVICE_NAME)
+    return SimpleNamespace(FILE=service.file, SERVICE=service, **top_level)
 
 
 class InferenceServicer:
@@ -48,64 +69,58 @@ class InferenceServicer:
     def __init__(self, protocol: GrpcProtocol) -> None:
         self._protocol = protocol
         self._core = protocol.core
+        self._pb: Any = load_protocol()
+
+    def _tensor_metadata(self, name: str, datatype: str, shape: Sequence[int]) -> Any:
+        return self._pb.ModelMetadataResponse.TensorMetadata(
+            name=name, datatype=datatype, shape=shape
+        )
 
     def _resolve(self, name: str, version: str) -> Predictor:
         choice = VersionChoice(version=parse_version(version))
-        return self._protocol.resolve(name, choice, NOT_FOUND)
+        return self._protocol.resolve_model(name, choice, NOT_FOUND)
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+    async def ServerLive(self, request: Any, context: Context) -> Any:
+        return self._pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: Any, context: Context) -> Any:
         try:
             self._core.check_ready()
         except NotReadyError:
-            return pb.ServerReadyResponse(ready=False)
-        return pb.ServerReadyResponse(ready=True)
+            return self._pb.ServerReadyResponse(ready=False)
+        return self._pb.ServerReadyResponse(ready=True)
 
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Context
-    ) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: Any, context: Context) -> Any:
         self._resolve(request.name, request.version)
-        return pb.ModelReadyResponse(ready=True)
+        return self._pb.ModelReadyResponse(ready=True)
 
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Context
-    ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(
+    async def ServerMetadata(self, request: Any, context: Context) -> Any:
+        return self._pb.ServerMetadataResponse(
             name="sentiment-service", version=self._protocol.server_version, extensions=[]
         )
 
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Context
-    ) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(self, request: Any, context: Context) -> Any:
         predictor = self._resolve(request.name, request.version)
-        return pb.ModelMetadataResponse(
+        return self._pb.ModelMetadataResponse(
             name=self._core.model_name,
             versions=[predictor.version_label],
             platform=PLATFORM,
-            inputs=[_tensor_metadata(INPUT_NAME, "BYTES", [-1])],
-            outputs=[_tensor_metadata(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
+            inputs=[self._tensor_metadata(INPUT_NAME, "BYTES", [-1])],
+            outputs=[self._tensor_metadata(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
         )
 
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: Any, context: Context) -> Any:
         predictor = self._resolve(request.model_name, request.model_version)
         texts = self._texts(request)
         outputs = self._outputs(request.outputs)
         scores = await self._core.score(texts, predictor)
         values = {PROBABILITY_OUTPUT: scores.probabilities, LOGIT_OUTPUT: scores.logits}
-        return pb.ModelInferResponse(
+        return self._pb.ModelInferResponse(
             model_name=self._core.model_name,
             model_version=predictor.version_label,
             id=request.id,
             outputs=[
-                pb.ModelInferResponse.InferOutputTensor(
+                self._pb.ModelInferResponse.InferOutputTensor(
                     name=name, datatype="FP32", shape=[len(texts), 1]
                 )
                 for name in outputs
@@ -115,7 +130,7 @@ class InferenceServicer:
             ],
         )
 
-    def _texts(self, request: pb.ModelInferRequest) -> list[str]:
+    def _texts(self, request: Any) -> list[str]:
         """The texts of the one input, ``text``: BYTES of shape [N], N >= 1."""
         if len(request.inputs) != 1:
             raise InvalidInputError(f"Expected exactly one input, {INPUT_NAME!r}.")
@@ -152,7 +167,7 @@ class InferenceServicer:
 
     @staticmethod
     def _outputs(
-        requested: Sequence[pb.ModelInferRequest.InferRequestedOutputTensor],
+        requested: Sequence[Any],
     ) -> list[str]:
         """The output names asked for (every output by default), in the order asked."""
         if not requested:
@@ -168,7 +183,7 @@ def services(protocol: GrpcProtocol) -> list[Service]:
     servicer = InferenceServicer(protocol)
     return [
         (
-            SERVICE,
+            load_protocol().SERVICE,
             {
                 # Liveness and readiness stay open, like /v2/health/live and /ready.
                 "ServerLive": Method(servicer.ServerLive, guarded=False),

@@ -75,7 +75,9 @@ class GrpcProtocol(ProtocolAdapter):
         self._server: grpc.aio.Server | None = None
         self._stop: asyncio.Task[None] | None = None
 
-    def resolve(self, name: str, choice: VersionChoice, wording: NotFoundWording) -> Predictor:
+    def resolve_model(
+        self, name: str, choice: VersionChoice, wording: NotFoundWording
+    ) -> Predictor:
         """``core.resolve`` with the protocol's not-found wording; an unknown model, version
         or label is NOT_FOUND."""
         try:
@@ -141,9 +143,9 @@ class GrpcProtocol(ProtocolAdapter):
             *open_inference.services(self),
         ]
         handlers = [self.calls.service_handler(service, methods) for service, methods in services]
-        served = [service.full_name for service, _ in services]
-        health_service, health_methods = health.service(self, served)
+        served = [service for service, _ in services]
+        health_service, health_methods = health.service(self, [s.full_name for s in served])
         handlers.append(self.calls.service_handler(health_service, health_methods))
         server.add_generic_rpc_handlers(handlers)
-        health.enable_reflection(server, [*served, health_service.full_name])
+        health.enable_reflection(server, [*served, health_service])
         return server

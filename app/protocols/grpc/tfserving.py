@@ -77,7 +77,7 @@ class PredictionServicer:
         self._core = protocol.core
 
     def _resolve(self, spec: Any, wording: Any = _SERVABLE) -> Predictor:
-        return self._protocol.resolve(spec.name, version_choice(spec), wording)
+        return self._protocol.resolve_model(spec.name, version_choice(spec), wording)
 
     def _model_spec(self, predictor: Predictor, signature_name: str = "") -> Any:
         return model_pb2.ModelSpec(
