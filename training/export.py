@@ -4,19 +4,18 @@ The serving graph holds the whole text pipeline, so the service needs nothing bu
 `tf.saved_model.load`: preprocessing cannot drift from training. It is the trained model
 *folded*: with dropout off and mean pooling, logit = bias + mean over the text's units of
 (embedding · dense kernel), so each vocabulary unit's scalar score is computed once here and
-the graph averages scalars over the real units only (ragged: no padding is built or read).
-`verify_export` proves the reloaded graph equals the Keras model to 1e-5 before anything is
-published.
+the graph averages scalars over the real units only (no padding is built or read).
 
-Signatures (names in `contract`):
+Signatures (names in `contract`), all three on the same units (`training.units.TextUnits`):
 
 * ``serving_default``: ``text`` [N] → ``probability`` [N, 1], ``logit`` [N, 1] (calibrated).
 * ``score``: the same two plus ``token_count``, ``oov_count`` [N] int64 and ``truncated`` [N]
   bool, for the service's input metrics;
 * ``explain``: ``text`` [N] → the units each text was scored on and their exact shares of the
-  raw logit, with the accounting (see `ExplainOutputs`).
+  raw logit, with the accounting.
 
-Publishing the verified export is `training.publish`'s.
+`verify_export` reloads the SavedModel and compares every signature with the Keras model before
+anything is published (`training.publish`).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -49,19 +49,31 @@ from contract import (
     UNITS_OUTPUT,
     UNITS_PER_TEXT_OUTPUT,
 )
-from training import text as text_lib
 from training.calibration import LengthTemperature
 from training.model import Hyperparameters, tokenize, unit_scores
 from training.text import PADDING_ID, UNKNOWN_ID
-from training.units import Totals, WordNgramIds, int64_table, repeat
+from training.units import TextUnits, Units
 
 logger = logging.getLogger(__name__)
 
 PADDING_UNIT = "[padding]"  # the tutorial averages its padding too; explain shows its share
+SCORING_CHUNK = 2048
+# A raw logit is a float32 sum over up to `sequence_length` units, in the graph's order: it may
+# differ from the Keras model's by this many of its own magnitude (the probability may not).
+RAW_LOGIT_RELATIVE_TOLERANCE = 1e-5
 
 
 class ExportError(RuntimeError):
     """The exported SavedModel does not reproduce the trained model; nothing is published."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The Keras model's answers for some texts: what every exported signature must give."""
+
+    probabilities: np.ndarray  # calibrated, served
+    raw_logits: np.ndarray  # before calibration
+    units_explained: np.ndarray  # units averaged, and the tutorial's padding as one more
 
 
 @dataclass(frozen=True)
@@ -73,18 +85,36 @@ class TrainedModel:
     model: keras.Model
     calibration: LengthTemperature
 
-    def reference_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities from the in-memory Keras objects: the yardstick for the export."""
+    def reference(self, texts: Sequence[str]) -> Reference:
+        """The in-memory Keras objects' answers: the yardstick for the export."""
         token_ids = tokenize(self.vectorizer, self.params, tf.constant(list(texts)))
         if isinstance(token_ids, tf.RaggedTensor):
             logits = self.model(token_ids.to_tensor(), training=False)
-            counts = token_ids.row_lengths()[:, tf.newaxis]
-        else:  # the tutorial: real (non-padding) ids
+            counts = token_ids.row_lengths()
+            explained = counts.numpy()
+        else:  # the tutorial: real (non-padding) ids, and its padding shown as one unit
             logits = self.model(token_ids, training=False)
             counts = tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PADDING_ID), tf.int64), 1)
-            counts = counts[:, tf.newaxis]
-        calibrated = self.calibration.apply(logits, counts)
-        return np.asarray(tf.sigmoid(calibrated).numpy()[:, 0], dtype=np.float64)
+            explained = counts.numpy() + (counts.numpy() < self.params.sequence_length)
+        calibrated = self.calibration.apply(logits, counts[:, tf.newaxis])
+        return Reference(
+            np.asarray(tf.sigmoid(calibrated).numpy()[:, 0], dtype=np.float64),
+            np.asarray(logits.numpy()[:, 0], dtype=np.float64),
+            np.asarray(explained, np.int64),
+        )
+
+    def reference_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        return self.reference(texts).probabilities
+
+
+class Pooled(NamedTuple):
+    """Per text: the mean pooled over its kept units, and the accounting."""
+
+    raw_logit: tf.Tensor  # [N] bias + mean unit score, before calibration
+    count: tf.Tensor  # [N] units averaged (an empty text: its one unknown stand-in)
+    divisor: tf.Tensor  # [N] what the sum is divided by (the tutorial: the sequence length)
+    real: tf.Tensor  # [N] real units scored (at most the sequence length)
+    truncated: tf.Tensor  # [N] units beyond the sequence length were dropped
 
 
 class ServingGraph(tf.Module):  # type: ignore[misc]
@@ -95,139 +125,132 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         params = trained.params
         vocabulary = trained.vectorizer.get_vocabulary()
         scores, bias = unit_scores(trained.model)
-        self._params = params
-        self._calibration = trained.calibration
+        self._length = params.sequence_length
         self._masked = params.mask_padding
-        self._table = int64_table(
-            vocabulary[2:], list(range(2, len(vocabulary))), default=UNKNOWN_ID
-        )
-        self._scores = tf.constant(scores[: len(vocabulary)])
+        self._calibration = trained.calibration
         self._bias = tf.constant(bias, tf.float32)
-        self._ngram_ids = (
-            WordNgramIds(vocabulary, params.ngrams, self._scores) if params.ngrams > 1 else None
+        self._unknown_unit = vocabulary[UNKNOWN_ID]
+        self._unknown_score = tf.constant(scores[UNKNOWN_ID], tf.float32)
+        self._padding_score = tf.constant(scores[PADDING_ID], tf.float32)
+        self._units = TextUnits(
+            vocabulary,
+            scores[: len(vocabulary)],
+            params.tokenizer,
+            params.ngrams,
+            params.sequence_length,
         )
         text_spec = tf.TensorSpec(shape=[None], dtype=tf.string, name=INPUT_NAME)
         self.serve = tf.function(self._serve, input_signature=[text_spec])
-        self.score = tf.function(self._score_with_accounting, input_signature=[text_spec])
+        self.score = tf.function(self._score, input_signature=[text_spec])
         self.explain = tf.function(self._explain, input_signature=[text_spec])
 
-    def _units(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """The units the model scores, in the vectorizer's order: words, then n-grams."""
-        words = self._words(text)
-        if self._params.ngrams == 1:
-            return words
-        widths = tuple(range(1, self._params.ngrams + 1))
-        return tf.strings.ngrams(words, ngram_width=widths, separator=" ")
+    def _pool(self, units: Units, texts: tf.Tensor) -> tuple[Pooled, tf.Tensor]:
+        """Each text's mean, and its unknown units' count."""
+        with tf.name_scope("pooling"):
+            score, unknown = units.folded()
+            total = tf.math.unsorted_segment_sum(score, units.rows, texts)
+            unknown = tf.cast(tf.math.unsorted_segment_sum(unknown, units.rows, texts), tf.int64)
+            real = tf.minimum(units.units_per_text, self._length)
+            if self._masked:  # an empty text is scored as one unknown unit: no evidence
+                empty = tf.equal(real, 0)
+                total = tf.where(empty, self._unknown_score, total)
+                count = tf.maximum(real, 1)
+                divisor = tf.cast(count, tf.float32)
+            else:  # the tutorial averages over every position, its padding included
+                count = real
+                divisor = tf.fill(tf.shape(real), tf.constant(float(self._length)))
+                total += tf.cast(self._length - real, tf.float32) * self._padding_score
+            raw_logit = self._bias + total / divisor
+            truncated = units.units_per_text > self._length
+            return Pooled(raw_logit, count, divisor, real, truncated), unknown
 
-    def _words(self, text: tf.Tensor) -> tf.RaggedTensor:
-        if self._params.tokenizer == "negation":
-            return text_lib.split_marking_negation(text_lib.standardize(text))
-        return tf.strings.split(text_lib.standardize_tutorial(text))
-
-    def _score(
-        self, text: tf.Tensor
-    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per unit: ids and scores (ragged); per text: raw logit, units scored n (an empty
-        text counts its one unknown stand-in), divisor of the mean, units before truncation."""
-        all_ids = self._table.lookup(self._units(text))
-        length = self._params.sequence_length
-        ids = all_ids[:, :length]
-        if self._masked:
-            empty = tf.cast(tf.equal(ids.row_lengths(), 0), tf.int64)
-            ids = tf.concat([ids, repeat(UNKNOWN_ID, empty)], axis=1)
-        count = ids.row_lengths()
-        scores = tf.gather(self._scores, ids)
-        total = tf.reduce_sum(scores, axis=1)
-        if self._masked:
-            divisor = tf.cast(count, tf.float32)
-        else:  # the tutorial averages over every position, its padding included
-            divisor = tf.fill(tf.shape(count), tf.constant(float(length)))
-            total += tf.cast(length - count, tf.float32) * self._scores[PADDING_ID]
-        raw_logit = self._bias + total / divisor
-        return ids, scores, raw_logit, count, divisor, all_ids.row_lengths()
-
-    def _totals(self, text: tf.Tensor) -> Totals:
-        """What serving needs per text, without materializing units where it can avoid it."""
-        if self._ngram_ids is not None and self._masked:
-            if self._params.tokenizer == "negation":
-                numbers, rows = self._ngram_ids.numbers_marking_negation(text_lib.standardize(text))
-            else:
-                numbers, rows = self._ngram_ids.numbers_of_words(self._words(text))
-            texts = tf.shape(text, out_type=tf.int64)[0]
-            return self._ngram_ids.totals(
-                numbers, rows, texts, self._bias, self._params.sequence_length
+    def _calibrated(self, pooled: Pooled) -> tf.Tensor:
+        with tf.name_scope("calibration"):
+            return self._calibration.apply(
+                pooled.raw_logit[:, tf.newaxis], pooled.count[:, tf.newaxis]
             )
-        ids, _, raw_logit, count, _, all_units = self._score(text)
-        real = tf.minimum(all_units, self._params.sequence_length)
-        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1)
-        # An empty text's unknown stand-in is not an out-of-vocabulary word.
-        return Totals(raw_logit, count, real, all_units, tf.minimum(unknown, real))
 
     def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        totals = self._totals(text)
-        logit = self._calibration.apply(
-            totals.raw_logit[:, tf.newaxis], totals.count[:, tf.newaxis]
-        )
+        texts = tf.shape(text, out_type=tf.int64)[0]
+        pooled, _ = self._pool(self._units.units(text), texts)
+        logit = self._calibrated(pooled)
         return {PROBABILITY_OUTPUT: tf.sigmoid(logit), LOGIT_OUTPUT: logit}
 
-    def _score_with_accounting(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        totals = self._totals(text)
-        logit = self._calibration.apply(
-            totals.raw_logit[:, tf.newaxis], totals.count[:, tf.newaxis]
-        )
+    def _score(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        texts = tf.shape(text, out_type=tf.int64)[0]
+        pooled, unknown = self._pool(self._units.units(text), texts)
+        logit = self._calibrated(pooled)
         return {
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
             LOGIT_OUTPUT: logit,
-            TOKEN_COUNT_OUTPUT: totals.real,
-            OOV_COUNT_OUTPUT: totals.unknown,
-            TRUNCATED_OUTPUT: totals.all_units > self._params.sequence_length,
+            TOKEN_COUNT_OUTPUT: pooled.real,
+            OOV_COUNT_OUTPUT: unknown,
+            TRUNCATED_OUTPUT: pooled.truncated,
         }
 
     def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids, scores, raw_logit, count, divisor, total_units = self._score(text)
-        logit = self._calibration.apply(raw_logit[:, tf.newaxis], count[:, tf.newaxis])[:, 0]
-        temperature = self._calibration.divisor(raw_logit, count)
-        # The unit strings as scored; an unseen unit shows its own text (it scored as unknown).
-        units = self._units(text)[:, : self._params.sequence_length]
-        contributions = scores / divisor[:, tf.newaxis]
-        extra = count - units.row_lengths()  # 1 where an empty text was scored as one unknown
-        units = tf.concat([units, repeat("[UNK]", extra)], axis=1)
-        if not self._masked:  # the tutorial's padding is part of its average: show its share
-            padding = self._params.sequence_length - count
-            has_padding = tf.cast(padding > 0, tf.int64)
-            share = tf.cast(padding, tf.float32) * self._scores[PADDING_ID] / divisor
-            units = tf.concat([units, repeat(PADDING_UNIT, has_padding)], axis=1)
-            contributions = tf.concat(
-                [
-                    contributions,
-                    tf.RaggedTensor.from_row_lengths(
-                        tf.boolean_mask(share, padding > 0), has_padding
-                    ),
-                ],
-                axis=1,
+        texts = tf.shape(text, out_type=tf.int64)[0]
+        units = self._units.units(text)
+        pooled, unknown = self._pool(units, texts)
+        logit = self._calibrated(pooled)[:, 0]
+        # The kept units of each text in the vectorizer's order: words, then pairs, ...
+        kept = [tf.where(width_kept)[:, 0] for width_kept in units.kept]
+        rows = tf.concat([tf.gather(units.rows, at) for at in kept], axis=0)
+        order = tf.argsort(rows, stable=True)
+        rows = tf.gather(rows, order)
+
+        def in_order(per_width: list[tf.Tensor]) -> tf.Tensor:
+            flat = tf.concat([tf.gather(v, at) for v, at in zip(per_width, kept, strict=True)], 0)
+            return tf.gather(flat, order)
+
+        with tf.name_scope("names"):
+            names = tf.RaggedTensor.from_value_rowids(
+                in_order(self._units.unit_names(units)), rows, nrows=texts
             )
-        real = tf.minimum(total_units, self._params.sequence_length)
-        unknown = tf.reduce_sum(tf.cast(tf.equal(ids, UNKNOWN_ID), tf.int64), axis=1) - extra
+        shares = tf.RaggedTensor.from_value_rowids(
+            in_order(units.scores) / tf.gather(pooled.divisor, rows), rows, nrows=texts
+        )
+        if self._masked:  # an empty text shows the unknown unit it was scored as
+            empty = tf.cast(tf.equal(pooled.real, 0), tf.int64)
+            names = tf.concat([names, _repeat(self._unknown_unit, empty)], axis=1)
+            share = self._unknown_score / pooled.divisor
+            shares = tf.concat([shares, _ragged(share, empty)], axis=1)
+        else:  # the tutorial's padding is part of its average: show its share
+            padding = self._length - pooled.real
+            has_padding = tf.cast(padding > 0, tf.int64)
+            names = tf.concat([names, _repeat(PADDING_UNIT, has_padding)], axis=1)
+            share = tf.cast(padding, tf.float32) * self._padding_score / pooled.divisor
+            shares = tf.concat([shares, _ragged(share, has_padding)], axis=1)
         return {
-            UNITS_OUTPUT: units.flat_values,
-            CONTRIBUTIONS_OUTPUT: contributions.flat_values,
-            UNITS_PER_TEXT_OUTPUT: units.row_lengths(),
-            BIAS_OUTPUT: tf.fill(tf.shape(raw_logit), self._bias),
-            TOKEN_COUNT_OUTPUT: real,
-            TRUNCATED_OUTPUT: total_units > self._params.sequence_length,
+            UNITS_OUTPUT: names.flat_values,
+            CONTRIBUTIONS_OUTPUT: shares.flat_values,
+            UNITS_PER_TEXT_OUTPUT: names.row_lengths(),
+            BIAS_OUTPUT: tf.fill(tf.shape(pooled.raw_logit), self._bias),
+            TOKEN_COUNT_OUTPUT: pooled.real,
+            TRUNCATED_OUTPUT: pooled.truncated,
             OOV_COUNT_OUTPUT: unknown,
             OOV_SHARE_OUTPUT: tf.math.divide_no_nan(
-                tf.cast(unknown, tf.float32), tf.cast(real, tf.float32)
+                tf.cast(unknown, tf.float32), tf.cast(pooled.real, tf.float32)
             ),
-            TEMPERATURE_OUTPUT: temperature,
-            RAW_LOGIT_OUTPUT: raw_logit,
+            TEMPERATURE_OUTPUT: self._calibration.divisor(pooled.raw_logit, pooled.count),
+            RAW_LOGIT_OUTPUT: pooled.raw_logit,
             LOGIT_OUTPUT: logit,
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
         }
 
 
+def _repeat(unit: str, counts: tf.Tensor) -> tf.RaggedTensor:
+    """`counts[i]` (0 or 1) copies of `unit` in row i."""
+    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(counts)], unit), counts)
+
+
+def _ragged(values: tf.Tensor, counts: tf.Tensor) -> tf.RaggedTensor:
+    """Row i holds `values[i]` if `counts[i]` is 1, nothing if it is 0."""
+    return tf.RaggedTensor.from_row_lengths(tf.boolean_mask(values, counts > 0), counts)
+
+
 def write_saved_model(trained: TrainedModel, path: Path) -> None:
-    """Write the folded serving graph with its `serving_default` and `explain` signatures."""
+    """Write the folded serving graph with its `serving_default`, `score` and `explain`."""
     graph = ServingGraph(trained)
     tf.saved_model.save(
         graph,
@@ -240,7 +263,7 @@ def write_saved_model(trained: TrainedModel, path: Path) -> None:
     )
 
 
-def load_scorer(path: Path, chunk: int = 2048) -> Callable[[Sequence[str]], np.ndarray]:
+def load_scorer(path: Path, chunk: int = SCORING_CHUNK) -> Callable[[Sequence[str]], np.ndarray]:
     """P(positive) exactly as the service computes it: the reloaded `serving_default`, called
     on chunks of `chunk` texts (a padded v1/v2 graph would hold every text's padding at once)."""
     serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
@@ -262,11 +285,94 @@ def served_probabilities(path: Path, texts: Sequence[str]) -> np.ndarray:
     return load_scorer(path)(texts)
 
 
-def verify_export(path: Path, texts: Sequence[str], expected: np.ndarray) -> np.ndarray:
-    """Reload the export and demand it agrees with the Keras model; returns the served values."""
-    served = served_probabilities(path, texts)
-    worst = float(np.max(np.abs(served - expected)))
-    if not worst <= SAMPLE_TOLERANCE:
-        raise ExportError(f"reloaded SavedModel differs from the Keras model by {worst:.2e}")
-    logger.info("Export verified: max |served - keras| = %.2e on %d texts", worst, len(texts))
+def _require(ok: bool | np.bool_, signature: str, what: str) -> None:
+    if not ok:
+        raise ExportError(f"reloaded SavedModel: `{signature}` {what}")
+
+
+def _check_probabilities(signature: str, served: np.ndarray, expected: np.ndarray) -> float:
+    worst = float(np.max(np.abs(served - expected), initial=0.0))
+    _require(worst <= SAMPLE_TOLERANCE, signature, f"differs from the Keras model by {worst:.2e}")
+    return worst
+
+
+def verify_export(path: Path, texts: Sequence[str], reference: Reference) -> np.ndarray:
+    """Reload the export at `path` and `check_signatures`; returns the served probabilities."""
+    return check_signatures(tf.saved_model.load(str(path)).signatures, texts, reference)
+
+
+def check_signatures(signatures: Any, texts: Sequence[str], reference: Reference) -> np.ndarray:
+    """Demand that every signature of a reloaded export agrees with the Keras model on `texts`.
+
+    `serving_default` and `score`: the same probabilities within `SAMPLE_TOLERANCE`, the logit
+    the probability's; `score`'s accounting equal to `explain`'s. `explain`: the raw logit the
+    Keras model's, the bias plus the units' shares that raw logit, the calibrated logit and its
+    probability the served ones, one unit per unit the model averaged. Returns the served values.
+    """
+    batch = {INPUT_NAME: tf.constant(list(texts), tf.string)}
+    outputs = {
+        name: {key: value.numpy() for key, value in signatures[name](**batch).items()}
+        for name in (SIGNATURE_NAME, SCORE_SIGNATURE_NAME, EXPLAIN_SIGNATURE_NAME)
+    }
+    served = np.asarray(outputs[SIGNATURE_NAME][PROBABILITY_OUTPUT][:, 0], np.float64)
+    served_logit = outputs[SIGNATURE_NAME][LOGIT_OUTPUT][:, 0]
+    worst = 0.0
+    for name in (SIGNATURE_NAME, SCORE_SIGNATURE_NAME):
+        probability = outputs[name][PROBABILITY_OUTPUT][:, 0].astype(np.float64)
+        worst = max(worst, _check_probabilities(name, probability, reference.probabilities))
+        logit = outputs[name][LOGIT_OUTPUT][:, 0].astype(np.float64)
+        _require(
+            np.allclose(1 / (1 + np.exp(-logit)), probability, atol=SAMPLE_TOLERANCE),
+            name,
+            "returns a logit that is not its probability's",
+        )
+    explained = outputs[EXPLAIN_SIGNATURE_NAME]
+    _check_probabilities(EXPLAIN_SIGNATURE_NAME, explained[PROBABILITY_OUTPUT], served)
+    raw = explained[RAW_LOGIT_OUTPUT].astype(np.float64)
+    scale = np.maximum(1.0, np.abs(reference.raw_logits))
+    _require(
+        np.all(np.abs(raw - reference.raw_logits) <= RAW_LOGIT_RELATIVE_TOLERANCE * scale),
+        EXPLAIN_SIGNATURE_NAME,
+        "returns raw logits that are not the Keras model's",
+    )
+    per_text = explained[UNITS_PER_TEXT_OUTPUT]
+    sums = np.add.reduceat(
+        np.append(explained[CONTRIBUTIONS_OUTPUT].astype(np.float64), 0.0),
+        np.concatenate([[0], np.cumsum(per_text)[:-1]]),
+    )
+    sums[per_text == 0] = 0.0
+    _require(
+        np.all(np.abs(explained[BIAS_OUTPUT] + sums - raw) <= RAW_LOGIT_RELATIVE_TOLERANCE * scale),
+        EXPLAIN_SIGNATURE_NAME,
+        "returns shares that do not add up to the raw logit",
+    )
+    _require(
+        np.allclose(
+            raw / explained[TEMPERATURE_OUTPUT], explained[LOGIT_OUTPUT], rtol=1e-5, atol=1e-6
+        ),
+        EXPLAIN_SIGNATURE_NAME,
+        "returns a logit that is not its raw logit over its temperature",
+    )
+    _require(
+        np.allclose(explained[LOGIT_OUTPUT], served_logit, rtol=1e-6, atol=1e-6),
+        EXPLAIN_SIGNATURE_NAME,
+        f"returns another logit than `{SIGNATURE_NAME}`",
+    )
+    _require(
+        np.array_equal(per_text, reference.units_explained),
+        EXPLAIN_SIGNATURE_NAME,
+        "explains another number of units than the Keras model averaged",
+    )
+    scored = outputs[SCORE_SIGNATURE_NAME]
+    for output in (TOKEN_COUNT_OUTPUT, OOV_COUNT_OUTPUT, TRUNCATED_OUTPUT):
+        _require(
+            np.array_equal(scored[output], explained[output]),
+            SCORE_SIGNATURE_NAME,
+            f"and `explain` disagree on {output}",
+        )
+    logger.info(
+        "Export verified: every signature; max |served - keras| = %.2e on %d texts",
+        worst,
+        len(texts),
+    )
     return served

@@ -87,9 +87,7 @@ def run(config: RunConfig) -> Path:
     try:
         export_lib.write_saved_model(trained, staging)
         samples = card_lib.pick_samples(splits.test, params.seed)
-        served = export_lib.verify_export(
-            staging, samples, trained.reference_probabilities(samples)
-        )
+        served = export_lib.verify_export(staging, samples, trained.reference(samples))
         card_lib.plot_history(held_out.training.history, staging / card_lib.CURVES_FILE)
         behaviour = behavioural_lib.report(behavioural_sets, export_lib.load_scorer(staging))
         evaluation = dataclasses.replace(evaluation, behaviour=behaviour)

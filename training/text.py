@@ -1,23 +1,34 @@
-"""Text to tokens, in TensorFlow ops only, so the same code runs in training and in the export.
+"""Text units: how a text becomes the tokens and units the model scores, in TensorFlow ops only, so
+the same code runs in training (Keras' TextVectorization) and in the export (`training.units`).
 
 Two pipelines share this module:
 
 * the tutorial's (``standardize_tutorial`` + whitespace split), kept for the ``tutorial`` preset
   and the published versions 1 and 2 (whose graphs carry their own copy);
-* the default's: ``standardize`` keeps clause punctuation as a boundary token, and
-  ``split_marking_negation`` splits into words, marks every word in a negation's scope with
-  ``NOT_`` and drops the boundaries.
+* the default's: ``standardize`` lower-cases and spaces out punctuation in one regex pass,
+  and ``split_marking_negation`` splits into tokens, normalizes them, marks every word in a
+  negation's scope with ``NOT_`` and drops the clause boundaries.
 
-Negation scope (Das & Chen 2001; Pang, Lee & Vaithyanathan 2002): a negator ("not", "no",
-"never", "nothing", "hardly", "without", any "...n't" and its apostrophe-less spelling "didnt")
-opens a scope that runs to the end of its clause: clause punctuation (``. , ; : ! ? ( ) "``
-and IMDB's ``<br />``) or a contrast word ("but", "although", "however", ...) ends it. Two
-negators in one clause cancel: each negator toggles the scope, so "never not funny" leaves
-"funny" unmarked. The negators themselves are never marked, so "not" stays one shared word.
+Tokens. Clause punctuation (``. , ; : ! ? ( ) [ ] { } "``, curly double quotes, the ellipsis
+and IMDB's ``<br />``) becomes a boundary token of one character; other punctuation (dashes
+included) separates words. Inside a token an apostrophe survives only between two letters
+("don't", curly ones made straight): quote marks are dropped, so "'great'" is "great"
+(`normalize_tokens`). What a token *does* is a property of the token itself (`token_roles`): a
+boundary ends a clause and is dropped, a contrast word ("but", "although", "however", ...)
+starts a clause and is kept, a negator ("not", "never", "hardly", "without", any "...n't" and
+its apostrophe-less spelling "didnt") toggles negation. Because roles belong to tokens, the
+export reads them from the same lookup that gives a token its number, and a new rule costs no
+new pass over the text.
+
+Negation scope (Das & Chen 2001; Pang, Lee & Vaithyanathan 2002): a negator opens a scope that
+runs to the end of its clause. Two negators in one clause cancel: each negator toggles the scope,
+so "never not funny" leaves "funny" unmarked. Negators are never marked themselves, so "not"
+stays one shared word.
 
 "I did not like it, but the music was great" becomes
 ``i did not NOT_like NOT_it but the music was great``: "NOT_like" is a unit of its own, with
 its own weight (see ``training.model.NegationTiedEmbedding`` for how it starts from "like").
+Units are then words, pairs and triples of neighbouring words (``Hyperparameters.ngrams``).
 """
 
 from __future__ import annotations
@@ -32,7 +43,6 @@ import tensorflow as tf
 PADDING_ID = 0
 UNKNOWN_ID = 1
 NEGATION_PREFIX = "NOT_"  # upper case: standardized text is lower case, so it never collides
-CLAUSE_BOUNDARY = "."
 NEGATORS = (
     "not", "no", "never", "nothing", "nobody", "none", "nowhere", "neither", "nor",
     "hardly", "barely", "scarcely", "without", "cannot",
@@ -41,30 +51,46 @@ NEGATORS = (
     "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint", "mustnt", "neednt",
 )  # fmt: skip
 CONTRAST_WORDS = ("but", "although", "though", "however", "yet", "whereas", "except")
-# The standardized text carries the clause structure as tokens, so splitting needs no word
-# lists: a "." boundary ends a clause (and stands before every contrast word), and a "~" marker
-# follows every negator. Punctuation is gone by then, so neither can be a real word. Both are
-# dropped after marking; they only steer it.
-NEGATOR_MARK = "~"
-_CLAUSE_PUNCTUATION = '.,;:!?()[]{}"'
-# Runs of clause punctuation (or IMDB's <br />) become one boundary; a contrast word gets one.
-_CLAUSE_END = (
-    "(?:<br */?>|["
-    + re.escape(_CLAUSE_PUNCTUATION)
-    + "])+|\\b("
-    + "|".join(CONTRAST_WORDS)
-    + ")\\b"
+# U+0085 and U+0096/U+0097 are the ellipsis and dashes of Windows-1252 text read as Latin-1, as
+# in many IMDB reviews.
+CLAUSE_PUNCTUATION = '.,;:!?()[]{}"\u201c\u201d\u2026\x85'
+APOSTROPHES = "'\u2018\u2019"
+WORD_SEPARATORS = (
+    "".join(c for c in string.punctuation if c not in CLAUSE_PUNCTUATION + APOSTROPHES)
+    + "\u2013\u2014\x96\x97"
 )
-# The rest of ASCII punctuation (apostrophe aside) separates words, and an apostrophe not
-# between two letters is a quote mark, not part of a word.
-_WORD_SEPARATOR_OR_QUOTE = (
-    "["
-    + re.escape("".join(c for c in string.punctuation if c not in _CLAUSE_PUNCTUATION + "'"))
-    + "]|(^|[^a-z])'+|'+([^a-z]|$)"
-)
-_NEGATOR = r"\b(" + "|".join(NEGATORS) + r"|\w+n't)\b"
+LINE_BREAK = "<br */?>"  # after lower-casing
 
-_TUTORIAL_PUNCTUATION = f"[{re.escape(string.punctuation)}]"
+
+def _chars(chars: str) -> str:
+    return "[" + re.escape(chars) + "]"
+
+
+# The single standardization pass puts spaces around every match of these patterns, so that
+# each becomes a token of its own (a line break "<br />" two: "<br", "/>"). RE2 tries them in
+# order at each position (leftmost-first). A new kind of token (emoticons, emoji) is one more
+# pattern before these: it costs no pass of its own, and what the token does is `token_roles`'s.
+ISOLATED = (
+    # A run of clause punctuation and line breaks.
+    f"(?:{LINE_BREAK}|{_chars(CLAUSE_PUNCTUATION)})+",
+    # A run of other punctuation; a "<" only where it does not open a line break.
+    f"{_chars(WORD_SEPARATORS)}{_chars(WORD_SEPARATORS.replace('<', ''))}*",
+)
+# The whole match (\0): a rewrite that names no group needs no submatch search per match.
+STANDARDIZE_PATTERN, STANDARDIZE_REWRITE = "|".join(ISOLATED), " \\0 "
+# The tokens with a role (`token_roles`) that text is made of most: the export's word table
+# holds them, so only rarer ones ("!!!", "--") take its slower path.
+ROLE_TOKENS = (
+    *CLAUSE_PUNCTUATION, "<br", "/>", "<br>", "<br/>", *WORD_SEPARATORS, *CONTRAST_WORDS, *NEGATORS,
+)  # fmt: skip
+# Inside a token, an apostrophe run not between two (ASCII) letters is a quote mark.
+_QUOTE = f"(^|[^a-z]){_chars(APOSTROPHES)}+|{_chars(APOSTROPHES)}+([^a-z]|$)"
+# What the pass makes of a clause run, and the tokens made only of other punctuation.
+_BOUNDARY = f"(?:{_chars(CLAUSE_PUNCTUATION)}|<br/?>|<br|/>)+"
+_SEPARATOR = f"{_chars(WORD_SEPARATORS)}+"
+_CONTRAST = "|".join(CONTRAST_WORDS)
+_NEGATOR = "|".join(NEGATORS) + r"|\w+n't"
+_TUTORIAL_PUNCTUATION = _chars(string.punctuation)
 
 
 def standardize_tutorial(text: tf.Tensor) -> tf.Tensor:
@@ -75,73 +101,99 @@ def standardize_tutorial(text: tf.Tensor) -> tf.Tensor:
     return stripped
 
 
+def lowercase(text: tf.Tensor) -> tf.Tensor:
+    """Unicode lower case. Only texts with a non-ASCII character take the Unicode path; the
+    others get the same result from the ASCII one, which costs next to nothing."""
+    ascii_lower = tf.strings.lower(text)
+    unicode = tf.where(tf.strings.length(text, unit="UTF8_CHAR") != tf.strings.length(text))
+    unicode_lower = tf.strings.lower(tf.gather_nd(text, unicode), encoding="utf-8")
+    lowered: tf.Tensor = tf.tensor_scatter_nd_update(ascii_lower, unicode, unicode_lower)
+    return lowered
+
+
 def standardize(text: tf.Tensor) -> tf.Tensor:
-    """Lowercase; clause punctuation becomes a " . " boundary token, other punctuation a space.
+    """Lowercase, and space out punctuation in one pass (the module's "Tokens")."""
+    spaced: tf.Tensor = tf.strings.regex_replace(
+        lowercase(text), STANDARDIZE_PATTERN, STANDARDIZE_REWRITE
+    )
+    return spaced
 
-    Apostrophes survive inside words ("don't", curly ones made straight); quote marks around
-    words are dropped, so "'great'" and "great" are the same token.
+
+def normalize_tokens(tokens: tf.Tensor) -> tf.Tensor:
+    """Token spellings that mean the same token: curly apostrophes made straight, and quote
+    marks ("'great'", "80's") dropped, so an apostrophe is left only between two letters.
+
+    Idempotent, and the vocabulary holds only normalized tokens, so the export may normalize
+    only the tokens its lookup misses and get what normalizing every token gives.
     """
-    lowercase = tf.strings.lower(text, encoding="utf-8")
-    straight = tf.strings.regex_replace(lowercase, "[\u2018\u2019]", "'")
-    bounded = tf.strings.regex_replace(straight, _CLAUSE_END, f" {CLAUSE_BOUNDARY} \\1")
-    spaced = tf.strings.regex_replace(bounded, _WORD_SEPARATOR_OR_QUOTE, "\\1 \\2")
-    marked: tf.Tensor = tf.strings.regex_replace(spaced, _NEGATOR, f"\\1 {NEGATOR_MARK}")
-    return marked
+    straight = tf.strings.regex_replace(tokens, "[\u2018\u2019]", "'")
+    unquoted: tf.Tensor = tf.strings.regex_replace(straight, _QUOTE, "\\1\\2")
+    return unquoted
 
 
-class NegationScopes(NamedTuple):
-    """What `split_marking_negation` does with each token of a batch of standardized texts:
-    `negated` ones get the mark, `steering` ones (boundaries, negator marks) go."""
+class TokenRoles(NamedTuple):
+    """What each (normalized) token does to negation scopes, as [tokens] bool tensors."""
 
-    negated: tf.Tensor  # [tokens] bool
-    steering: tf.Tensor  # [tokens] bool
+    starts_clause: tf.Tensor  # clause boundaries and contrast words
+    negator: tf.Tensor
+    # Clause boundaries (they only steer), other punctuation, and tokens that were only quotes.
+    dropped: tf.Tensor
 
 
-def negation_scopes(
-    tokens: tf.RaggedTensor, is_boundary: tf.Tensor, is_mark: tf.Tensor
-) -> NegationScopes:
-    """Which of the split tokens of standardized texts lie in a negation scope.
+def token_roles(tokens: tf.Tensor) -> TokenRoles:
+    boundary = tf.strings.regex_full_match(tokens, _BOUNDARY)
+    contrast = tf.strings.regex_full_match(tokens, _CONTRAST)
+    negator = tf.strings.regex_full_match(tokens, _NEGATOR)
+    separator = tf.strings.regex_full_match(tokens, _SEPARATOR)
+    return TokenRoles(boundary | contrast, negator, boundary | separator | tf.equal(tokens, ""))
 
-    The caller says which tokens are boundaries and negator marks, so that a caller which maps
-    tokens to numbers anyway (the export's n-gram path) compares numbers instead of strings:
-    comparing every token with two strings costs more than the lookup it already does.
 
-    Works on the flat list of every text's tokens at once: a clause starts at each text's first
-    token and at each boundary (`standardize` puts one before each contrast word); a token is
-    negated when an odd number of negator marks (`standardize` puts one after each negator)
-    precede it in its clause.
+def first_of_each_text(tokens: tf.RaggedTensor) -> tf.Tensor:
+    """[tokens] bool: which of a ragged batch's flat tokens start their text."""
+    starts = tf.boolean_mask(tokens.row_starts(), tokens.row_lengths() > 0)
+    return tf.tensor_scatter_nd_update(
+        tf.zeros(tf.shape(tokens.flat_values), tf.bool),
+        starts[:, tf.newaxis],
+        tf.ones(tf.shape(starts), tf.bool),
+    )
+
+
+def negated_positions(starts_text: tf.Tensor, roles: TokenRoles) -> tf.Tensor:
+    """Indices of the tokens in a negation scope, ascending: [negated] int64.
+
+    For the flat tokens of a batch; `starts_text` marks each text's first token. A clause
+    starts at each text's first token and at each clause-starting token; a token is negated
+    when an odd number of negators precede it in its clause. Neither negators nor clause
+    starts are ever negated. Works on the few tokens that start a clause or negate (the
+    events): after each event the scope is on or off until the next one.
     """
-    positions = tf.range(tf.size(is_boundary, out_type=tf.int64))
-    row_ids = tokens.value_rowids()
-    starts_text = tf.equal(positions, tf.gather(tokens.row_starts(), row_ids))
-    clause = tf.cumsum(tf.cast(is_boundary | starts_text, tf.int64)) - 1
-    # One past the last clause id (at least 1, so a batch with no tokens still works).
-    clauses = tf.maximum(tf.reduce_max(tf.concat([clause, [0]], axis=0)) + 1, 1)
-    clause_start = tf.math.unsorted_segment_min(positions, clause, clauses)
-    marks_before = tf.cumsum(tf.cast(is_mark, tf.int64), exclusive=True)
-    in_clause = marks_before - tf.gather(marks_before, tf.gather(clause_start, clause))
-    steering = is_boundary | is_mark
-    # A negator is the token just before a mark; negators are never marked themselves.
-    is_negator = tf.concat([is_mark[1:], [False]], axis=0)
-    negated = tf.equal(in_clause % 2, 1) & ~steering & ~is_negator
-    return NegationScopes(negated, steering)
+    tokens = tf.size(roles.negator, out_type=tf.int64)
+    starts = roles.starts_clause | starts_text
+    events = tf.where(starts | roles.negator)[:, 0]
+    is_start = tf.gather(starts, events)
+    is_negator = tf.cast(tf.gather(roles.negator, events), tf.int32)
+    negators_through = tf.cumsum(is_negator)
+    clause = tf.cumsum(tf.cast(is_start, tf.int32)) - 1
+    before_clause = tf.boolean_mask(negators_through - is_negator, is_start)
+    scope_after = tf.equal((negators_through - tf.gather(before_clause, clause)) % 2, 1)
+    next_event = tf.concat([events[1:], [tokens]], axis=0)[: tf.size(events)]
+    return tf.ragged.range(
+        tf.boolean_mask(events + 1, scope_after), tf.boolean_mask(next_event, scope_after)
+    ).flat_values
 
 
 def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     """Words of each standardized text, ``NOT_``-marked inside negation scopes: [N] → [N, None]."""
     tokens = tf.strings.split(standardized)
-    flat = tokens.flat_values
-    negated, steering = negation_scopes(
-        tokens, tf.equal(flat, CLAUSE_BOUNDARY), tf.equal(flat, NEGATOR_MARK)
+    flat = normalize_tokens(tokens.flat_values)
+    roles = token_roles(flat)
+    negated = negated_positions(first_of_each_text(tokens), roles)[:, tf.newaxis]
+    marked = tf.tensor_scatter_nd_update(
+        flat, negated, tf.strings.join([NEGATION_PREFIX, tf.gather_nd(flat, negated)])
     )
-    # Rewrite only the tokens that change: most are not negated.
-    scoped = tf.where(negated)
-    flat = tf.tensor_scatter_nd_update(
-        flat, scoped, tf.strings.join([NEGATION_PREFIX, tf.gather_nd(flat, scoped)])
-    )
-    keep = ~steering
+    keep = ~roles.dropped
     return tf.RaggedTensor.from_value_rowids(
-        tf.boolean_mask(flat, keep),
+        tf.boolean_mask(marked, keep),
         tf.boolean_mask(tokens.value_rowids(), keep),
         nrows=tokens.nrows(),
     )

@@ -1,159 +1,323 @@
-"""Text to vocabulary ids inside the serving graph, without building unit strings."""
+"""Text → units inside the serving graph: the one implementation behind every signature.
+
+Keras' TextVectorization (training) builds every unit's string and looks it up. The export
+gets the same units and ids from one string lookup per token instead:
+
+* every word that appears in the vocabulary, alone or inside an n-gram, gets a *number* (the
+  vocabulary's own id for words that are units themselves); a word of no unit gets number 1;
+* the word table maps a token to one int64 that packs its number, its roles (`text.TokenRoles`:
+  boundary, clause start, negator), whether it is a unit, and its unit score: the model folded
+  to one scalar per unit (`training.model.unit_scores`), so no separate gather of scores;
+* a word in a negation scope takes its ``NOT_`` form's packed value from a dense array indexed
+  by its number: the marked string is never built;
+* an n-gram's key is its word numbers written in base `stride`, and one int64 table for every
+  width gives its packed score. A digit 0 or 1 never occurs in a unit's key, so an n-gram with
+  a word of no unit is unknown, as its string would be, and keys of different widths differ;
+* units past the sequence length, and n-grams across two texts, are weighted 0: nothing is
+  padded, dropped or sorted on the serving path.
+
+Tokens the word table misses are the only ones that take the string path: they are normalized
+(`text.normalize_tokens`), looked up again and given their roles by `text.token_roles`, exactly
+as training treats every token, because the vocabulary holds normalized tokens only.
+`explain` names the same units from the same tokens; `verify_export` checks all of it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from training import text as text_lib
-from training.text import PADDING_ID, UNKNOWN_ID
+from training.text import UNKNOWN_ID
 
-# Word numbers of the tokens that steer negation scopes (-1 is a word of no unit).
-_BOUNDARY_NUMBER = -2
-_MARK_NUMBER = -3
+# Packed value layout (int64): score bits | unit | roles | number. Non-negative: bit 63 is free.
+_SCORE_BITS = 32
+_UNIT_BIT = 32
+_ROLE_SHIFT = 33  # starts clause, negator, boundary
+_NUMBER_SHIFT = 36
+_NO_UNIT_NUMBER = 1  # every word of no unit: an n-gram containing it is unknown
+_FIRST_WORD_NUMBER = 2
+_MISSING = -1  # the word table's default: a token to take the string path
+_STARTS_CLAUSE, _NEGATOR, _DROPPED = 1, 2, 4
+_ROLES = (_STARTS_CLAUSE, _NEGATOR, _DROPPED)  # in `text.TokenRoles` order
+# In an n-gram's packed value (it has no roles): it begins a longer unit of the vocabulary.
+_BEGINS_LONGER = 1 << _ROLE_SHIFT
 
 
-class Totals(NamedTuple):
-    raw_logit: tf.Tensor  # [N] bias + mean unit score, before calibration
-    count: tf.Tensor  # [N] units averaged (an empty text: its one unknown stand-in)
-    real: tf.Tensor  # [N] real units scored (at most the sequence length)
-    all_units: tf.Tensor  # [N] units before truncation
-    unknown: tf.Tensor  # [N] out-of-vocabulary units among the real ones
+def _pack(score: float, unit: bool, roles: int = 0, number: int = 0) -> int:
+    bits = int(np.array(score, np.float32).view(np.uint32))
+    return bits | (int(unit) << _UNIT_BIT) | (roles << _ROLE_SHIFT) | (number << _NUMBER_SHIFT)
 
 
-class WordNgramIds(tf.Module):  # type: ignore[misc]
-    """Word and word n-gram vocabulary ids from one string lookup per word.
+def _roles_of(tokens: list[str]) -> np.ndarray:
+    """Role bits per token, from the same `text.token_roles` that training applies."""
+    if not tokens:
+        return np.zeros(0, np.int64)
+    roles = text_lib.token_roles(tf.constant(tokens))
+    return np.asarray(
+        roles.starts_clause.numpy() * _STARTS_CLAUSE
+        + roles.negator.numpy() * _NEGATOR
+        + roles.dropped.numpy() * _DROPPED,  # as `_ROLES`
+        np.int64,
+    )
 
-    Every word that appears in the vocabulary, alone or inside an n-gram, gets a word number
-    (the vocabulary's own id for words that are units themselves); an n-gram's id is then an
-    integer lookup of its word numbers folded into one key, so no n-gram string is ever built.
-    Words of no vocabulary unit get -1, and any n-gram containing one is unknown, as its
-    string would be. Keys of different widths cannot collide: every word number is at least 2,
-    so a k-word key is at least 2 x stride^(k-1), above every shorter key.
 
-    Negation scopes are applied to numbers too: a word in a scope takes the number of its
-    ``NOT_`` form from an integer table, so the marked strings are never built either. The
-    clause boundaries and negator marks that steer the scopes get numbers of their own, so
-    finding them compares numbers, not strings.
-    """
+class Units(NamedTuple):
+    """The units of a batch: for each width (words, pairs, ...) one entry per word position,
+    the unit that starts there. Positions where no unit starts (an n-gram would run past its
+    text) or whose unit lies past the sequence length are not `kept` and score 0."""
 
-    def __init__(self, vocabulary: list[str], ngrams: int, scores: tf.Tensor) -> None:
-        super().__init__(name="word_ngrams")
-        self._scores = scores  # the serving graph's own: one copy in the SavedModel
-        numbers = {unit: i for i, unit in enumerate(vocabulary) if i >= 2 and " " not in unit}
-        steering = {text_lib.CLAUSE_BOUNDARY: _BOUNDARY_NUMBER, text_lib.NEGATOR_MARK: _MARK_NUMBER}
-        if any(token in numbers for token in steering):
-            raise ValueError("a clause boundary or negator mark is a vocabulary unit")
-        grams = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
-        for _, words in grams:
-            for word in words:
-                numbers.setdefault(word, len(vocabulary) + len(numbers))
-        prefix = text_lib.NEGATION_PREFIX
-        negated = [word for word in numbers if word.startswith(prefix)]
-        for word in negated:  # "NOT_x" may be a unit while "x" is not: "x" needs a number too
-            numbers.setdefault(word[len(prefix) :], len(vocabulary) + len(numbers))
+    rows: tf.Tensor  # [W] int64: each word's text (words: tokens not dropped)
+    scores: list[tf.Tensor]  # per width w: [W - w + 1] float32
+    unknown: list[tf.Tensor]  # per width: [W - w + 1] bool, kept and out of vocabulary
+    kept: list[tf.Tensor]  # per width: [W - w + 1] bool
+    units_per_text: tf.Tensor  # [N] int64: units before truncation
+    # Only for naming units (`unit_names`): every token as split, which of them are the words,
+    # and which are negated.
+    tokens: tf.Tensor  # [T] string
+    words: tf.Tensor  # [W] int64 indices into `tokens`
+    negated: tf.Tensor  # [k] int64 indices into `tokens`
+
+    def folded(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per word position, the summed score and the unknown count of every unit starting
+        there: [W] float32 and [W] int32, so one segment sum per batch gives each text's."""
+        score, unknown = self.scores[0], tf.cast(self.unknown[0], tf.int32)
+        for width_score, width_unknown in zip(self.scores[1:], self.unknown[1:], strict=True):
+            tail = tf.size(score) - tf.size(width_score)  # positions where no n-gram starts
+            score += tf.concat([width_score, tf.zeros([tail])], axis=0)
+            unknown += tf.concat([tf.cast(width_unknown, tf.int32), tf.zeros([tail], tf.int32)], 0)
+        return score, unknown
+
+
+class TextUnits(tf.Module):  # type: ignore[misc]
+    """`units(text)`: the units the model scores, for a vocabulary and its unit scores."""
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        scores: np.ndarray,
+        tokenizer: str,
+        ngrams: int,
+        sequence_length: int,
+    ) -> None:
+        super().__init__(name="text_units")
+        self._negation = tokenizer == "negation"
         self._ngrams = ngrams
-        self._stride = len(vocabulary) + len(numbers)
-        if self._stride**ngrams >= 2**63:
+        self._length = sequence_length
+        self._unknown_score = float(scores[UNKNOWN_ID])
+        numbers = {w: i for i, w in enumerate(vocabulary) if i >= 2 and " " not in w}
+        grams = [(i, unit.split(" ")) for i, unit in enumerate(vocabulary) if " " in unit]
+        extra = [word for _, words in grams for word in words]
+        prefix = text_lib.NEGATION_PREFIX
+        extra += [w[len(prefix) :] for w in [*numbers, *extra] if w.startswith(prefix)]
+        for word in extra:  # words inside n-grams, and "x" where only "NOT_x" is a unit
+            numbers.setdefault(word, len(vocabulary) + len(numbers))
+        self._stride = max(len(vocabulary), _FIRST_WORD_NUMBER) + len(numbers)
+        if self._stride**ngrams >= 2**63 or self._stride >= 2 ** (63 - _NUMBER_SHIFT):
             raise ValueError(f"{ngrams}-word keys overflow int64 with {self._stride} words")
-        self._unit_words = len(vocabulary)
-        self._words = int64_table(
-            [*numbers, *steering], [*numbers.values(), *steering.values()], default=-1
-        )
-        self._negated = int64_table(
-            [numbers[word[len(prefix) :]] for word in negated],
-            [numbers[word] for word in negated],
-            default=-1,
-        )
-        keys = []
-        for _, words in grams:
+        self._words = self._word_table(vocabulary, scores, numbers)
+        self._negated = self._negated_values(vocabulary, scores, numbers)
+        self._grams = self._gram_table(grams, scores, numbers) if grams else None
+
+    def _gram_table(
+        self, grams: list[tuple[int, list[str]]], scores: np.ndarray, numbers: dict[str, int]
+    ) -> Any:
+        """N-gram keys (word numbers in base `stride`) to packed scores. A key that begins a
+        longer unit is flagged, so that longer n-grams are looked up only where one can be."""
+        values: dict[int, int] = {}
+        for unit_id, words in grams:
             key = 0
-            for word in words:
+            for width, word in enumerate(words, start=1):
                 key = key * self._stride + numbers[word]
-            keys.append(key)
-        self._grams = int64_table(keys, [i for i, _ in grams], default=UNKNOWN_ID)
+                if 2 <= width < len(words):  # a prefix of this unit
+                    entry = values.get(key, _pack(self._unknown_score, False))
+                    values[key] = entry | _BEGINS_LONGER
+            values[key] = _pack(scores[unit_id], True) | (values.get(key, 0) & _BEGINS_LONGER)
+        return _table(list(values), list(values.values()), _pack(self._unknown_score, False))
 
-    def numbers_of_words(self, words: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Word numbers of a batch of word lists, flat, with each one's text (row)."""
-        return self._words.lookup(words.flat_values), words.value_rowids()
+    def _word_table(
+        self, vocabulary: list[str], scores: np.ndarray, numbers: dict[str, int]
+    ) -> Any:
+        steering = [token for token in text_lib.ROLE_TOKENS if token not in numbers]
+        words = [*numbers, *steering] if self._negation else list(numbers)
+        roles = _roles_of(words) if self._negation else np.zeros(len(words), np.int64)
+        if np.any(roles[: len(numbers)] & _DROPPED):
+            raise ValueError("a token that is dropped before vectorizing is a vocabulary unit")
+        values = []
+        for word, role in zip(words, roles.tolist(), strict=True):
+            number = numbers.get(word, _NO_UNIT_NUMBER)
+            unit = _FIRST_WORD_NUMBER <= number < len(vocabulary)
+            score = scores[number] if unit else self._unknown_score
+            values.append(_pack(score, unit, role, number))
+        return _table(words, values, default=_MISSING)
 
-    def numbers_marking_negation(self, standardized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """`numbers_of_words(text.split_marking_negation(standardized))`, without the strings."""
-        tokens = tf.strings.split(standardized)
-        numbers = self._words.lookup(tokens.flat_values)
-        negated, steering = text_lib.negation_scopes(
-            tokens, tf.equal(numbers, _BOUNDARY_NUMBER), tf.equal(numbers, _MARK_NUMBER)
-        )
-        scoped = tf.where(negated)
-        numbers = tf.tensor_scatter_nd_update(
-            numbers, scoped, self._negated.lookup(tf.gather_nd(numbers, scoped))
-        )
-        keep = ~steering
-        return tf.boolean_mask(numbers, keep), tf.boolean_mask(tokens.value_rowids(), keep)
+    def _negated_values(
+        self, vocabulary: list[str], scores: np.ndarray, numbers: dict[str, int]
+    ) -> tf.Tensor:
+        """Packed value of each number's ``NOT_`` form (a word of no unit where it has none)."""
+        values = np.full(self._stride, _pack(self._unknown_score, False, 0, 1), np.int64)
+        for word, number in numbers.items():
+            negated = numbers.get(text_lib.NEGATION_PREFIX + word)
+            if negated is not None:
+                unit = negated < len(vocabulary)
+                score = scores[negated] if unit else self._unknown_score
+                values[number] = _pack(score, unit, 0, negated)
+        return tf.constant(values)
 
-    def totals(
-        self, numbers: tf.Tensor, rows: tf.Tensor, texts: tf.Tensor, bias: tf.Tensor, length: int
-    ) -> Totals:
-        """The masked mean over the first `length` units (words, then pairs, ...) of each text.
+    def units(self, text: tf.Tensor) -> Units:
+        """The units of a batch of raw texts [N], with their scores.
 
-        Works on the flat word numbers of the whole batch (`rows`: each one's text, in order):
-        an n-gram is n neighbours of one text, and position checks replace the vectorizer's
-        truncation, so no per-text unit list is ever built.
+        Each stage has a name scope of its own, so `bench.ops --by-stage` can say what it costs.
         """
-        word_count = tf.math.unsorted_segment_sum(tf.ones_like(rows), rows, texts)
-        row_starts = tf.cumsum(word_count, exclusive=True)
-        position = tf.range(tf.size(numbers, out_type=tf.int64)) - tf.gather(row_starts, rows)
-        word_ids = tf.where(
-            (numbers >= 0) & (numbers < self._unit_words),
-            numbers,
-            tf.constant(UNKNOWN_ID, tf.int64),
-        )
-        # The vectorizer lists all words, then all pairs, then all triples...: a k-word unit's
-        # place in that list is the count of shorter units before it plus its word position.
-        # Units past the sequence length become padding, which scores nothing.
-        ids = [tf.where(position < length, word_ids, PADDING_ID)]
-        rows_of = [rows]
-        units_before = word_count
-        keys = numbers
-        for width in range(2, self._ngrams + 1):
-            start_rows = rows[: 1 - width]
-            same_text = tf.equal(start_rows, rows[width - 1 :])
-            valid = same_text & (keys[:-1] >= 0) & (numbers[width - 1 :] >= 0)
-            keys = tf.where(valid, keys[:-1] * self._stride + numbers[width - 1 :], -1)
-            keep = same_text & (
-                position[: 1 - width] < length - tf.gather(units_before, start_rows)
+        with tf.name_scope("standardize"):
+            if self._negation:
+                standardized = text_lib.standardize(text)
+            else:
+                standardized = text_lib.standardize_tutorial(text)
+        with tf.name_scope("split"):
+            tokens = tf.strings.split(standardized)
+            flat = tokens.flat_values
+        with tf.name_scope("word_lookup"):
+            packed = self._words.lookup(flat)
+        if self._negation:
+            with tf.name_scope("unknown_tokens"):
+                packed = self._look_up_missed(flat, packed)
+            with tf.name_scope("negation"):
+                packed, negated, words = self._mark_negation(tokens, packed)
+                packed, rows = tf.gather(packed, words), tf.gather(tokens.value_rowids(), words)
+        else:
+            with tf.name_scope("unknown_tokens"):
+                unknown = _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER)
+                packed = tf.where(packed == _MISSING, unknown, packed)
+            words = tf.range(tf.size(flat, out_type=tf.int64))
+            rows, negated = tokens.value_rowids(), tf.zeros([0], tf.int64)
+        with tf.name_scope("ngrams"):
+            return self._ngram_units(packed, rows, tokens.nrows())._replace(
+                tokens=flat, words=words, negated=negated
             )
-            ids.append(tf.where(keep, self._grams.lookup(keys), PADDING_ID))
-            rows_of.append(start_rows)
-            units_before = units_before + tf.maximum(word_count - width + 1, 0)
-        # One gather and two one-dimensional sums per batch give each text's score total and
-        # unknown count (one sum over [units, 2] columns cost more than the two).
-        all_ids, all_rows = tf.concat(ids, axis=0), tf.concat(rows_of, axis=0)
-        scores = tf.where(all_ids == PADDING_ID, 0.0, tf.gather(self._scores, all_ids))
-        total = tf.math.unsorted_segment_sum(scores, all_rows, texts)
-        is_unknown = tf.cast(tf.equal(all_ids, UNKNOWN_ID), tf.int32)
-        unknown = tf.cast(tf.math.unsorted_segment_sum(is_unknown, all_rows, texts), tf.int64)
-        real = tf.minimum(units_before, length)  # every unit up to the sequence length is kept
-        empty = tf.equal(real, 0)  # scored as one unknown unit, as the vectorizer path does
-        total = tf.where(empty, self._scores[UNKNOWN_ID], total)
-        count = tf.maximum(real, 1)
-        return Totals(bias + total / tf.cast(count, tf.float32), count, real, units_before, unknown)
+
+    def _look_up_missed(self, flat: tf.Tensor, packed: tf.Tensor) -> tf.Tensor:
+        """Tokens the table misses, normalized, looked up again and given their roles."""
+        missed = tf.where(packed == _MISSING)
+        tokens = text_lib.normalize_tokens(tf.gather_nd(flat, missed))
+        again = self._words.lookup(tokens)
+        roles = text_lib.token_roles(tokens)
+        role_bits = tf.add_n(
+            [
+                tf.cast(has, tf.int64) * (b << _ROLE_SHIFT)
+                for has, b in zip(roles, _ROLES, strict=True)
+            ]
+        )
+        unknown = _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER)
+        values = tf.where(again != _MISSING, again, unknown + role_bits)
+        return tf.tensor_scatter_nd_update(packed, missed, values)
+
+    def _mark_negation(
+        self, tokens: tf.RaggedTensor, packed: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Each negated token takes its ``NOT_`` form's value. Returns the values, the negated
+        tokens' indices and the words' (the tokens not dropped), as `text` marks and drops."""
+        roles = tf.bitwise.right_shift(packed, _ROLE_SHIFT)
+        token_roles = text_lib.TokenRoles(*(tf.bitwise.bitwise_and(roles, b) != 0 for b in _ROLES))
+        negated = text_lib.negated_positions(text_lib.first_of_each_text(tokens), token_roles)
+        at = negated[:, tf.newaxis]
+        numbers = tf.bitwise.right_shift(tf.gather_nd(packed, at), _NUMBER_SHIFT)
+        packed = tf.tensor_scatter_nd_update(packed, at, tf.gather(self._negated, numbers))
+        return packed, negated, tf.where(~token_roles.dropped)[:, 0]
+
+    def unit_names(self, units: Units) -> list[tf.Tensor]:
+        """Per width, every position's unit as the vectorizer spells it ("not NOT_bad"),
+        unknown ones too (explanations show them by name)."""
+        tokens = text_lib.normalize_tokens(units.tokens)  # what training spells
+        negated = units.negated[:, tf.newaxis]
+        marked = tf.tensor_scatter_nd_update(
+            tokens,
+            negated,
+            tf.strings.join([text_lib.NEGATION_PREFIX, tf.gather_nd(tokens, negated)]),
+        )
+        words = tf.gather(marked, units.words)
+        names = [words]
+        for width in range(2, self._ngrams + 1):
+            parts = [words[offset : tf.size(words) - width + 1 + offset] for offset in range(width)]
+            names.append(tf.strings.join(parts, separator=" "))
+        return names
+
+    def _ngram_units(self, words: tf.Tensor, rows: tf.Tensor, texts: tf.Tensor) -> Units:
+        """Words, then every pair, ... of neighbouring words; `words` packed, `rows` sorted."""
+        word_count = tf.math.bincount(rows, minlength=texts, maxlength=texts, dtype=tf.int64)
+        row_starts = tf.cumsum(word_count, exclusive=True)
+        numbers = tf.bitwise.right_shift(words, _NUMBER_SHIFT)
+        packed, kept = [words], []
+        keys = numbers
+        units_before = tf.zeros_like(word_count)
+        for width in range(1, self._ngrams + 1):
+            starting = tf.maximum(word_count - width + 1, 0)
+            kept.append(
+                self._within_text_and_length(rows, width, row_starts, starting, units_before)
+            )
+            units_before += starting
+            if width == 1:
+                continue
+            with tf.name_scope("ngram_lookup/"):  # a stage of its own (absolute scope)
+                keys = keys[:-1] * self._stride + numbers[width - 1 :]
+                packed.append(self._look_up_grams(keys, packed[-1], kept[-1], width))
+        scores, unknown = [], []
+        for width_packed, width_kept in zip(packed, kept, strict=True):
+            score = tf.bitcast(tf.cast(width_packed, tf.int32), tf.float32)
+            is_unit = tf.bitwise.bitwise_and(width_packed, 1 << _UNIT_BIT) != 0
+            scores.append(tf.where(width_kept, score, 0.0))
+            unknown.append(width_kept & ~is_unit)
+        empty = tf.zeros([0], tf.int64)
+        return Units(
+            rows, scores, unknown, kept, units_before, tf.zeros([0], tf.string), empty, empty
+        )
+
+    def _look_up_grams(
+        self, keys: tf.Tensor, shorter: tf.Tensor, kept: tf.Tensor, width: int
+    ) -> tf.Tensor:
+        """Packed values of the n-grams with these keys, [positions]. From triples on, only
+        where the n-gram one word shorter begins a longer unit; elsewhere none is one."""
+        unknown = tf.constant(_pack(self._unknown_score, False), tf.int64)
+        if self._grams is None:
+            return tf.fill(tf.shape(keys), unknown)
+        if width == 2:
+            found: tf.Tensor = self._grams.lookup(keys)
+            return found
+        begins = tf.bitwise.bitwise_and(shorter[: tf.size(keys)], _BEGINS_LONGER) != 0
+        candidates = tf.where(begins & kept)
+        return tf.tensor_scatter_nd_update(
+            tf.fill(tf.shape(keys), unknown),
+            candidates,
+            self._grams.lookup(tf.gather_nd(keys, candidates)),
+        )
+
+    def _within_text_and_length(
+        self,
+        rows: tf.Tensor,
+        width: int,
+        row_starts: tf.Tensor,
+        starting: tf.Tensor,
+        units_before: tf.Tensor,
+    ) -> tf.Tensor:
+        """Which positions start a unit of `width` that the vectorizer keeps: inside its text
+        (its last word in the same text) and among the text's first `sequence_length` units
+        (words, then pairs, ...: only the last units of the longest texts are cut)."""
+        inside = tf.equal(rows[: tf.size(rows) - width + 1], rows[width - 1 :])
+        within = tf.clip_by_value(self._length - units_before, 0, starting)
+        cut = tf.ragged.range(row_starts + within, row_starts + starting).flat_values
+        return tf.tensor_scatter_nd_update(
+            inside, cut[:, tf.newaxis], tf.zeros(tf.shape(cut), tf.bool)
+        )
 
 
-def int64_table(keys: Sequence[str | int], values: Sequence[int], default: int) -> Any:
+def _table(keys: list[Any], values: list[int], default: int) -> Any:
     """A static hash table to int64 values (string or int64 keys, by the keys' type)."""
     key_type = tf.string if keys and isinstance(keys[0], str) else tf.int64
     return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(keys), key_type), tf.constant(list(values), tf.int64)
+            tf.constant(keys, key_type), tf.constant(values, tf.int64)
         ),
         default_value=default,
     )
-
-
-def repeat(unit: str | int, counts: tf.Tensor) -> tf.RaggedTensor:
-    """`counts[i]` copies of `unit` (a unit's text, or its int64 id) in row i."""
-    value = tf.constant(unit, tf.int64 if isinstance(unit, int) else tf.string)
-    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(counts)], value), counts)

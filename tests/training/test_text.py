@@ -1,0 +1,113 @@
+"""The tokenizer's rules, one by one: what the single standardization pass isolates, how tokens
+are normalized, what each token does, and the negation scopes computed from those roles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training import text as text_lib
+
+
+def _tokens(text: str) -> list[str]:
+    standardized = text_lib.standardize(tf.constant([text]))
+    return [token.decode() for token in tf.strings.split(standardized).to_list()[0]]
+
+
+def _words(text: str) -> list[str]:
+    split = text_lib.split_marking_negation(text_lib.standardize(tf.constant([text])))
+    return [word.decode() for word in split.to_list()[0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Great, fun!!! The END.", ["great", ",", "fun", "!!!", "the", "end", "."]),
+        ("good<br /><br />bad", ["good", "<br", "/><br", "/>", "bad"]),
+        ("well-made / cheap", ["well", "-", "made", "/", "cheap"]),
+        ("a<brother", ["a", "<", "brother"]),
+        ("ÉNORME — “Film”…", ["énorme", "—", "“", "film", "”…"]),
+        ("don't 'quote'", ["don't", "'quote'"]),
+    ],
+)
+def test_one_pass_isolates_every_run_of_punctuation(text: str, tokens: list[str]) -> None:
+    assert _tokens(text) == tokens
+
+
+def test_only_texts_with_non_ascii_characters_take_the_unicode_lowercase() -> None:
+    texts = tf.constant(["ÀB Ç", "PLAIN ASCII", "", "MIXED ÉÈ x"])
+    expected = tf.strings.lower(texts, encoding="utf-8")
+    assert text_lib.lowercase(texts).numpy().tolist() == expected.numpy().tolist()
+
+
+@pytest.mark.parametrize(
+    ("token", "normalized"),
+    [
+        ("don\u2019t", "don't"),
+        ("'great'", "great"),
+        ("80's", "80s"),
+        ("rock'n'roll", "rock'n'roll"),
+        ("''", ""),
+        ("l\u2019été", "lété"),
+    ],
+)
+def test_tokens_keep_apostrophes_only_between_two_letters(token: str, normalized: str) -> None:
+    once = text_lib.normalize_tokens(tf.constant([token]))
+    assert once.numpy()[0].decode() == normalized
+    assert text_lib.normalize_tokens(once).numpy().tolist() == once.numpy().tolist(), "idempotent"
+
+
+def test_roles_belong_to_tokens() -> None:
+    tokens = [".", "!?", "<br", "/>", "-", "but", "not", "didn't", "dont", "", "good", "nothing's"]
+    roles = text_lib.token_roles(tf.constant(tokens))
+    starts, negator, dropped = (np.asarray(r).tolist() for r in roles)
+    assert [t for t, s in zip(tokens, starts, strict=True) if s] == [".", "!?", "<br", "/>", "but"]
+    assert [t for t, n in zip(tokens, negator, strict=True) if n] == ["not", "didn't", "dont"]
+    assert [t for t, d in zip(tokens, dropped, strict=True) if d] == [
+        ".",
+        "!?",
+        "<br",
+        "/>",
+        "-",
+        "",
+    ]
+
+
+def _scopes_one_by_one(rows: list[int], starts: list[bool], negators: list[bool]) -> list[int]:
+    """The rule read literally: count the negators since the clause began, token by token."""
+    negated, count = [], 0
+    for i, (row, start, negator) in enumerate(zip(rows, starts, negators, strict=True)):
+        if start or i == 0 or rows[i - 1] != row:
+            count = 0
+        if count % 2 == 1 and not negator and not start:
+            negated.append(i)
+        count += negator
+    return negated
+
+
+def test_negation_scopes_from_the_events_equal_the_rule_read_token_by_token() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(0, 12, size=rng.integers(1, 6))
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        starts, negators = rng.random(len(rows)) < 0.15, rng.random(len(rows)) < 0.2
+        tokens = tf.RaggedTensor.from_value_rowids(
+            tf.zeros(len(rows), tf.string), rows, len(lengths)
+        )
+        roles = text_lib.TokenRoles(tf.constant(starts), tf.constant(negators), tf.constant(starts))
+        found = text_lib.negated_positions(text_lib.first_of_each_text(tokens), roles)
+        expected = _scopes_one_by_one(rows.tolist(), starts.tolist(), negators.tolist())
+        assert found.numpy().tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("not well-made, good", ["not", "NOT_well", "NOT_made", "good"]),
+        ("isn\u2019t 'great'... fun", ["isn't", "NOT_great", "fun"]),
+        ("not bad —but fine", ["not", "NOT_bad", "but", "fine"]),
+    ],
+)
+def test_punctuation_in_a_scope_is_dropped_not_marked(text: str, words: list[str]) -> None:
+    assert _words(text) == words
