@@ -11,11 +11,12 @@ import tempfile
 from collections.abc import Iterator
 from types import FrameType
 
+from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 
 from app.http.connections import DrainingServer
 from app.process import quiet_tensorflow, tune_process
-from app.settings import Settings
+from app.settings import Settings, invalid_settings_message
 from app.workers import Supervisor, uvicorn_config
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -52,7 +53,10 @@ def shared_metrics_directory(settings: Settings) -> Iterator[None]:
 
 def main() -> None:
     """Serve ``create_app``: one process, or a supervisor with ``workers`` worker processes."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # say what to fix, not where pydantic noticed it
+        sys.exit(invalid_settings_message(exc))
     quiet_tensorflow(settings.log_level)  # before any TensorFlow import, inherited by workers
     with shared_metrics_directory(settings):
         if settings.workers > 1:

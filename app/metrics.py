@@ -55,8 +55,9 @@ _FLUSH_SECONDS = 0.05
 # Up to this many values, `observe` value by value is cheaper than binning with numpy, whose
 # fixed cost per call would otherwise weigh on every small model call.
 _SMALL_BATCH = 8
-# A request's metric labels: REST (route template, method, status), gRPC (method, code).
-_RequestKey = tuple[str, str, int] | tuple[str, str]
+# A request's metric labels: REST (route template, method, status, version), gRPC (method,
+# code, version); the version is the one that answered ("" when none did).
+_RequestKey = tuple[str, str, int, str] | tuple[str, str, str]
 
 
 class BulkHistogram(Histogram):  # type: ignore[misc]
@@ -94,8 +95,9 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "sentiment_http_requests",
-            "HTTP requests by route template, method and status code.",
-            ["route", "method", "status"],
+            "HTTP requests by route template, method, status code and the model version that "
+            "answered (empty when none did).",
+            ["route", "method", "status", "version"],
             registry=self.registry,
         )
         self.requests_in_progress = Gauge(
@@ -106,8 +108,8 @@ class ServiceMetrics:
         )
         self.request_latency = BulkHistogram(
             "sentiment_http_request_duration_seconds",
-            "Time from request start to the end of the response, by route template.",
-            ["route"],
+            "Time from request start to the end of the response, by route template and version.",
+            ["route", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -115,28 +117,27 @@ class ServiceMetrics:
         # a full method name (/package.Service/Method) is the gRPC side's route.
         self.grpc_requests = Counter(
             "sentiment_grpc_requests",
-            "gRPC calls by full method name and status code (OK, INVALID_ARGUMENT, ...).",
-            ["method", "code"],
+            "gRPC calls by full method name, status code (OK, INVALID_ARGUMENT, ...) and the "
+            "model version that answered (empty when none did).",
+            ["method", "code", "version"],
             registry=self.registry,
         )
         self.grpc_request_latency = BulkHistogram(
             "sentiment_grpc_request_duration_seconds",
-            "Time from a gRPC call's start to its status, by full method name.",
-            ["method"],
+            "Time from a gRPC call's start to its status, by full method name and version.",
+            ["method", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.predictions = Counter(
             "sentiment_predictions",
-            "Texts scored, by predicted label.",
-            ["label"],
+            "Texts scored, by predicted label and the model version that scored them.",
+            ["label", "version"],
             registry=self.registry,
         )
-        self._positive_predictions = self.predictions.labels("positive")
-        self._negative_predictions = self.predictions.labels("negative")
         self.model_info = Gauge(
             "sentiment_model_info",
-            "1 for the model version currently served.",
+            "1 for each model version served (0 once no longer served, with several workers).",
             ["name", "version"],
             registry=self.registry,
             multiprocess_mode="liveall",
@@ -173,8 +174,7 @@ class ServiceMetrics:
         # and predicted labels, not yet flushed.
         self._in_flight = 0
         self._latencies: dict[_RequestKey, list[float]] = {}
-        self._positives = 0
-        self._negatives = 0
+        self._labels: dict[str, list[int]] = {}  # version -> [positives, negatives]
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.queue_depth = Gauge(
@@ -197,13 +197,17 @@ class ServiceMetrics:
         self._in_flight += 1
         self._flush_soon()
 
-    def request_finished(self, route: str, method: str, status: int, started: float) -> None:
-        """Tally one answered request and its latency since ``started`` (perf_counter)."""
-        self._finished((route, method, status), started)
+    def request_finished(
+        self, route: str, method: str, status: int, started: float, version: str = ""
+    ) -> None:
+        """Tally one answered request and its latency since ``started`` (perf_counter), with
+        the model version that answered it (none: "")."""
+        self._finished((route, method, status, version), started)
 
-    def grpc_call_finished(self, method: str, code: str, started: float) -> None:
-        """Tally one gRPC call (full method name, status code name) ended since ``started``."""
-        self._finished((method, code), started)
+    def grpc_call_finished(self, method: str, code: str, started: float, version: str = "") -> None:
+        """Tally one gRPC call (full method name, status code name, answering version) ended
+        since ``started``."""
+        self._finished((method, code, version), started)
 
     def _finished(self, key: _RequestKey, started: float) -> None:
         self._in_flight -= 1
@@ -216,10 +220,13 @@ class ServiceMetrics:
         else:
             self._flush_soon()
 
-    def count_predictions(self, positive: int, negative: int) -> None:
-        """Tally scored texts by predicted label (event loop thread only)."""
-        self._positives += positive
-        self._negatives += negative
+    def count_predictions(self, positive: int, negative: int, version: str) -> None:
+        """Tally texts ``version`` scored, by predicted label (event loop thread only)."""
+        counts = self._labels.get(version)
+        if counts is None:
+            counts = self._labels[version] = [0, 0]
+        counts[0] += positive
+        counts[1] += negative
 
     def flush(self) -> None:
         """Add the tally to the metrics (event loop thread only)."""
@@ -231,11 +238,12 @@ class ServiceMetrics:
             counter, histogram = self._request_children_of(key)
             counter.inc(len(values))
             histogram.observe_many(np.asarray(values))
-        if self._positives:
-            self._positive_predictions.inc(self._positives)
-        if self._negatives:
-            self._negative_predictions.inc(self._negatives)
-        self._positives = self._negatives = 0
+        labels, self._labels = self._labels, {}
+        for version, (positives, negatives) in labels.items():
+            if positives:
+                self.predictions.labels("positive", version).inc(positives)
+            if negatives:
+                self.predictions.labels("negative", version).inc(negatives)
         self._storage.publish_in_flight(self.requests_in_progress, self._in_flight)
 
     def _flush_soon(self) -> None:
@@ -255,17 +263,17 @@ class ServiceMetrics:
         if children is None:
             # labels() validates and hashes its arguments on every call; requests reuse the
             # few (route template, method, status) combinations, so resolve each once.
-            if len(key) == 2:  # a gRPC call: (full method name, status code name)
-                method, code = key
+            if len(key) == 3:  # a gRPC call: (full method name, status code name, version)
+                method, code, version = key
                 children = (
-                    self.grpc_requests.labels(method, code),
-                    self.grpc_request_latency.labels(method),
+                    self.grpc_requests.labels(method, code, version),
+                    self.grpc_request_latency.labels(method, version),
                 )
             else:
-                route, http_method, status = key
+                route, http_method, status, version = key
                 children = (
-                    self.requests.labels(route, http_method, str(status)),
-                    self.request_latency.labels(route),
+                    self.requests.labels(route, http_method, str(status), version),
+                    self.request_latency.labels(route, version),
                 )
             self._request_children[key] = children
         return children
@@ -280,11 +288,13 @@ class ServiceMetrics:
         """Report the queue depth ``depth`` returns (at scrape time, or after each model call)."""
         self._storage.track_queue_depth(self.queue_depth, depth)
 
-    def set_live_model(self, name: str, version: str) -> None:
-        """Make ``version`` the only one reported as served by this process."""
-        self._storage.forget_live_model(self.model_info, (name, version))
-        self.model_info.labels(name, version).set(1)
-        self.model_ready.set(1)
+    def set_served_models(self, name: str, versions: list[str]) -> None:
+        """Make ``versions`` the ones reported as served by this process (ready when any)."""
+        current = {(name, version) for version in versions}
+        self._storage.forget_served_models(self.model_info, current)
+        for labels in current:
+            self.model_info.labels(*labels).set(1)
+        self.model_ready.set(1 if versions else 0)
 
     def render(self) -> bytes:
         """The text exposition format (in shared mode: every worker's values combined)."""
@@ -308,7 +318,7 @@ class _Storage(Protocol):
     def publish_in_flight(self, in_progress: Gauge, count: int) -> None: ...
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None: ...
     def after_batch(self, gauge: Gauge) -> None: ...
-    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None: ...
+    def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None: ...
     def exposed(self, registry: CollectorRegistry) -> CollectorRegistry: ...
     def forget_dead_processes(self) -> None: ...
     def close(self) -> None: ...
@@ -329,7 +339,7 @@ class _LocalStorage:
     def after_batch(self, gauge: Gauge) -> None:
         pass
 
-    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None:
+    def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None:
         info.clear()
 
     def exposed(self, registry: CollectorRegistry) -> CollectorRegistry:
@@ -351,7 +361,7 @@ class _SharedStorage:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._depth: Callable[[], int] | None = None
-        self._live_model: tuple[str, str] | None = None
+        self._served_models: set[tuple[str, str]] = set()
 
     def publish_in_flight(self, in_progress: Gauge, count: int) -> None:
         in_progress.set(count)
@@ -363,11 +373,11 @@ class _SharedStorage:
         if self._depth is not None:
             gauge.set(self._depth())
 
-    def forget_live_model(self, info: Gauge, current: tuple[str, str]) -> None:
-        previous, self._live_model = self._live_model, current
-        if previous is not None and previous != current:
+    def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None:
+        previous, self._served_models = self._served_models, set(current)
+        for labels in previous - current:
             # Another process's files can't forget a label; 0 says "no longer served".
-            info.labels(*previous).set(0)
+            info.labels(*labels).set(0)
 
     def exposed(self, registry: CollectorRegistry) -> CollectorRegistry:
         combined = CollectorRegistry()

@@ -23,7 +23,7 @@ The model thread is woken once per batch and hands results back with one
 ``call_soon_threadsafe`` per batch: the two threads hardly compete for the GIL however
 many requests are in flight. The model thread runs as ``SCHED_BATCH`` on Linux, so
 waking it does not preempt the event loop thread that holds the GIL (see
-``_run_without_wakeup_preemption``). The queue is bounded: when it is full a request is refused
+``run_without_wakeup_preemption``). The queue is bounded: when it is full a request is refused
 at once (429) instead of piling up latency and memory. A failing model call fails exactly the
 requests of its batch.
 
@@ -210,7 +210,7 @@ class MicroBatcher(Generic[Model]):
         """The model thread: score each batch it is handed, report back once per batch."""
         loop = self._loop
         assert loop is not None
-        _run_without_wakeup_preemption()
+        run_without_wakeup_preemption()
         while (job := self._jobs.get()) is not _STOP:
             model, batch = job
             texts = [text for item in batch for text in item.texts]
@@ -234,6 +234,9 @@ class MicroBatcher(Generic[Model]):
                 loop.call_soon_threadsafe(self._finish, batch, probabilities, logits, failure)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
+            # Let go of the model while waiting for the next job: a version that left the
+            # policy is unloaded once nothing holds it.
+            del job, model, batch
 
     def _finish(
         self,
@@ -267,7 +270,7 @@ class MicroBatcher(Generic[Model]):
             offset += count
 
 
-def _run_without_wakeup_preemption() -> None:
+def run_without_wakeup_preemption() -> None:
     """Make the calling thread ``SCHED_BATCH``: its wake-ups never preempt a running thread.
 
     The event loop wakes the model thread once per batch (``SimpleQueue.put``), holding the

@@ -70,44 +70,59 @@ class InputBatch:
 
 
 InputObserver = Callable[[InputBatch], None]
+ObserverFactory = Callable[[str], InputObserver]
+"""Makes the observer of one version (by its label in the metrics)."""
 
 
 class InputMetrics:
-    """Score drift and input accounting, registered in the app's own registry."""
+    """Score drift and input accounting by version, registered in the app's own registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.probability = BulkHistogram(
             "sentiment_predicted_probability",
             "Predicted P(positive) per scored text: a shift in its distribution is score drift.",
+            ["version"],
             buckets=PROBABILITY_BUCKETS,
             registry=registry,
         )
         self.token_count = BulkHistogram(
             "sentiment_input_tokens",
             "Real units (words and n-grams) scored per text, at most the sequence length.",
+            ["version"],
             buckets=TOKEN_BUCKETS,
             registry=registry,
         )
         self.oov_share = BulkHistogram(
             "sentiment_input_oov_share",
             "Share of a text's scored units that are out of the model's vocabulary.",
+            ["version"],
             buckets=OOV_SHARE_BUCKETS,
             registry=registry,
         )
         self.truncated = Counter(
             "sentiment_input_truncated_texts",
             "Texts longer than the model's sequence length (their tail was not scored).",
+            ["version"],
             registry=registry,
         )
 
-    def observe(self, batch: InputBatch) -> None:
-        """Record one model call's texts (model thread; a handful of increments per batch)."""
-        self.probability.observe_many(batch.probability)
-        self.token_count.observe_many(batch.token_count)
-        self.oov_share.observe_many(batch.oov_share)
-        truncated = int(np.count_nonzero(batch.truncated))
-        if truncated:
-            self.truncated.inc(truncated)
+    def observer(self, version: str) -> InputObserver:
+        """What records the model calls of ``version`` (model thread; a handful of increments
+        per batch, into children resolved once here)."""
+        probability = self.probability.labels(version)
+        token_count = self.token_count.labels(version)
+        oov_share = self.oov_share.labels(version)
+        truncated = self.truncated.labels(version)
+
+        def observe(batch: InputBatch) -> None:
+            probability.observe_many(batch.probability)
+            token_count.observe_many(batch.token_count)
+            oov_share.observe_many(batch.oov_share)
+            count = int(np.count_nonzero(batch.truncated))
+            if count:
+                truncated.inc(count)
+
+        return observe
 
 
 def observed_scoring(

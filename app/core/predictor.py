@@ -22,7 +22,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from app.core.errors import BrokenModelError
-from app.core.input_metrics import InputObserver, observed_scoring
+from app.core.input_metrics import ObserverFactory, observed_scoring
 from contract import (
     CARD_FILE,
     INPUT_NAME,
@@ -60,11 +60,15 @@ class Predictor:
         self.card_document = card_document
         self.decision_threshold = card.decision_threshold
         self._serving_function = serving_function
+        self._quiet_function = serving_function  # never observed (shadow copies)
         self._string_constant = string_constant
         # The signature's variables belong to the loaded object: keep it alive with us.
         self._owner = owner
         self.path = path
         self._signature_defs: dict[str, Any] | None = None
+        self.memory_bytes: int | None = None
+        """Resident memory this version added to the process as it loaded (the registry's
+        measurement; None when not measured)."""
 
     @classmethod
     def load(
@@ -72,7 +76,7 @@ class Predictor:
         path: Path,
         *,
         warmup_batch_sizes: Sequence[int] = (1, 8, 64),
-        observe_inputs: InputObserver | None = None,
+        observe_inputs: ObserverFactory | None = None,
     ) -> Predictor:
         """Load, verify against the card's samples and warm the version in ``path``.
 
@@ -80,9 +84,10 @@ class Predictor:
         the version without knowing TensorFlow's many exception types.
 
         A version with a ``score`` signature (v3 on) is scored with it: the same probability
-        and logit plus input accounting from the same call, which ``observe_inputs`` receives
-        for every batch once the version is verified and warm (the card's samples and the
-        warm-up texts are not traffic, so they are not observed).
+        and logit plus input accounting from the same call, which the observer
+        ``observe_inputs`` makes for this version receives for every batch once the version is
+        verified and warm (the card's samples, the warm-up texts and shadow copies are not
+        traffic answered by this version, so they are not observed).
         """
         started = time.perf_counter()
         if not is_version_name(path.name):
@@ -133,7 +138,8 @@ class Predictor:
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
         if score_function is not None and observe_inputs is not None:
-            predictor._serving_function = observed_scoring(serving_function, observe_inputs)
+            observer = observe_inputs(predictor.version_label)
+            predictor._serving_function = observed_scoring(serving_function, observer)
         logger.info(
             "model version %d loaded, verified and warm in %.2fs",
             version,
@@ -188,7 +194,15 @@ class Predictor:
         made by the micro-batcher's thread; ``predict_probabilities`` serves the load-time
         replay and warm-up.
         """
-        outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
+        return self._scores(self._serving_function, texts)
+
+    def predict_scores_unobserved(self, texts: Sequence[str]) -> Probabilities:
+        """``predict_scores`` without feeding the input metrics: for shadow copies, which this
+        version scores for comparison but never answers."""
+        return self._scores(self._quiet_function, texts)
+
+    def _scores(self, function: Callable[..., Any], texts: Sequence[str]) -> Probabilities:
+        outputs = function(**{INPUT_NAME: self._string_constant(texts)})
         probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
         logits = outputs[LOGIT_OUTPUT].numpy().reshape(-1)
         if probabilities.shape[0] != len(texts) or logits.shape[0] != len(texts):

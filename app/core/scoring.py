@@ -4,10 +4,12 @@ It takes texts and a version choice and returns probabilities, logits and labels
 predictor that produced them (or explanations, on request). It owns what every protocol must
 agree on, so no adapter repeats it:
 
-* readiness: a live version, and not draining (``check_ready``);
-* which version answers: ``resolve`` turns a ``VersionChoice`` into a predictor once, at the
-  start of a request, and that predictor scores the whole request (a version swapped in
-  meanwhile answers the next requests, never half of this one);
+* readiness: a loaded version, and not draining (``check_ready``);
+* which version answers: ``resolve`` turns a ``VersionChoice`` (and, for the canary split, the
+  request id) into a predictor once, at the start of a request, and that predictor scores the
+  whole request (a version loaded or unloaded meanwhile changes the next requests, never half
+  of this one); the version policy, labels and canary split live in the registry;
+* shadow scoring: a share of scored requests copied to the shadow version (``app.core.shadow``);
 * the limits: texts per request, characters per text, unscorable texts (``app.core.texts``);
 * the micro-batcher (429 when its queue is full) and the explain thread;
 * the label rule (``Predictor.labels_for``: the card's decision threshold) and the count of
@@ -34,7 +36,13 @@ from app.core.errors import InvalidInputError, NotReadyError, PayloadTooLargeErr
 from app.core.explainer import Explainer
 from app.core.input_metrics import InputMetrics
 from app.core.predictor import Label, Predictor, Probabilities
-from app.core.registry import DEFAULT_VERSION, ModelRegistry, VersionChoice
+from app.core.registry import (
+    DEFAULT_VERSION,
+    ModelRegistry,
+    VersionChoice,
+    VersionStatus,
+)
+from app.core.shadow import ShadowMetrics, ShadowScorer
 from app.core.texts import unscorable_reason
 from app.metrics import ServiceMetrics
 from app.settings import Settings
@@ -74,15 +82,23 @@ class ScoringCore:
         self.auth = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
         self._metrics = metrics
         self.registry = ModelRegistry(
-            settings.model_base_path,
-            settings.model_name,
+            settings,
             metrics,
             # Drift and input metrics from each batch's score outputs (versions with ``score``).
             loader=functools.partial(
-                Predictor.load, observe_inputs=InputMetrics(metrics.registry).observe
+                Predictor.load, observe_inputs=InputMetrics(metrics.registry).observer
             ),
-            settle_seconds=settings.model_settle_seconds,
         )
+        self.shadow: ShadowScorer | None = None
+        if settings.shadow_target is not None and settings.shadow_percent > 0:
+            label, version = settings.shadow_target
+            self.shadow = ShadowScorer(
+                self.registry,
+                VersionChoice(version, label),
+                settings.shadow_percent,
+                ShadowMetrics(metrics.registry),
+                max_batch_texts=settings.max_batch_size,
+            )
         self.batcher: MicroBatcher[Predictor] = MicroBatcher(
             _score_batch,
             max_batch_size=settings.max_batch_size,
@@ -101,17 +117,22 @@ class ScoringCore:
     async def running(
         self, on_model_change: Callable[[], None] | None = None
     ) -> AsyncIterator[None]:
-        """Load, verify and warm the newest version, serve, and on exit drain and close.
+        """Load, verify and warm the versions of the policy, serve, and on exit drain and close.
 
-        ``on_model_change`` runs on the event loop after the first load and after every swap.
-        On exit, queued requests are answered (within ``graceful_shutdown_seconds``) before
-        the batcher's and the explainer's threads stop.
+        ConfigurationError when the settings can't be served as given (``registry.start``).
+        ``on_model_change`` runs on the event loop after the first load, after every change of
+        the versions served, and once a version that left them has been released. On exit,
+        queued requests are answered (within ``graceful_shutdown_seconds``) before the
+        batcher's, the shadow's and the explainer's threads stop.
         """
         self._metrics.forget_dead_processes()
-        await asyncio.to_thread(self.registry.refresh)
+        await asyncio.to_thread(self.registry.start)
         if on_model_change is not None:
+            self.registry.on_unloaded = _on_loop(asyncio.get_running_loop(), on_model_change)
             on_model_change()
         self.batcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
         watcher: asyncio.Task[None] | None = None
         if self.settings.reload_interval_seconds > 0:
             watcher = asyncio.create_task(
@@ -126,7 +147,10 @@ class ScoringCore:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await self.batcher.drain(timeout_seconds=self.settings.graceful_shutdown_seconds)
+            if self.shadow is not None:
+                await asyncio.to_thread(self.shadow.close)
             await self.explainer.close()
+            self.registry.on_unloaded = None
 
     def start_draining(self) -> None:
         """The process is stopping: readiness turns false at once, while requests already
@@ -139,7 +163,7 @@ class ScoringCore:
         return self._draining
 
     def check_ready(self) -> Predictor:
-        """The live predictor, or NotReadyError while loading or draining (readiness probes)."""
+        """The default version, or NotReadyError while loading or draining (readiness probes)."""
         if self._draining:
             raise NotReadyError("The service is shutting down.")
         return self.registry.resolve()
@@ -147,15 +171,36 @@ class ScoringCore:
     # Requests ---------------------------------------------------------------------------------
 
     def resolve(
-        self, choice: VersionChoice = DEFAULT_VERSION, model: str | None = None
+        self,
+        choice: VersionChoice = DEFAULT_VERSION,
+        model: str | None = None,
+        request_id: str | None = None,
     ) -> Predictor:
         """The predictor that answers ``choice`` (of ``model``, if the request names one).
 
-        NotReadyError while nothing is live; a ``ModelNotFoundError`` refinement
+        An unversioned choice goes to the ``stable`` label, or for the canary's share of
+        requests to ``canary``: pass the client's request id (REST ``X-Request-ID``, gRPC
+        ``x-request-id`` metadata) to make that choice sticky, when ``reads_request_id``.
+        NotReadyError while nothing is loaded; a ``ModelNotFoundError`` refinement
         (``UnknownModelError``, ``UnknownVersionError``, ``UnknownLabelError``) for a name,
         version or label that is not served, which each protocol words in its own way.
         """
-        return self.registry.resolve(choice, model)
+        return self.registry.resolve(choice, model, request_id)
+
+    @property
+    def reads_request_id(self) -> bool:
+        """Whether ``resolve`` uses the request id (a canary split is on): protocols read the
+        id only then, so the default path does no work for it."""
+        return self.registry.reads_request_id
+
+    def served(self) -> list[Predictor]:
+        """The versions serving now, highest first (status and metadata routes)."""
+        return list(self.registry.serving.versions.values())
+
+    def statuses(self) -> list[VersionStatus]:
+        """Every version the service knows, highest first, with its state (loading, available,
+        unloading, or refused with the reason): TF Serving's model status."""
+        return self.registry.statuses()
 
     def check_count(self, count: int) -> None:
         """PayloadTooLargeError when one request carries more texts than ``max_batch_items``."""
@@ -186,7 +231,10 @@ class ScoringCore:
         self.check_texts(texts)
         scored = await self.batcher.submit(predictor, texts)
         labels = predictor.labels_for(scored.probabilities)
-        self._count(labels)
+        self._count(labels, predictor)
+        shadow = self.shadow
+        if shadow is not None:
+            shadow.offer(predictor, texts, scored.probabilities, labels)
         return Scores(scored.probabilities, scored.logits, labels, predictor)
 
     async def explain(
@@ -203,7 +251,7 @@ class ScoringCore:
         predictor = version if isinstance(version, Predictor) else self.registry.resolve(version)
         self.check_texts(texts)
         explanations = await self.explainer.explain(predictor, texts)
-        self._count([explanation["label"] for explanation in explanations])
+        self._count([explanation["label"] for explanation in explanations], predictor)
         return Explanations(explanations, predictor)
 
     async def signature_defs(self, predictor: Predictor) -> dict[str, Any]:
@@ -216,6 +264,18 @@ class ScoringCore:
                 raise NotReadyError("The model's signatures are not readable right now.") from exc
         return found
 
-    def _count(self, labels: list[Label]) -> None:
+    def _count(self, labels: list[Label], predictor: Predictor) -> None:
         positives = labels.count("positive")
-        self._metrics.count_predictions(positives, len(labels) - positives)
+        self._metrics.count_predictions(positives, len(labels) - positives, predictor.version_label)
+
+
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+) -> Callable[[int], None]:
+    """``callback`` scheduled on ``loop`` from any thread (a no-op once the loop is closed)."""
+
+    def schedule(version: int) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback)
+
+    return schedule

@@ -3,11 +3,20 @@
 Pure ASGI rather than ``BaseHTTPMiddleware`` because it sits on the hot path: it adds two
 small closures per request and never copies the body. It also is the last line of defence:
 an unexpected exception becomes the documented JSON 500 without a traceback in the logs.
+
+The request metrics carry the model version that answered, read from the ``X-Model-Version``
+header every model answer has: the adapters already name it there, so counting it costs the
+middleware a look at the response's few headers and the routes nothing.
+
+It also sees the app's lifespan, and words a start-up stopped by the configuration
+(``ConfigurationError``) as that error's own message instead of Starlette's traceback: the
+operator needs the message, and the traceback only buries it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -17,10 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.errors import PayloadTooLargeError, ServiceError
 from app.http.errors import ErrorRenderer
 from app.metrics import ServiceMetrics
+from app.settings import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
 _UNMATCHED_ROUTE = "unmatched"  # keeps label cardinality bounded for scanners' random paths
+MODEL_VERSION_HEADER = "X-Model-Version"
+"""The response header naming the version that produced a model answer."""
+_MODEL_VERSION_HEADER = MODEL_VERSION_HEADER.lower().encode("latin-1")  # as ASGI spells it
 
 
 class ServiceMiddleware:
@@ -42,6 +55,8 @@ class ServiceMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _configuration_errors_told_plainly(send)
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -49,12 +64,17 @@ class ServiceMiddleware:
         metrics.request_started()
         status = 500
         response_started = False
+        version = ""
 
         async def send_recording_status(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, version
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                for name, value in message.get("headers", ()):
+                    if name == _MODEL_VERSION_HEADER:
+                        version = value.decode("latin-1")
+                        break
             await send(message)
 
         try:
@@ -78,7 +98,8 @@ class ServiceMiddleware:
             if not response_started:
                 await self._send_error(ServiceError(), scope, receive, send_recording_status)
         finally:
-            metrics.request_finished(self._route_label(scope), scope["method"], status, started)
+            route = self._route_label(scope)
+            metrics.request_finished(route, scope["method"], status, started, version)
 
     async def _send_error(
         self, error: ServiceError, scope: Scope, receive: Receive, send: Send
@@ -127,6 +148,20 @@ class ServiceMiddleware:
             return message
 
         return receive_limited
+
+
+def _configuration_errors_told_plainly(send: Send) -> Send:
+    """``send`` for the lifespan, with a ConfigurationError's start-up failure reported as its
+    message alone (Starlette reports it from inside its ``except``, so the error is at hand)."""
+
+    async def send_plainly(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            error = sys.exc_info()[1]
+            if isinstance(error, ConfigurationError):
+                message = {**message, "message": f"configuration error: {error}"}
+        await send(message)
+
+    return send_plainly
 
 
 def _content_length(scope: Scope) -> int | None:

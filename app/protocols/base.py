@@ -12,9 +12,12 @@ the core and renders the answer, nothing else. It declares, and ``create_app`` c
 
 Routes are ``async def`` and only await the core, so no request costs a thread-pool hop, and
 answers are serialized with orjson straight into a Response (the ``response_model``
-declarations still document them). A model operation that protocols address by version
-(``/versions/{v}``, ``/labels/{l}``) is written once and served in each form
-(``versioned_routes``).
+declarations still document them); an answer a model version produced names it in the
+``X-Model-Version`` header (``json_response(..., version=...)``), which the request metrics
+read too. A model operation that protocols address by version (``/versions/{v}``,
+``/labels/{l}``) is written once and served in each form (``versioned_routes``); which version
+a choice reaches is the core's business (``ScoringCore.resolve``), so every protocol, REST or
+gRPC, routes alike.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from app.core.registry import DEFAULT_VERSION, VersionChoice
 from app.core.scoring import ScoringCore
 from app.core.texts import BLANK_MESSAGE, TEXT_PATTERN, is_blank
 from app.http.errors import JSON, ErrorShape
+from app.http.middleware import MODEL_VERSION_HEADER
 
 Endpoint = Callable[..., Awaitable[Response]]
 EXAMPLE_TEXT = "This movie was wonderful, I loved every minute of it."
@@ -67,13 +71,26 @@ VersionParam = Annotated[
     str, PathParam(pattern=r"^[0-9]{1,18}$", description="A model version (an integer).")
 ]
 LabelParam = Annotated[
-    str, PathParam(pattern=r"^[^/:]{1,64}$", description="A version label: 'stable'.")
+    str,
+    PathParam(
+        pattern=r"^[^/:]{1,64}$",
+        description=(
+            "A version label (SENTIMENT_MODEL_VERSION_LABELS); 'stable' always names the "
+            "version unversioned requests get."
+        ),
+    ),
 ]
+REQUEST_ID_HEADER = "x-request-id"
+"""The client's request id: keeps a client on one side of the canary split."""
 
 
-def json_response(content: Any, status_code: int = 200) -> Response:
-    """``content`` as JSON, serialized by orjson."""
-    return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
+def json_response(content: Any, status_code: int = 200, version: str | None = None) -> Response:
+    """``content`` as JSON, serialized by orjson; ``version``: the model version that produced
+    it, named in the ``X-Model-Version`` header."""
+    headers = None if version is None else {MODEL_VERSION_HEADER: version}
+    return Response(
+        orjson.dumps(content), status_code=status_code, media_type=JSON, headers=headers
+    )
 
 
 def flat_error_shape(error: ServiceError, status_code: int) -> tuple[int, bytes]:
@@ -144,10 +161,12 @@ def install_routes(app: FastAPI, routes: Iterable[RouteSpec], guard: list[Any] |
 
 
 class NotFoundWording(NamedTuple):
-    """How a protocol words a model or version it does not serve (never the client's name)."""
+    """How a protocol words a model, version or label it does not serve (never the client's
+    name or label)."""
 
     model: str
     version: str  # formatted with the served model's ``name`` and the ``version`` asked for
+    label: str = "No loaded version of the model has the requested label."  # with ``name``
 
 
 VersionedHandler = Callable[[Request, str, VersionChoice, Any], Awaitable[Response]]
@@ -238,18 +257,31 @@ class ProtocolAdapter:
         """SIGTERM, and every worker has stopped accepting HTTP: close this protocol's own
         connections gently (a gRPC server sends GOAWAY). HTTP routes have nothing to do."""
 
-    def resolve(self, name: str, choice: VersionChoice, wording: NotFoundWording) -> Predictor:
-        """``core.resolve`` with this protocol's not-found wording; an unknown label is
-        INVALID_ARGUMENT (400), as TF Serving answers it."""
+    def resolve(
+        self,
+        name: str,
+        choice: VersionChoice,
+        wording: NotFoundWording,
+        request_id: str | None = None,
+    ) -> Predictor:
+        """``core.resolve`` with this protocol's not-found wording (404, gRPC NOT_FOUND, for
+        an unknown model, version or label). ``request_id``: the client's, which keeps an
+        unversioned request on its side of the canary split (``request_id``)."""
         try:
-            return self.core.resolve(choice, name)
+            return self.core.resolve(choice, name, request_id)
         except UnknownModelError:
             raise ModelNotFoundError(wording.model) from None
         except UnknownVersionError as exc:
             message = wording.version.format(name=self.core.model_name, version=exc.version)
             raise ModelNotFoundError(message) from None
         except UnknownLabelError:
-            raise InvalidInputError("Unrecognized servable version label.") from None
+            raise ModelNotFoundError(wording.label.format(name=self.core.model_name)) from None
+
+    def request_id(self, request: Request) -> str | None:
+        """The client's ``X-Request-ID``, read only while a canary split uses it."""
+        if not self.core.reads_request_id:
+            return None
+        return request.headers.get(REQUEST_ID_HEADER)
 
     def versioned_routes(
         self,

@@ -9,6 +9,11 @@ and the ``binary_data_output`` parameter. The binary tensor data extension is se
 elements arrive as 4-byte little-endian lengths followed by the bytes, FP32 outputs leave as
 raw little-endian floats.
 
+Versions: the bare model routes serve the ``stable`` version (or the canary's share, for
+infer), ``/versions/{v}`` any loaded version; metadata lists every loaded version, and every
+answer a version produced names it in ``model_version`` (infer) and in the ``X-Model-Version``
+header.
+
 The body is parsed here with orjson rather than by a pydantic model: a binary body is not
 JSON, and our own checks give the protocol's error messages. The OpenAPI schema still
 describes the JSON form exactly (``app.protocols.open_inference_schemas``). Scoring goes
@@ -33,6 +38,7 @@ from app.core.errors import InvalidInputError
 from app.core.registry import VersionChoice
 from app.core.texts import is_blank
 from app.http.errors import JSON, ErrorShape
+from app.http.middleware import MODEL_VERSION_HEADER
 from app.protocols.base import (
     BARE,
     BY_VERSION,
@@ -66,6 +72,7 @@ _TAG = "Open Inference Protocol (KServe V2)"
 _NOT_FOUND = NotFoundWording(
     "Request for unknown model: the model name is not served.",
     "Request for unknown model: '{name}' version {version} is not found",
+    "Request for unknown model: no version of '{name}' has the requested label",
 )
 _INFER_DOCS: dict[str, Any] = {
     "requestBody": {
@@ -224,27 +231,32 @@ class OpenInferenceProtocol(ProtocolAdapter):
     async def model_ready(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        self.resolve(name, choice, _NOT_FOUND)
-        return json_response({"name": self.core.model_name, "ready": True})
+        predictor = self.resolve(name, choice, _NOT_FOUND)
+        return json_response(
+            {"name": self.core.model_name, "ready": True}, version=predictor.version_label
+        )
 
     async def model_metadata(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
         predictor = self.resolve(name, choice, _NOT_FOUND)
+        bare = choice.version is None and choice.label is None
+        versions = self.core.served() if bare else [predictor]
         return json_response(
             {
                 "name": self.core.model_name,
-                "versions": [predictor.version_label],
+                "versions": [served.version_label for served in versions],
                 "platform": PLATFORM,
                 "inputs": [_tensor(INPUT_NAME, "BYTES", [-1])],
                 "outputs": [_tensor(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
-            }
+            },
+            version=None if bare else predictor.version_label,
         )
 
     async def infer(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _NOT_FOUND)
+        predictor = self.resolve(name, choice, _NOT_FOUND, self.request_id(request))
         header, binary = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
         try:
             document = orjson.loads(header)
@@ -273,12 +285,13 @@ class OpenInferenceProtocol(ProtocolAdapter):
             answer["id"] = request_id
         answer["outputs"] = described
         head = orjson.dumps(answer)
+        version = {MODEL_VERSION_HEADER: predictor.version_label}
         if not tail:
-            return Response(head, media_type=JSON)
+            return Response(head, media_type=JSON, headers=version)
         return Response(
             b"".join([head, *tail]),
             media_type="application/octet-stream",
-            headers={HEADER_LENGTH: str(len(head))},
+            headers={**version, HEADER_LENGTH: str(len(head))},
         )
 
     def routes(self) -> Sequence[RouteSpec]:
@@ -290,15 +303,15 @@ class OpenInferenceProtocol(ProtocolAdapter):
                 "Score texts: BYTES ``text`` [N] in, FP32 ``probability`` and ``logit`` "
                 "[N, 1] out.",
             ),
-            ("infer_version", "Infer on a given version (must be the live one)."),
+            ("infer_version", "Infer on a given loaded version."),
         )
         ready_docs = (
-            ("model_ready", "200 when the model is live (503 before, 404 for another name)."),
-            ("model_version_ready", "200 when this version is the live one."),
+            ("model_ready", "200 when the model is loaded (503 before, 404 for another name)."),
+            ("model_version_ready", "200 when this version is loaded."),
         )
         metadata_docs = (
-            ("model_metadata", "The model's input and output tensors."),
-            ("model_version_metadata", "The metadata of one version (the live one)."),
+            ("model_metadata", "The model's input and output tensors and loaded versions."),
+            ("model_version_metadata", "The metadata of one loaded version."),
         )
         infer_extra = {"openapi_extra": _INFER_DOCS}
         operations = (

@@ -3,8 +3,12 @@
 Routes under ``/v1/models/{name}``: status, ``/metadata``, ``:predict``, ``:classify`` and
 ``:regress``, each bare, with ``/versions/{v}`` or with ``/labels/{label}``: each operation is
 written once and served in the three forms. The version a request names is resolved once, by
-the scoring core; the one label, ``stable``, names the live version, and any other version is
-TF Serving's not-found error. Bodies follow TF Serving exactly: the row format answers
+the scoring core: any loaded version, any configured label (``stable`` always exists), and
+for the bare routes the ``stable`` version or the canary's share; a version or label that is
+not loaded is TF Serving's not-found error (404). Every answer a version produced names it in
+an ``X-Model-Version`` header, and the status lists every version with its state (``LOADING``,
+``AVAILABLE``, ``UNLOADING``, or ``END`` with the reason a version failed to load). Bodies
+follow TF Serving exactly: the row format answers
 ``{"predictions": [{"probability": [p], "logit": [l]}, ...]}`` and the columnar one
 ``{"outputs": {"probability": [[p], ...], "logit": [[l], ...]}}`` (named outputs, because the
 signature has two), and every error is ``{"error": "<message>"}`` with TF Serving's status
@@ -30,7 +34,7 @@ from starlette.responses import Response
 
 from app.core.errors import InvalidInputError
 from app.core.predictor import Predictor
-from app.core.registry import VersionChoice
+from app.core.registry import VersionChoice, VersionStatus
 from app.http.errors import ErrorShape
 from app.protocols.base import (
     BARE,
@@ -62,14 +66,28 @@ _REGRESS_METHOD = "tensorflow/serving/regress"
 _SERVABLE = NotFoundWording(
     "Servable not found for request: Latest(<unknown model>)",
     "Servable not found for request: Specific({name}, {version})",
+    "Servable not found for request: no version of {name} has the requested label",
 )
 _VERSIONS = NotFoundWording(
     "Could not find any versions of the requested model.",
     "Could not find version {version} of model {name}",
+    "Could not find a version of model {name} with the requested label",
 )
 _FORMS = (BARE, BY_VERSION, BY_LABEL)
 _PREDICT_ERRORS = (400, 401, 404, 413, 429, 503)
 _READ_ERRORS = (400, 401, 404, 503)
+
+
+def _status(status: VersionStatus) -> dict[str, Any]:
+    """One ``model_version_status`` entry as TF Serving prints it."""
+    return {
+        "version": str(status.version),
+        "state": status.state,
+        "status": {
+            "error_code": "UNKNOWN" if status.error else "OK",
+            "error_message": status.error,
+        },
+    }
 
 
 class TFServingProtocol(ProtocolAdapter):
@@ -80,7 +98,7 @@ class TFServingProtocol(ProtocolAdapter):
     async def predict(
         self, request: Request, name: str, choice: VersionChoice, body: TFServingPredictRequest
     ) -> Response:
-        predictor = self.resolve(name, choice, _SERVABLE)
+        predictor = self.resolve(name, choice, _SERVABLE, self.request_id(request))
         await self._check_signature(predictor, body.signature_name)
         if body.instances is None and body.inputs is None:
             raise InvalidInputError("Missing 'inputs' or 'instances' key")
@@ -90,17 +108,18 @@ class TFServingProtocol(ProtocolAdapter):
         if not texts:
             raise InvalidInputError("At least one text is required.")
         scores = await self.core.score(texts, predictor)
+        version = predictor.version_label
         if body.instances is not None:
             rows = [
                 {PROBABILITY_OUTPUT: [p], LOGIT_OUTPUT: [logit]}
                 for p, logit in zip(scores.probabilities, scores.logits, strict=True)
             ]
-            return json_response({"predictions": rows})
+            return json_response({"predictions": rows}, version=version)
         columns = {
             PROBABILITY_OUTPUT: [[p] for p in scores.probabilities],
             LOGIT_OUTPUT: [[logit] for logit in scores.logits],
         }
-        return json_response({"outputs": columns})
+        return json_response({"outputs": columns}, version=version)
 
     async def _check_signature(self, predictor: Predictor, name: str | None) -> None:
         """Predict serves ``serving_default`` only; other names get TF Serving's 400."""
@@ -145,13 +164,17 @@ class TFServingProtocol(ProtocolAdapter):
     async def model_status(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _VERSIONS)
-        status = {
-            "version": predictor.version_label,
-            "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""},
-        }
-        answer: dict[str, Any] = {"model_version_status": [status]}
+        statuses = self.core.statuses()
+        if choice.version is not None:
+            # A version that is loading, unloading or failed has a status too.
+            statuses = [status for status in statuses if status.version == choice.version]
+            if not statuses or name != self.core.model_name:
+                self.resolve(name, choice, _VERSIONS)  # raises the protocol's 404 (or 503)
+        else:
+            predictor = self.resolve(name, choice, _VERSIONS)  # name, label, readiness
+            if choice.label is not None:
+                statuses = [status for status in statuses if status.version == predictor.version]
+        answer: dict[str, Any] = {"model_version_status": [_status(s) for s in statuses]}
         if choice.version is None and choice.label is None:  # KServe V1's readiness too
             answer.update(name=self.core.model_name, ready=True)
         return json_response(answer)
@@ -169,16 +192,17 @@ class TFServingProtocol(ProtocolAdapter):
                     "version": predictor.version_label,
                 },
                 "metadata": {"signature_def": {"signature_def": signatures}},
-            }
+            },
+            version=predictor.version_label,
         )
 
     def routes(self) -> Sequence[RouteSpec]:
         predict_docs = (
-            ("predict", "TF Serving predict on the live version."),
-            ("predict_version", "TF Serving predict on a given version (must be the live one)."),
+            ("predict", "TF Serving predict on the stable version (or the canary's share)."),
+            ("predict_version", "TF Serving predict on a given loaded version."),
             (
                 "predict_label",
-                "TF Serving predict on a labelled version ('stable' is the live one).",
+                "TF Serving predict on a labelled version ('stable' always exists).",
             ),
         )
         classify_docs = (
@@ -201,7 +225,8 @@ class TFServingProtocol(ProtocolAdapter):
         status_docs = (
             (
                 "model_status",
-                "TF Serving's status of the served versions; also KServe V1's model readiness.",
+                "TF Serving's status of every version (loading, available, unloading, failed); "
+                "also KServe V1's model readiness.",
             ),
             ("model_status_version", "TF Serving's status of one version."),
             ("model_status_label", "TF Serving's status of a labelled version."),

@@ -73,13 +73,19 @@ def test_metrics_count_requests_predictions_and_model(client: TestClient) -> Non
     client.post("/v1/predict", json={"text": "A wonderful, moving film."})
     client.post("/v1/predict", json={"text": ""})
     text = client.get("/metrics").text
+    # The request metrics carry the version that answered, none for a refused request.
+    answered = 'method="POST",route="/v1/predict",status="200",version="1"'
+    assert f"sentiment_http_requests_total{{{answered}}} 1.0" in text
+    refused = 'method="POST",route="/v1/predict",status="422",version=""'
+    assert f"sentiment_http_requests_total{{{refused}}} 1.0" in text
     assert (
-        'sentiment_http_requests_total{method="POST",route="/v1/predict",status="200"} 1.0' in text
+        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version="1"} 1.0'
+        in text
     )
     assert (
-        'sentiment_http_requests_total{method="POST",route="/v1/predict",status="422"} 1.0' in text
+        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version=""} 1.0'
+        in text
     )
-    assert 'sentiment_http_request_duration_seconds_count{route="/v1/predict"} 2.0' in text
     assert 'sentiment_model_info{name="sentiment",version="1"} 1.0' in text
     assert 'sentiment_model_reloads_total{outcome="success"} 1.0' in text
     assert "sentiment_model_ready 1.0" in text
@@ -96,7 +102,7 @@ def test_metrics_count_requests_predictions_and_model(client: TestClient) -> Non
 def test_request_metrics_are_written_when_idle_at_a_scrape_or_within_the_window() -> None:
     """The event loop tallies requests; the metrics get them in bulk, never much later."""
     metrics = ServiceMetrics()
-    labels = {"route": "/v1/predict", "method": "POST"}
+    labels = {"route": "/v1/predict", "method": "POST", "version": "7"}
 
     def answered(status: str) -> float:
         sample = metrics.registry.get_sample_value(
@@ -109,21 +115,22 @@ def test_request_metrics_are_written_when_idle_at_a_scrape_or_within_the_window(
         metrics.request_started()
         metrics.request_started()
         assert metrics.registry.get_sample_value("sentiment_http_requests_in_progress") == 3
-        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter())
-        metrics.count_predictions(1, 0)
+        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter(), "7")
+        metrics.count_predictions(1, 0, "7")
         assert answered("200") == 0  # two still in flight: tallied, not written yet
         await asyncio.sleep(0.2)  # well past the flush window
         assert answered("200") == 1
         assert metrics.registry.get_sample_value(
-            "sentiment_predictions_total", {"label": "positive"}
+            "sentiment_predictions_total", {"label": "positive", "version": "7"}
         )
-        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter())
-        assert 'status="200"} 2.0' in metrics.render().decode()  # a scrape flushes first
-        metrics.request_finished("/v1/predict", "POST", 429, time.perf_counter())
+        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter(), "7")
+        assert 'status="200",version="7"} 2.0' in metrics.render().decode()  # a scrape flushes
+        metrics.request_finished("/v1/predict", "POST", 429, time.perf_counter(), "7")
         assert answered("429") == 1  # the last one out: written at once
         assert metrics.registry.get_sample_value("sentiment_http_requests_in_progress") == 0
         latency_count = metrics.registry.get_sample_value(
-            "sentiment_http_request_duration_seconds_count", {"route": "/v1/predict"}
+            "sentiment_http_request_duration_seconds_count",
+            {"route": "/v1/predict", "version": "7"},
         )
         assert latency_count == 3
 

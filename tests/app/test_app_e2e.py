@@ -116,7 +116,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(model_base: Path) ->
                 in_progress = metrics["sentiment_http_requests_in_progress"] - 1  # the probe
                 answered = metrics.get(
                     'sentiment_http_requests_total{method="POST",route="/v1/predict/batch",'
-                    'status="200"}',
+                    'status="200",version="1"}',
                     0.0,
                 )
                 all_received = in_progress + answered == len(threads) and in_progress >= 2
@@ -197,7 +197,10 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
             assert response.status_code == 200
         exposition = httpx.get(f"{server.url}/metrics").text
         values = _metric_values(exposition)
-        predicted = 'sentiment_http_requests_total{method="POST",route="/v1/predict",status="200"}'
+        predicted = (
+            'sentiment_http_requests_total{method="POST",route="/v1/predict",status="200",'
+            'version="1"}'
+        )
         assert values[predicted] == requests
         assert values["sentiment_model_ready"] == 1
         pids = _worker_pids(exposition)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.settings import Settings
@@ -22,12 +23,14 @@ def _threads(prefix: str) -> int:
 
 
 def _sample(client: TestClient, name: str, **labels: str) -> float:
-    """A sample's value in the app's /metrics exposition (0 when absent)."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(name + " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """A sample's value in the app's /metrics exposition, summed over the series with these
+    labels (so over the version label when not given; 0 when absent)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def test_two_apps_with_different_settings_do_not_interfere(tmp_path: Path) -> None:

@@ -81,9 +81,13 @@ def test_new_version_swaps_in_under_load_and_broken_versions_never_serve(
             first_new = versions.index("2")
             assert set(versions[first_new:]) == {"2"}, "served the old version after the swap"
         assert client.get("/readyz").json()["model_version"] == "2"
-        assert (
-            client.get("/v1/models/sentiment").json()["model_version_status"][0]["version"] == "2"
-        )
+        # The status lists the version serving and the refused ones, with the reason.
+        status = client.get("/v1/models/sentiment").json()["model_version_status"]
+        states = {entry["version"]: entry for entry in status}
+        assert [v for v, entry in states.items() if entry["state"] == "AVAILABLE"] == ["2"]
+        assert states["4"]["state"] == states["3"]["state"] == "END"
+        assert "saved_model.pb is missing" in states["4"]["status"]["error_message"]
+        assert "sample replay differs" in states["3"]["status"]["error_message"]
         # Each broken version is refused (and logged) once, not on every poll.
         assert _reload_failures(client) == 2
         refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.core import explainer as explain_module
 from app.core.input_metrics import PROBABILITY_BUCKETS, InputBatch, InputMetrics
@@ -96,11 +97,14 @@ def _unit_count(words: int, ngrams: int) -> int:
     return sum(max(words - width + 1, 0) for width in range(1, ngrams + 1))
 
 
-def _metric(client: TestClient, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def _metric(client: TestClient, name: str, **labels: str) -> float:
+    """A sample summed over every series with these labels (so over versions, workers)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def test_explanations_are_exact_and_agree_with_predict(
@@ -257,33 +261,43 @@ def test_input_metrics_move_with_scored_texts_only(
     explain_client: TestClient, card: ModelCard
 ) -> None:
     length = int((card.hyperparameters or {})["sequence_length"])
-    names = [
-        "sentiment_predicted_probability_count",
-        "sentiment_input_tokens_count",
-        "sentiment_input_oov_share_count",
-        "sentiment_input_truncated_texts_total",
-        'sentiment_input_oov_share_bucket{le="0.0"}',
-        'sentiment_input_tokens_bucket{le="4.0"}',
-        "sentiment_input_tokens_sum",
+    # Every series is the version's that scored (the fixture serves one: version 1).
+    names: list[tuple[str, dict[str, str]]] = [
+        ("sentiment_predicted_probability_count", {}),
+        ("sentiment_input_tokens_count", {}),
+        ("sentiment_input_oov_share_count", {}),
+        ("sentiment_input_truncated_texts_total", {}),
+        ("sentiment_input_oov_share_bucket", {"le": "0.0"}),
+        ("sentiment_input_tokens_bucket", {"le": "4.0"}),
+        ("sentiment_input_tokens_sum", {}),
     ]
-    before = {name: _metric(explain_client, name) for name in names}
+
+    def read() -> dict[str, float]:
+        return {
+            name + str(labels): _metric(explain_client, name, version="1", **labels)
+            for name, labels in names
+        }
+
+    before = read()
     texts = ["A wonderful film.", " ".join(UNSEEN), "good " * length]
     reply = explain_client.post("/v1/predict/batch", json={"texts": texts})
     assert reply.status_code == 200
-    after = {name: _metric(explain_client, name) for name in names}
-    delta = {name: after[name] - before[name] for name in names}
-    assert delta["sentiment_predicted_probability_count"] == 3
-    assert delta["sentiment_input_tokens_count"] == 3
-    assert delta["sentiment_input_oov_share_count"] == 3
-    assert delta["sentiment_input_truncated_texts_total"] == 1
-    assert delta['sentiment_input_oov_share_bucket{le="0.0"}'] == 2  # two texts: no OOV unit
+    after = read()
+    delta = {name: after[name] - before[name] for name in after}
+    assert delta["sentiment_predicted_probability_count{}"] == 3
+    assert delta["sentiment_input_tokens_count{}"] == 3
+    assert delta["sentiment_input_oov_share_count{}"] == 3
+    assert delta["sentiment_input_truncated_texts_total{}"] == 1
+    assert delta["sentiment_input_oov_share_bucket{'le': '0.0'}"] == 2  # two: no OOV unit
     three_words = _unit_count(3, _ngrams(card))  # units of each three-word text (at least 5)
-    assert delta['sentiment_input_tokens_bucket{le="4.0"}'] == 0
-    assert delta["sentiment_input_tokens_sum"] == 2 * three_words + length
+    assert delta["sentiment_input_tokens_bucket{'le': '4.0'}"] == 0
+    assert delta["sentiment_input_tokens_sum{}"] == 2 * three_words + length
 
     # Explanations (the playground explains as its user types) are not traffic.
     explain_client.post("/v1/explain", json={"texts": texts})
-    assert _metric(explain_client, "sentiment_input_tokens_count") == after[names[1]]
+    assert _metric(explain_client, "sentiment_input_tokens_count") == (
+        after["sentiment_input_tokens_count{}"]
+    )
 
 
 def test_explained_texts_count_as_predictions_by_label(explain_client: TestClient) -> None:
@@ -299,7 +313,7 @@ def test_explained_texts_count_as_predictions_by_label(explain_client: TestClien
 
 
 def _metric_labelled(client: TestClient, name: str, label: str) -> float:
-    return _metric(client, f'{name}{{label="{label}"}}')
+    return _metric(client, name, label=label)
 
 
 @pytest.mark.parametrize("size", [5, 520])  # a few values go one by one, more through numpy
@@ -313,7 +327,7 @@ def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
     oov = np.minimum(rng.integers(0, 50, len(probabilities)), tokens)
     batch = InputBatch(probabilities, tokens, oov, tokens > 2000)
     bulk_registry = CollectorRegistry()
-    InputMetrics(bulk_registry).observe(batch)
+    InputMetrics(bulk_registry).observer("7")(batch)
 
     one_by_one = CollectorRegistry()
     reference = InputMetrics(one_by_one)
@@ -323,8 +337,8 @@ def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
         (reference.oov_share, batch.oov_share),
     ):
         for value in values.tolist():
-            Histogram.observe(histogram, value)
-    reference.truncated.inc(int(np.count_nonzero(batch.truncated)))
+            Histogram.observe(histogram.labels("7"), value)
+    reference.truncated.labels("7").inc(int(np.count_nonzero(batch.truncated)))
 
     def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
         return {

@@ -205,10 +205,16 @@ def test_unknown_model_version_and_label(client: TestClient) -> None:
     )
     _assert_protocol_error(client.get(f"/v1/models/{SECRET}/metadata"), 404)
     _assert_protocol_error(client.get("/v1/models/sentiment/versions/9/metadata"), 404)
+    # An unknown label is NOT_FOUND like an unknown version (issue 26), never echoed.
     _assert_protocol_error(
         client.get(f"/v1/models/sentiment/labels/{SECRET}"),
-        400,
-        "Unrecognized servable version label.",
+        404,
+        "Could not find a version of model sentiment with the requested label",
+    )
+    _assert_protocol_error(
+        client.post(f"/v1/models/sentiment/labels/{SECRET}:predict", json=good),
+        404,
+        "Servable not found for request: no version of sentiment has the requested label",
     )
     _assert_protocol_error(client.get("/v1/models/sentiment/versions/x1"), 400)
     # GET on the predict path is not a model called "sentiment:predict".
