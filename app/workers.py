@@ -8,9 +8,15 @@ workers by hashing them, so two workers really do use two cores.
 
 The supervisor here is deliberately small: it starts the workers, replaces one that dies,
 gives up if a worker cannot start at all, and on SIGTERM or SIGINT lets every worker drain
-(uvicorn's graceful shutdown, with app.http.connections' gentler close of idle connections)
-before exiting 0. A worker binds its socket itself and only listens once its model is loaded,
-so a worker that dies or is still starting never holds connections it cannot serve.
+(app.http.connections.DrainingServer) before exiting 0. A worker binds its socket itself and
+only listens once its model is loaded, so a worker that dies or is still starting never holds
+connections it cannot serve. The workers' drains are coordinated through a flag per worker
+in shared memory (``SharedListenerFlags``): none tells its clients to go away before every
+worker has stopped accepting, so no client reconnects into a listener about to close.
+
+The gRPC port (``SENTIMENT_GRPC_PORT``) is shared the same way: each worker's grpc server
+binds it with ``SO_REUSEPORT``, and the supervisor holds it too, so a port in use by another
+program fails at start rather than in a worker.
 """
 
 from __future__ import annotations
@@ -25,12 +31,18 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
-from app.http.connections import ConnectionLimits, DrainingServer, guarded_protocol
+from app.http.connections import (
+    ConnectionLimits,
+    DrainingServer,
+    ListenerCoordinator,
+    guarded_protocol,
+)
 from app.main import create_app
 from app.process import refreeze_heap, tune_process
 from app.settings import Settings
@@ -81,10 +93,44 @@ def serving_app() -> FastAPI:
     return create_app(on_model_change=refreeze_heap)
 
 
-def serve_worker(settings: Settings) -> None:
+class SharedListenerFlags:
+    """One flag per worker slot in shared memory: 1 while that worker listens.
+
+    Made by the supervisor (its multiprocessing context) and passed to each worker with its
+    slot; the supervisor clears the slot of a worker that died (the kernel closed its socket).
+    """
+
+    def __init__(self, context: Any, count: int) -> None:
+        self._flags = context.RawArray("b", count)
+
+    def for_slot(self, slot: int) -> WorkerListener:
+        return WorkerListener(self._flags, slot)
+
+    def clear(self, slot: int) -> None:
+        self._flags[slot] = 0
+
+
+class WorkerListener:
+    """One worker's view of the shared flags (an ``app.http.connections.ListenerCoordinator``)."""
+
+    def __init__(self, flags: Any, slot: int) -> None:
+        self._flags = flags
+        self._slot = slot
+
+    def opened(self) -> None:
+        self._flags[self._slot] = 1
+
+    def closed(self) -> None:
+        self._flags[self._slot] = 0
+
+    def any_open(self) -> bool:
+        return any(self._flags)
+
+
+def serve_worker(settings: Settings, coordinator: ListenerCoordinator | None = None) -> None:
     """A worker process: tuned, its own socket, then uvicorn until it is told to stop."""
     tune_process(settings)
-    server = DrainingServer(uvicorn_config(settings))
+    server = DrainingServer(uvicorn_config(settings), coordinator)
     try:
         sock = reuse_port_socket(settings.host, settings.port)
     except OSError as exc:
@@ -99,16 +145,18 @@ class Supervisor:
     """Keeps ``settings.workers`` workers running until SIGTERM or SIGINT.
 
     ``worker`` is what each worker process runs (a module-level function, for ``spawn``):
-    the service's ``serve_worker``, or the benchmark's ceiling app, which must spread
-    connections over its workers exactly as the service does to be a fair yardstick.
+    by default the service's ``serve_worker`` (with its slot in the shared listener flags),
+    or the benchmark's ceiling app, which must spread connections over its workers exactly as
+    the service does to be a fair yardstick.
     """
 
     def __init__(
-        self, settings: Settings, worker: Callable[[Settings], None] = serve_worker
+        self, settings: Settings, worker: Callable[[Settings], None] | None = None
     ) -> None:
         self._settings = settings
-        self._worker = worker
+        self._worker = worker  # None: the service's own workers (``serve_worker``)
         self._context = multiprocessing.get_context("spawn")
+        self._listeners = SharedListenerFlags(self._context, settings.workers)
         self._workers: list[BaseProcess] = []
         self._stopping = threading.Event()
         self._failed = False
@@ -121,26 +169,34 @@ class Supervisor:
         reservation = reuse_port_socket(self._settings.host, self._settings.port)
         port = reservation.getsockname()[1]
         self._settings = self._settings.model_copy(update={"port": port})
+        reservations = [reservation]
+        if self._settings.grpc_port:
+            reservations.append(reuse_port_socket(self._settings.host, self._settings.grpc_port))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         count = self._settings.workers
         logger.info("starting %d workers on %s:%d", count, self._settings.host, port)
         try:
-            self._workers = [self._start_worker() for _ in range(count)]
+            self._workers = [self._start_worker(slot) for slot in range(count)]
             while not self._stopping.wait(_SUPERVISE_INTERVAL_SECONDS):
                 self._replace_dead_workers()
         finally:
             self._stop_workers()
-            reservation.close()
+            for held in reservations:
+                held.close()
         return 1 if self._failed else 0
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping.set()
 
-    def _start_worker(self) -> BaseProcess:
-        worker = self._context.Process(
-            target=self._worker, args=(self._settings,), name="sentiment-worker"
-        )
+    def _start_worker(self, slot: int) -> BaseProcess:
+        self._listeners.clear(slot)  # a dead predecessor's socket is closed
+        if self._worker is None:  # the service's workers coordinate their drains
+            target: Callable[..., None] = serve_worker
+            args: tuple[Any, ...] = (self._settings, self._listeners.for_slot(slot))
+        else:
+            target, args = self._worker, (self._settings,)
+        worker = self._context.Process(target=target, args=args, name="sentiment-worker")
         worker.start()
         return worker
 
@@ -157,7 +213,7 @@ class Supervisor:
             logger.error(
                 "worker %d died (exit code %s); starting a new one", worker.pid, worker.exitcode
             )
-            self._workers[index] = self._start_worker()
+            self._workers[index] = self._start_worker(index)
 
     def _stop_workers(self) -> None:
         """SIGTERM each worker (uvicorn drains in-flight requests), kill what outlives it."""

@@ -20,18 +20,41 @@ in a small subclass of uvicorn's ``HttpToolsProtocol``:
   any request arriving meanwhile is answered with ``Connection: close``. Requests in flight
   are answered with ``Connection: close`` too (uvicorn's behaviour, kept).
 
-``DrainingServer`` flips readiness at the signal: it marks the lifespan state (the ASGI
-channel from server to app, copied into every request's ``scope["state"]``), so new requests
-get ``Connection: close``, and calls the hook the app put there (``ON_DRAIN_STATE_KEY``: the
-scoring core's ``start_draining``), so ``/readyz`` answers 503 from the moment SIGTERM arrives.
+``DrainingServer`` drains without losing a request, in this order:
+
+1. At the signal, readiness turns false (the hook the app put in the lifespan state,
+   ``ON_DRAIN_STATE_KEY``: the scoring core's ``start_draining``), so ``/readyz`` and gRPC
+   health say "not serving" at once; requests keep being answered as before.
+2. The listening sockets close without dropping a connection: every connection the kernel
+   already completed into the accept queue is accepted and served, then the socket closes.
+   A connection left in the queue when its listener closes is reset by the kernel, after the
+   client's ``connect()`` succeeded and often after it sent its request: that is what lost
+   requests under load before (measured in docs/operations.md).
+3. With several workers (``app.workers``), each waits until every worker's listener is
+   closed (``ListenerCoordinator``). Only then are clients told to go away: responses say
+   ``Connection: close`` (the lifespan state's ``DRAINING_STATE_KEY``, copied into every
+   request's ``scope["state"]``), idle connections close after ``drain_idle_seconds``, and the
+   app's other servers close theirs (``ON_CLOSE_STATE_KEY``: gRPC sends GOAWAY). Telling them
+   earlier made keep-alive clients reconnect into a listener that was about to close, whose
+   queue the kernel then reset; now a client that reconnects is refused (nothing listens), a
+   clean error it can retry elsewhere.
+4. uvicorn's own shutdown: in-flight requests are answered, connections close, the lifespan
+   ends (the batcher answers what is queued), the process exits.
+
+One window is left, and only for a connection that is not provoked by the drain: a client
+whose handshake completes in the microseconds between the last ``accept`` and the close.
+Linux can hand such connections to another listener of the port (``net.ipv4.tcp_migrate_req``,
+a host setting; not something an application should change), and none is left at the last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from types import FrameType
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -45,6 +68,11 @@ logger = logging.getLogger(__name__)
 # a little so it can see the answer instead of a reset, then close whatever it still sends.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+
+# Connections taken from a closing listener's accept queue at most (its backlog is smaller).
+_MAX_QUEUED_ACCEPTS = 4096
+# How long a draining worker waits for the other workers to close their listeners.
+_COORDINATION_SECONDS = 5.0
 
 # Lifespan state keys (the dict uvicorn shares with the app's lifespan and copies into requests).
 DRAINING_STATE_KEY = "sentiment_draining"
@@ -259,14 +287,135 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = self._drain_timer = None
 
 
+class ListenerCoordinator(Protocol):
+    """Tells the workers of one server when none of them accepts any more (``app.workers``)."""
+
+    def opened(self) -> None:
+        """This worker listens."""
+
+    def closed(self) -> None:
+        """This worker's listener is closed."""
+
+    def any_open(self) -> bool:
+        """Whether a worker still listens."""
+
+
+def accept_queued(listener_fd: int, limit: int = _MAX_QUEUED_ACCEPTS) -> list[socket.socket]:
+    """Every connection waiting in the accept queue of the listening socket ``listener_fd``
+    (non-blocking ``accept`` until there is none)."""
+    accepted: list[socket.socket] = []
+    with socket.socket(fileno=os.dup(listener_fd)) as listener:
+        listener.setblocking(False)
+        while len(accepted) < limit:
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            accepted.append(connection)
+    return accepted
+
+
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, telling the app at the signal that it is draining (readiness 503)."""
+    """uvicorn's server with a drain that loses no request (the module's docstring)."""
+
+    def __init__(
+        self, config: uvicorn.Config, coordinator: ListenerCoordinator | None = None
+    ) -> None:
+        super().__init__(config)
+        self._coordinator = coordinator
+        self._drain_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self._adopting: set[asyncio.Task[Any]] = set()  # queued connections being taken over
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+        if self.started and self._coordinator is not None:
+            self._coordinator.opened()
+        if self.started and self._drain_requested and not self.should_exit:
+            # Told to stop while starting (a rollout): the app serves now (its other
+            # servers too), so it drains like any serving process rather than stopping short.
+            self._begin_drain()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        lifespan = getattr(self, "lifespan", None)
-        if lifespan is not None:
-            lifespan.state[DRAINING_STATE_KEY] = True
-            on_drain = lifespan.state.get(ON_DRAIN_STATE_KEY)
-            if callable(on_drain):
-                on_drain()
-        super().handle_exit(sig, frame)
+        if self._drain_requested or self._loop is None:
+            # A second signal, or none of ours yet: uvicorn's own handling (which forces).
+            super().handle_exit(sig, frame)
+            return
+        self._drain_requested = True
+        if self.started:
+            self._begin_drain()
+        # Still starting (loading the model): startup() drains once it serves.
+
+    def _begin_drain(self) -> None:
+        on_drain = self.lifespan.state.get(ON_DRAIN_STATE_KEY)
+        if callable(on_drain):
+            on_drain()  # readiness turns false now
+        # From a signal handler the event loop must not be touched: the drain runs on it.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(), name="drain")
+
+    async def _drain(self) -> None:
+        try:
+            self._stop_accepting()
+            if self._coordinator is not None:
+                self._coordinator.closed()
+                await self._others_stopped_accepting()
+            state = self.lifespan.state
+            state[DRAINING_STATE_KEY] = True  # from now on responses close their connection
+            on_close = state.get(ON_CLOSE_STATE_KEY)
+            if callable(on_close):
+                on_close()
+        finally:
+            self.should_exit = True  # uvicorn's shutdown: answer in-flight requests, exit
+
+    def _stop_accepting(self) -> None:
+        """Close every listener, serving the connections already waiting in its queue.
+
+        Synchronous on the event loop, so uvicorn accepts nothing meanwhile: its servers
+        close first, then a duplicate of each listening socket (which keeps the socket open)
+        accepts what is queued and is closed last, right after the queue is found empty.
+        """
+        loop = asyncio.get_running_loop()
+        duplicates = [
+            os.dup(listener.fileno()) for server in self.servers for listener in server.sockets
+        ]
+        for server in self.servers:
+            server.close()
+        waiting: list[socket.socket] = []
+        for duplicate in duplicates:
+            try:
+                waiting += accept_queued(duplicate)
+            finally:
+                os.close(duplicate)
+        for connection in waiting:
+            adopt = loop.create_task(loop.connect_accepted_socket(self._new_protocol, connection))
+            self._adopting.add(adopt)
+            adopt.add_done_callback(self._adopting.discard)
+        logger.info(
+            "stopped accepting connections (%d waiting in the queue, all served)", len(waiting)
+        )
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+            _loop=self._loop,
+        )
+        return protocol
+
+    async def _others_stopped_accepting(self) -> None:
+        """Wait (bounded) until no worker listens, so no client is sent to a closing one."""
+        coordinator = self._coordinator
+        assert coordinator is not None
+        deadline = asyncio.get_running_loop().time() + _COORDINATION_SECONDS
+        while coordinator.any_open():
+            if asyncio.get_running_loop().time() > deadline:
+                logger.warning("another worker still accepts; closing connections anyway")
+                return
+            await asyncio.sleep(0.0005)  # all workers close their connections together
