@@ -39,7 +39,7 @@ class HealthServicer:
 
     def __init__(self, protocol: GrpcProtocol, services: Sequence[str]) -> None:
         self._protocol = protocol
-        self._known = {"", SERVICE.full_name, *services}
+        self._known = {"", SERVICE.full_name, reflection.SERVICE_NAME, *services}
 
     def _status(self, service: str) -> int:
         if service not in self._known:
