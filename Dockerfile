@@ -40,6 +40,8 @@ pathlib.Path('/src/requirements-train.txt').write_text('\n'.join(project['option
 # --- deps: the service's virtualenv --------------------------------------------------------------
 FROM base AS deps
 COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
+# TF Serving's compiled protocol; --no-deps: its `tensorflow` dependency is tensorflow-cpu here.
+COPY protos/requirements-no-deps.txt /tmp/requirements-no-deps.txt
 # Trimmed in the same layer (later layers cannot shrink earlier ones), ~590 MB in all:
 # - tensorflow/include (C++ headers, ~290 MB) and libclang (~60 MB, TF's C++ tooling) are never
 #   used when serving or training from Python;
@@ -49,6 +51,7 @@ COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
 RUN python -m venv "$VIRTUAL_ENV" \
  && pip install --upgrade pip \
  && pip install -r /tmp/requirements.txt \
+ && pip install --no-deps -r /tmp/requirements-no-deps.txt \
  && site="$VIRTUAL_ENV/lib/python3.11/site-packages" \
  && rm -rf "$site/tensorflow/include" "$site/clang" "$site"/libclang-*.dist-info \
  && apt-get update \
@@ -56,6 +59,16 @@ RUN python -m venv "$VIRTUAL_ENV" \
  && find "$site/tensorflow" -type f -name '*.so*' -exec strip --strip-unneeded {} + \
  && apt-get purge -y --auto-remove binutils \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
+
+# --- protos: the published .proto files compiled (protos/compile.py), for the runtime stage -------
+FROM base AS protos
+COPY pyproject.toml /src/pyproject.toml
+COPY protos/ /src/protos/
+RUN python -c "import tomllib, pathlib; \
+extra = tomllib.loads(pathlib.Path('/src/pyproject.toml').read_text())['project']['optional-dependencies']['protos']; \
+pathlib.Path('/src/requirements-protos.txt').write_text('\n'.join(extra) + '\n')" \
+ && pip install -r /src/requirements-protos.txt \
+ && python /src/protos/compile.py --out /build
 
 # --- train-deps: adds the `train` extra -----------------------------------------------------------
 FROM deps AS train-deps
@@ -87,6 +100,7 @@ LABEL org.opencontainers.image.title="sentiment-service" \
 WORKDIR /srv
 COPY contract/ /srv/contract/
 COPY app/ /srv/app/
+COPY --from=protos /build/app/protocols/grpc/_generated/ /srv/app/protocols/grpc/_generated/
 # The model dir belongs to the app user: a named volume mounted at /models is seeded from here and
 # the train service (same uid) publishes new versions next to the shipped one.
 RUN install -d -o 10001 -g 10001 /models
@@ -96,7 +110,8 @@ ENV SENTIMENT_MODEL_BASE_PATH=/models/sentiment \
     SENTIMENT_HOST=0.0.0.0 \
     SENTIMENT_PORT=8000
 USER 10001:10001
-EXPOSE 8000
+# HTTP (REST) and gRPC (SENTIMENT_GRPC_PORT).
+EXPOSE 8000 8001
 # Readiness, not liveness: "healthy" means the model is loaded and warmed. slim has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]

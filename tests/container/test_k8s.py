@@ -99,7 +99,7 @@ def test_strict_validation_rejects_a_misspelt_field(manifests: dict[str, dict[st
     """Guards the check above: a typo must fail, not be ignored."""
     broken = copy.deepcopy(manifests["Deployment"])
     container = broken["spec"]["template"]["spec"]["containers"][0]
-    container["readinessProbe"]["httpget"] = container["readinessProbe"].pop("httpGet")
+    container["livenessProbe"]["httpget"] = container["livenessProbe"].pop("httpGet")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
 
@@ -107,11 +107,7 @@ def test_strict_validation_rejects_a_misspelt_field(manifests: dict[str, dict[st
 def test_probes_hit_real_routes_of_the_app(
     api_container: dict[str, Any], app_get_routes: set[str]
 ) -> None:
-    probes = {
-        name: api_container[name]["httpGet"]
-        for name in ("startupProbe", "readinessProbe", "livenessProbe")
-    }
-    assert probes["readinessProbe"]["path"] == "/readyz"
+    probes = {name: api_container[name]["httpGet"] for name in ("startupProbe", "livenessProbe")}
     assert probes["livenessProbe"]["path"] == "/healthz"
     port_names = {port["name"] for port in api_container["ports"]}
     for name, probe in probes.items():
@@ -119,15 +115,33 @@ def test_probes_hit_real_routes_of_the_app(
         assert probe["port"] in port_names, f"{name} uses unknown port {probe['port']}"
 
 
+def test_readiness_is_a_native_grpc_probe_on_the_grpc_port(
+    api_container: dict[str, Any], manifests: dict[str, dict[str, Any]]
+) -> None:
+    """grpc.health.v1 on SENTIMENT_GRPC_PORT: the same readiness as /readyz (tests/app/test_grpc.py:
+    SERVING once a model is live, NOT_SERVING from SIGTERM on, no listener before the load)."""
+    probe = api_container["readinessProbe"]
+    assert set(probe) >= {"grpc"} and "httpGet" not in probe
+    grpc_port = int(manifests["ConfigMap"]["data"]["SENTIMENT_GRPC_PORT"])
+    assert probe["grpc"]["port"] == grpc_port
+    assert probe["grpc"].get("service", "") == ""  # the whole server
+    declared = {port["name"]: port["containerPort"] for port in api_container["ports"]}
+    assert declared["grpc"] == grpc_port
+    service_ports = {port["name"]: port for port in manifests["Service"]["spec"]["ports"]}
+    assert service_ports["grpc"]["targetPort"] == "grpc"
+    assert service_ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+
+
 def test_probe_semantics_while_no_model_is_loaded(
     api_container: dict[str, Any], service_app: FastAPI
 ) -> None:
     """Before the model is loaded the pod is alive (no restart loop during a slow load) but not
-    ready (no traffic yet): liveness/startup must answer 200 and readiness 503."""
+    ready: liveness/startup answer 200, and the gRPC readiness probe finds no listener (the
+    gRPC server starts with the loaded model), while /readyz says 503."""
     client = TestClient(service_app)  # not a context manager: the lifespan does not run
     for name in ("startupProbe", "livenessProbe"):
         assert client.get(api_container[name]["httpGet"]["path"]).status_code == 200
-    assert client.get(api_container["readinessProbe"]["httpGet"]["path"]).status_code == 503
+    assert client.get("/readyz").status_code == 503
 
 
 def test_container_healthchecks_hit_the_readiness_route(app_get_routes: set[str]) -> None:
