@@ -89,6 +89,9 @@ class ScoringCore:
                 Predictor.load, observe_inputs=InputMetrics(metrics.registry).observer
             ),
         )
+        # Registered with or without a shadow, so the metrics an operator sees never depend
+        # on the settings (and dashboards show 0 rather than nothing).
+        shadow_metrics = ShadowMetrics(metrics.registry)
         self.shadow: ShadowScorer | None = None
         if settings.shadow_target is not None and settings.shadow_percent > 0:
             label, version = settings.shadow_target
@@ -96,7 +99,7 @@ class ScoringCore:
                 self.registry,
                 VersionChoice(version, label),
                 settings.shadow_percent,
-                ShadowMetrics(metrics.registry),
+                shadow_metrics,
                 max_batch_texts=settings.max_batch_size,
             )
         self.batcher: MicroBatcher[Predictor] = MicroBatcher(
