@@ -241,6 +241,7 @@ class ProtocolAdapter:
 
     def __init__(self, core: ScoringCore) -> None:
         self.core = core
+        self._reads_request_id = core.reads_request_id  # fixed by the settings
 
     def routes(self) -> Sequence[RouteSpec]:
         """The family's HTTP routes (none for a protocol that is not HTTP)."""
@@ -279,7 +280,7 @@ class ProtocolAdapter:
 
     def request_id(self, request: Request) -> str | None:
         """The client's ``X-Request-ID``, read only while a canary split uses it."""
-        if not self.core.reads_request_id:
+        if not self._reads_request_id:
             return None
         return request.headers.get(REQUEST_ID_HEADER)
 
