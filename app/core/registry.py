@@ -409,7 +409,8 @@ class ModelRegistry:
         """Stop resolving ``predictor``; it is released once the requests holding it finish."""
         version = predictor.version
         self._unloading[version] = weakref.ref(predictor)
-        weakref.finalize(predictor, self._released, version)
+        # Not at interpreter exit: a version still held then was never unloaded.
+        weakref.finalize(predictor, self._released, version).atexit = False
         logger.info(
             "model version %d left the policy; unloading it after its last request", version
         )
