@@ -197,7 +197,8 @@ class ModelRegistry:
         """The predictor that serves ``choice`` (of ``model``, when the request names one).
 
         Checked in this order: the model name, the label, readiness (NotReadyError while
-        nothing is loaded), the version. An unversioned request goes to ``stable``, or to
+        nothing is loaded), the version (a choice with both is the labelled version, if it
+        has that number). An unversioned request goes to ``stable``, or to
         ``canary`` for the canary's share (sticky on ``request_id`` when there is one).
         """
         if model is not None and model != self.model_name:
@@ -210,6 +211,8 @@ class ModelRegistry:
             labelled = serving.labels.get(label)
             if labelled is None:
                 raise NotReadyError()
+            if choice.version is not None and choice.version != labelled.version:
+                raise UnknownVersionError(choice.version)  # no version has both
             return labelled
         default = serving.default
         if default is None:

@@ -49,7 +49,9 @@ _VERSION_PARAMETERS: dict[str, Any] = {
             "name": "version",
             "in": "query",
             "required": False,
-            "description": "Score with this loaded model version (not with label).",
+            "description": (
+                "Score with this loaded model version (with label too: only if the label names it)."
+            ),
             "schema": {"type": "string", "pattern": f"^{_VERSION_TEXT.pattern}$"},
         },
         {
@@ -58,7 +60,7 @@ _VERSION_PARAMETERS: dict[str, Any] = {
             "required": False,
             "description": (
                 "Score with the version this label names (SENTIMENT_MODEL_VERSION_LABELS; "
-                "'stable' always exists). Not with version."
+                "'stable' always exists)."
             ),
             "schema": {"type": "string", "pattern": f"^{_LABEL_TEXT.pattern}$"},
         },
@@ -74,8 +76,6 @@ def version_choice(request: Request) -> VersionChoice:
     version, label = query.get("version"), query.get("label")
     if version is None and label is None:
         return DEFAULT_VERSION
-    if version is not None and label is not None:
-        raise InvalidInputError("Give either version or label, not both.")
     if version is not None and not _VERSION_TEXT.fullmatch(version):
         raise InvalidInputError("version must be a model version number.")
     if label is not None and not _LABEL_TEXT.fullmatch(label):
