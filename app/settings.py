@@ -266,7 +266,8 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "Worker processes of `python -m app`, each on its own SO_REUSEPORT socket and "
-            "with its own model (about 0.7 GB RSS). Two use both cores of a 2-core machine: "
+            "with its own copy of every version it serves (about 0.8 GB RSS with one). Two use "
+            "both cores of a 2-core machine: "
             "one event loop cannot parse HTTP as fast as the model scores batches (see the "
             "benchmark)."
         ),
