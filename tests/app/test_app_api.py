@@ -79,12 +79,10 @@ def test_metrics_count_requests_predictions_and_model(client: TestClient) -> Non
     refused = 'method="POST",route="/v1/predict",status="422",version=""'
     assert f"sentiment_http_requests_total{{{refused}}} 1.0" in text
     assert (
-        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version="1"} 1.0'
-        in text
+        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version="1"} 1.0' in text
     )
     assert (
-        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version=""} 1.0'
-        in text
+        'sentiment_http_request_duration_seconds_count{route="/v1/predict",version=""} 1.0' in text
     )
     assert 'sentiment_model_info{name="sentiment",version="1"} 1.0' in text
     assert 'sentiment_model_reloads_total{outcome="success"} 1.0' in text

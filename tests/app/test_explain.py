@@ -295,9 +295,8 @@ def test_input_metrics_move_with_scored_texts_only(
 
     # Explanations (the playground explains as its user types) are not traffic.
     explain_client.post("/v1/explain", json={"texts": texts})
-    assert _metric(explain_client, "sentiment_input_tokens_count") == (
-        after["sentiment_input_tokens_count{}"]
-    )
+    tokens_after = after["sentiment_input_tokens_count{}"]
+    assert _metric(explain_client, "sentiment_input_tokens_count") == tokens_after
 
 
 def test_explained_texts_count_as_predictions_by_label(explain_client: TestClient) -> None:
