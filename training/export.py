@@ -147,7 +147,9 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
     def _pool(self, units: Units, texts: tf.Tensor) -> tuple[Pooled, tf.Tensor]:
         """Each text's mean, and its unknown units' count."""
         with tf.name_scope("pooling"):
-            score, unknown = units.folded()
+            # Every unit starting at a word, summed first: one segment sum over the words.
+            score = tf.reduce_sum(units.scores, axis=0)
+            unknown = tf.reduce_sum(tf.cast(units.unknown, tf.int32), axis=0)
             total = tf.math.unsorted_segment_sum(score, units.rows, texts)
             unknown = tf.cast(tf.math.unsorted_segment_sum(unknown, units.rows, texts), tf.int64)
             real = tf.minimum(units.units_per_text, self._length)
@@ -194,21 +196,16 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         pooled, unknown = self._pool(units, texts)
         logit = self._calibrated(pooled)[:, 0]
         # The kept units of each text in the vectorizer's order: words, then pairs, ...
-        kept = [tf.where(width_kept)[:, 0] for width_kept in units.kept]
-        rows = tf.concat([tf.gather(units.rows, at) for at in kept], axis=0)
+        kept = tf.where(units.kept)  # [units, (width - 1, word)], by width then word
+        rows = tf.gather(units.rows, kept[:, 1])
         order = tf.argsort(rows, stable=True)
-        rows = tf.gather(rows, order)
-
-        def in_order(per_width: list[tf.Tensor]) -> tf.Tensor:
-            flat = tf.concat([tf.gather(v, at) for v, at in zip(per_width, kept, strict=True)], 0)
-            return tf.gather(flat, order)
-
+        kept, rows = tf.gather(kept, order), tf.gather(rows, order)
         with tf.name_scope("names"):
             names = tf.RaggedTensor.from_value_rowids(
-                in_order(self._units.unit_names(units)), rows, nrows=texts
+                tf.gather_nd(self._units.unit_names(units), kept), rows, nrows=texts
             )
         shares = tf.RaggedTensor.from_value_rowids(
-            in_order(units.scores) / tf.gather(pooled.divisor, rows), rows, nrows=texts
+            tf.gather_nd(units.scores, kept) / tf.gather(pooled.divisor, rows), rows, nrows=texts
         )
         if self._masked:  # an empty text shows the unknown unit it was scored as
             empty = tf.cast(tf.equal(pooled.real, 0), tf.int64)

@@ -5,20 +5,21 @@ Two pipelines share this module:
 
 * the tutorial's (``standardize_tutorial`` + whitespace split), kept for the ``tutorial`` preset
   and the published versions 1 and 2 (whose graphs carry their own copy);
-* the default's: ``standardize`` lower-cases and spaces out punctuation in one regex pass,
-  and ``split_marking_negation`` splits into tokens, normalizes them, marks every word in a
-  negation's scope with ``NOT_`` and drops the clause boundaries.
+* the default's: ``standardize`` lower-cases (ASCII) and spaces out punctuation in one regex
+  pass, and ``split_marking_negation`` splits into tokens, normalizes them (Unicode lower case,
+  apostrophes), marks every word in a negation's scope with ``NOT_`` and drops the clause
+  boundaries and other punctuation.
 
-Tokens. Clause punctuation (``. , ; : ! ? ( ) [ ] { } "``, curly double quotes, the ellipsis
-and IMDB's ``<br />``) becomes a boundary token of one character; other punctuation (dashes
-included) separates words. Inside a token an apostrophe survives only between two letters
-("don't", curly ones made straight): quote marks are dropped, so "'great'" is "great"
-(`normalize_tokens`). What a token *does* is a property of the token itself (`token_roles`): a
-boundary ends a clause and is dropped, a contrast word ("but", "although", "however", ...)
-starts a clause and is kept, a negator ("not", "never", "hardly", "without", any "...n't" and
-its apostrophe-less spelling "didnt") toggles negation. Because roles belong to tokens, the
-export reads them from the same lookup that gives a token its number, and a new rule costs no
-new pass over the text.
+Tokens. Every punctuation character is a token of its own: clause punctuation (``. , ; : ! ? ( )
+[ ] { } "``, curly double quotes, the ellipsis, and IMDB's ``<br />``) is a clause boundary;
+other punctuation (dashes included) only separates words. Inside a token an apostrophe survives
+only between two letters ("don't", curly ones made straight): quote marks are dropped, so
+"'great'" is "great" (`normalize_tokens`). What a token *does* is a property of the token itself
+(`token_roles`): a boundary ends a clause and is dropped, a contrast word ("but", "although",
+"however", ...) starts a clause and is kept, a negator ("not", "never", "hardly", "without", any
+"...n't" and its apostrophe-less spelling "didnt") toggles negation. Because roles belong to
+tokens, the export reads them from the same lookup that gives a token its number, and a new rule
+costs no new pass over the text.
 
 Negation scope (Das & Chen 2001; Pang, Lee & Vaithyanathan 2002): a negator opens a scope that
 runs to the end of its clause. Two negators in one clause cancel: each negator toggles the scope,
@@ -71,10 +72,10 @@ def _chars(chars: str) -> str:
 # order at each position (leftmost-first). A new kind of token (emoticons, emoji) is one more
 # pattern before these: it costs no pass of its own, and what the token does is `token_roles`'s.
 ISOLATED = (
-    # A run of clause punctuation and line breaks.
-    f"(?:{LINE_BREAK}|{_chars(CLAUSE_PUNCTUATION)})+",
-    # A run of other punctuation; a "<" only where it does not open a line break.
-    f"{_chars(WORD_SEPARATORS)}{_chars(WORD_SEPARATORS.replace('<', ''))}*",
+    LINE_BREAK,
+    # Every punctuation character on its own ("!!!" is three boundaries, as good as one): the
+    # export's word table then knows every punctuation token.
+    _chars(CLAUSE_PUNCTUATION + WORD_SEPARATORS),
 )
 # The whole match (\0): a rewrite that names no group needs no submatch search per match.
 STANDARDIZE_PATTERN, STANDARDIZE_REWRITE = "|".join(ISOLATED), " \\0 "
@@ -85,11 +86,13 @@ ROLE_TOKENS = (
 )  # fmt: skip
 # Inside a token, an apostrophe run not between two (ASCII) letters is a quote mark.
 _QUOTE = f"(^|[^a-z]){_chars(APOSTROPHES)}+|{_chars(APOSTROPHES)}+([^a-z]|$)"
-# What the pass makes of a clause run, and the tokens made only of other punctuation.
+# What the pass makes of a clause run; tokens made only of other punctuation.
 _BOUNDARY = f"(?:{_chars(CLAUSE_PUNCTUATION)}|<br/?>|<br|/>)+"
 _SEPARATOR = f"{_chars(WORD_SEPARATORS)}+"
-_CONTRAST = "|".join(CONTRAST_WORDS)
+_STARTS_CLAUSE = f"{_BOUNDARY}|" + "|".join(CONTRAST_WORDS)
 _NEGATOR = "|".join(NEGATORS) + r"|\w+n't"
+# The empty alternative: a token that was only quote marks.
+_DROPPED = f"{_BOUNDARY}|{_SEPARATOR}|"
 _TUTORIAL_PUNCTUATION = _chars(string.punctuation)
 
 
@@ -101,32 +104,28 @@ def standardize_tutorial(text: tf.Tensor) -> tf.Tensor:
     return stripped
 
 
-def lowercase(text: tf.Tensor) -> tf.Tensor:
-    """Unicode lower case. Only texts with a non-ASCII character take the Unicode path; the
-    others get the same result from the ASCII one, which costs next to nothing."""
-    ascii_lower = tf.strings.lower(text)
-    unicode = tf.where(tf.strings.length(text, unit="UTF8_CHAR") != tf.strings.length(text))
-    unicode_lower = tf.strings.lower(tf.gather_nd(text, unicode), encoding="utf-8")
-    lowered: tf.Tensor = tf.tensor_scatter_nd_update(ascii_lower, unicode, unicode_lower)
-    return lowered
-
-
 def standardize(text: tf.Tensor) -> tf.Tensor:
-    """Lowercase, and space out punctuation in one pass (the module's "Tokens")."""
+    """ASCII lowercase, and space out punctuation in one pass (the module's "Tokens").
+
+    The rest of lower-casing is `normalize_tokens`'s: Unicode lower case costs several times
+    the ASCII one, and only the few tokens with a non-ASCII capital need it.
+    """
     spaced: tf.Tensor = tf.strings.regex_replace(
-        lowercase(text), STANDARDIZE_PATTERN, STANDARDIZE_REWRITE
+        tf.strings.lower(text), STANDARDIZE_PATTERN, STANDARDIZE_REWRITE
     )
     return spaced
 
 
 def normalize_tokens(tokens: tf.Tensor) -> tf.Tensor:
-    """Token spellings that mean the same token: curly apostrophes made straight, and quote
-    marks ("'great'", "80's") dropped, so an apostrophe is left only between two letters.
+    """Token spellings that mean the same token: Unicode lower case, curly apostrophes made
+    straight, and quote marks ("'great'", "80's") dropped, so an apostrophe is left only
+    between two letters.
 
     Idempotent, and the vocabulary holds only normalized tokens, so the export may normalize
     only the tokens its lookup misses and get what normalizing every token gives.
     """
-    straight = tf.strings.regex_replace(tokens, "[\u2018\u2019]", "'")
+    lowered = tf.strings.lower(tokens, encoding="utf-8")
+    straight = tf.strings.regex_replace(lowered, "[\u2018\u2019]", "'")
     unquoted: tf.Tensor = tf.strings.regex_replace(straight, _QUOTE, "\\1\\2")
     return unquoted
 
@@ -141,44 +140,39 @@ class TokenRoles(NamedTuple):
 
 
 def token_roles(tokens: tf.Tensor) -> TokenRoles:
-    boundary = tf.strings.regex_full_match(tokens, _BOUNDARY)
-    contrast = tf.strings.regex_full_match(tokens, _CONTRAST)
-    negator = tf.strings.regex_full_match(tokens, _NEGATOR)
-    separator = tf.strings.regex_full_match(tokens, _SEPARATOR)
-    return TokenRoles(boundary | contrast, negator, boundary | separator | tf.equal(tokens, ""))
-
-
-def first_of_each_text(tokens: tf.RaggedTensor) -> tf.Tensor:
-    """[tokens] bool: which of a ragged batch's flat tokens start their text."""
-    starts = tf.boolean_mask(tokens.row_starts(), tokens.row_lengths() > 0)
-    return tf.tensor_scatter_nd_update(
-        tf.zeros(tf.shape(tokens.flat_values), tf.bool),
-        starts[:, tf.newaxis],
-        tf.ones(tf.shape(starts), tf.bool),
+    return TokenRoles(
+        tf.strings.regex_full_match(tokens, _STARTS_CLAUSE),
+        tf.strings.regex_full_match(tokens, _NEGATOR),
+        tf.strings.regex_full_match(tokens, _DROPPED),
     )
 
 
-def negated_positions(starts_text: tf.Tensor, roles: TokenRoles) -> tf.Tensor:
+def text_starts(rows: tf.Tensor) -> tf.Tensor:
+    """[tokens] bool: which of a batch's flat tokens start their text (`rows`: sorted)."""
+    return tf.not_equal(rows, tf.concat([[-1], rows[:-1]], axis=0))
+
+
+def negated_positions(rows: tf.Tensor, roles: TokenRoles) -> tf.Tensor:
     """Indices of the tokens in a negation scope, ascending: [negated] int64.
 
-    For the flat tokens of a batch; `starts_text` marks each text's first token. A clause
-    starts at each text's first token and at each clause-starting token; a token is negated
-    when an odd number of negators precede it in its clause. Neither negators nor clause
-    starts are ever negated. Works on the few tokens that start a clause or negate (the
-    events): after each event the scope is on or off until the next one.
+    For the flat tokens of a batch, `rows` being each one's text (sorted). A clause starts at
+    each text's first token and at each clause-starting token; a token is negated when an odd
+    number of negators precede it in its clause. Neither negators nor clause starts are ever
+    negated. Works on the few tokens that start a clause or negate (the events): after each
+    event the scope is on or off until the next one.
     """
-    tokens = tf.size(roles.negator, out_type=tf.int64)
-    starts = roles.starts_clause | starts_text
-    events = tf.where(starts | roles.negator)[:, 0]
-    is_start = tf.gather(starts, events)
-    is_negator = tf.cast(tf.gather(roles.negator, events), tf.int32)
+    starts = roles.starts_clause | text_starts(rows)
+    events = tf.where(starts | roles.negator)
+    is_negator = tf.cast(tf.gather_nd(roles.negator, events), tf.int32)
     negators_through = tf.cumsum(is_negator)
+    is_start = tf.gather_nd(starts, events)
     clause = tf.cumsum(tf.cast(is_start, tf.int32)) - 1
-    before_clause = tf.boolean_mask(negators_through - is_negator, is_start)
-    scope_after = tf.equal((negators_through - tf.gather(before_clause, clause)) % 2, 1)
-    next_event = tf.concat([events[1:], [tokens]], axis=0)[: tf.size(events)]
+    before_clause = tf.gather_nd(negators_through - is_negator, tf.where(is_start))
+    scope = tf.where(tf.equal((negators_through - tf.gather(before_clause, clause)) % 2, 1))
+    event = events[:, 0]
+    next_event = tf.concat([event[1:], tf.shape(rows, out_type=tf.int64)], axis=0)
     return tf.ragged.range(
-        tf.boolean_mask(events + 1, scope_after), tf.boolean_mask(next_event, scope_after)
+        tf.gather_nd(event + 1, scope), tf.gather_nd(next_event, scope)
     ).flat_values
 
 
@@ -187,7 +181,7 @@ def split_marking_negation(standardized: tf.Tensor) -> tf.RaggedTensor:
     tokens = tf.strings.split(standardized)
     flat = normalize_tokens(tokens.flat_values)
     roles = token_roles(flat)
-    negated = negated_positions(first_of_each_text(tokens), roles)[:, tf.newaxis]
+    negated = negated_positions(tokens.value_rowids(), roles)[:, tf.newaxis]
     marked = tf.tensor_scatter_nd_update(
         flat, negated, tf.strings.join([NEGATION_PREFIX, tf.gather_nd(flat, negated)])
     )

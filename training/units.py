@@ -13,12 +13,15 @@ gets the same units and ids from one string lookup per token instead:
 * an n-gram's key is its word numbers written in base `stride`, and one int64 table for every
   width gives its packed score. A digit 0 or 1 never occurs in a unit's key, so an n-gram with
   a word of no unit is unknown, as its string would be, and keys of different widths differ;
-* units past the sequence length, and n-grams across two texts, are weighted 0: nothing is
-  padded, dropped or sorted on the serving path.
+* the units are laid out as [widths, words]: for each word, the unit of each width that starts
+  there (sentinel words past the batch's end); units past the sequence length, and n-grams
+  across two texts, are weighted 0, so nothing is padded or sorted on the serving path, and
+  each text's sum is one segment sum over its words.
 
-Tokens the word table misses are the only ones that take the string path: they are normalized
-(`text.normalize_tokens`), looked up again and given their roles by `text.token_roles`, exactly
-as training treats every token, because the vocabulary holds normalized tokens only.
+Tokens the word table misses are unknown words. Only those that are not plain ASCII words take
+the string path: they are normalized (`text.normalize_tokens`), looked up again and given their
+roles by `text.token_roles`, exactly as training treats every token, because the vocabulary
+holds normalized tokens only (a plain ASCII word is its own normal form, with no role).
 `explain` names the same units from the same tokens; `verify_export` checks all of it.
 """
 
@@ -33,7 +36,6 @@ from training import text as text_lib
 from training.text import UNKNOWN_ID
 
 # Packed value layout (int64): score bits | unit | roles | number. Non-negative: bit 63 is free.
-_SCORE_BITS = 32
 _UNIT_BIT = 32
 _ROLE_SHIFT = 33  # starts clause, negator, boundary
 _NUMBER_SHIFT = 36
@@ -42,8 +44,6 @@ _FIRST_WORD_NUMBER = 2
 _MISSING = -1  # the word table's default: a token to take the string path
 _STARTS_CLAUSE, _NEGATOR, _DROPPED = 1, 2, 4
 _ROLES = (_STARTS_CLAUSE, _NEGATOR, _DROPPED)  # in `text.TokenRoles` order
-# In an n-gram's packed value (it has no roles): it begins a longer unit of the vocabulary.
-_BEGINS_LONGER = 1 << _ROLE_SHIFT
 
 
 def _pack(score: float, unit: bool, roles: int = 0, number: int = 0) -> int:
@@ -65,30 +65,20 @@ def _roles_of(tokens: list[str]) -> np.ndarray:
 
 
 class Units(NamedTuple):
-    """The units of a batch: for each width (words, pairs, ...) one entry per word position,
-    the unit that starts there. Positions where no unit starts (an n-gram would run past its
-    text) or whose unit lies past the sequence length are not `kept` and score 0."""
+    """The units of a batch, as [widths, words]: row w - 1 holds, for each word, the unit of w
+    words that starts there (words, then pairs, ...). Where no unit starts (it would run past
+    its text) or it lies past the sequence length, it is not `kept` and scores 0."""
 
-    rows: tf.Tensor  # [W] int64: each word's text (words: tokens not dropped)
-    scores: list[tf.Tensor]  # per width w: [W - w + 1] float32
-    unknown: list[tf.Tensor]  # per width: [W - w + 1] bool, kept and out of vocabulary
-    kept: list[tf.Tensor]  # per width: [W - w + 1] bool
+    rows: tf.Tensor  # [W] int64: each word's text (words: the tokens not dropped)
+    scores: tf.Tensor  # [widths, W] float32
+    unknown: tf.Tensor  # [widths, W] bool: kept and out of vocabulary
+    kept: tf.Tensor  # [widths, W] bool
     units_per_text: tf.Tensor  # [N] int64: units before truncation
-    # Only for naming units (`unit_names`): every token as split, which of them are the words,
-    # and which are negated.
+    # Only for naming units (`TextUnits.unit_names`): every token as split, which of them are
+    # the words, and which are negated.
     tokens: tf.Tensor  # [T] string
     words: tf.Tensor  # [W] int64 indices into `tokens`
     negated: tf.Tensor  # [k] int64 indices into `tokens`
-
-    def folded(self) -> tuple[tf.Tensor, tf.Tensor]:
-        """Per word position, the summed score and the unknown count of every unit starting
-        there: [W] float32 and [W] int32, so one segment sum per batch gives each text's."""
-        score, unknown = self.scores[0], tf.cast(self.unknown[0], tf.int32)
-        for width_score, width_unknown in zip(self.scores[1:], self.unknown[1:], strict=True):
-            tail = tf.size(score) - tf.size(width_score)  # positions where no n-gram starts
-            score += tf.concat([width_score, tf.zeros([tail])], axis=0)
-            unknown += tf.concat([tf.cast(width_unknown, tf.int32), tf.zeros([tail], tf.int32)], 0)
-        return score, unknown
 
 
 class TextUnits(tf.Module):  # type: ignore[misc]
@@ -124,18 +114,15 @@ class TextUnits(tf.Module):  # type: ignore[misc]
     def _gram_table(
         self, grams: list[tuple[int, list[str]]], scores: np.ndarray, numbers: dict[str, int]
     ) -> Any:
-        """N-gram keys (word numbers in base `stride`) to packed scores. A key that begins a
-        longer unit is flagged, so that longer n-grams are looked up only where one can be."""
-        values: dict[int, int] = {}
-        for unit_id, words in grams:
+        """N-gram keys (word numbers in base `stride`) to packed scores, every width in one."""
+        keys = []
+        for _, words in grams:
             key = 0
-            for width, word in enumerate(words, start=1):
+            for word in words:
                 key = key * self._stride + numbers[word]
-                if 2 <= width < len(words):  # a prefix of this unit
-                    entry = values.get(key, _pack(self._unknown_score, False))
-                    values[key] = entry | _BEGINS_LONGER
-            values[key] = _pack(scores[unit_id], True) | (values.get(key, 0) & _BEGINS_LONGER)
-        return _table(list(values), list(values.values()), _pack(self._unknown_score, False))
+            keys.append(key)
+        values = [_pack(scores[unit_id], True) for unit_id, _ in grams]
+        return _table(keys, values, default=_pack(self._unknown_score, False))
 
     def _word_table(
         self, vocabulary: list[str], scores: np.ndarray, numbers: dict[str, int]
@@ -157,7 +144,9 @@ class TextUnits(tf.Module):  # type: ignore[misc]
         self, vocabulary: list[str], scores: np.ndarray, numbers: dict[str, int]
     ) -> tf.Tensor:
         """Packed value of each number's ``NOT_`` form (a word of no unit where it has none)."""
-        values = np.full(self._stride, _pack(self._unknown_score, False, 0, 1), np.int64)
+        values = np.full(
+            self._stride, _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER), np.int64
+        )
         for word, number in numbers.items():
             negated = numbers.get(text_lib.NEGATION_PREFIX + word)
             if negated is not None:
@@ -176,140 +165,139 @@ class TextUnits(tf.Module):  # type: ignore[misc]
                 standardized = text_lib.standardize(text)
             else:
                 standardized = text_lib.standardize_tutorial(text)
-        with tf.name_scope("split"):
-            tokens = tf.strings.split(standardized)
-            flat = tokens.flat_values
+        with tf.name_scope("split"):  # the op itself: its row ids are all that is needed
+            split = tf.raw_ops.StringSplitV2(input=standardized, sep="")
+            tokens, rows = split.values, split.indices[:, 0]
         with tf.name_scope("word_lookup"):
-            packed = self._words.lookup(flat)
+            packed = self._words.lookup(tokens)
         if self._negation:
             with tf.name_scope("unknown_tokens"):
-                packed = self._look_up_missed(flat, packed)
+                packed = self._look_up_missed(tokens, packed)
             with tf.name_scope("negation"):
-                packed, negated, words = self._mark_negation(tokens, packed)
-                packed, rows = tf.gather(packed, words), tf.gather(tokens.value_rowids(), words)
+                packed, negated, words = self._mark_negation(rows, packed)
+                packed, rows = tf.gather(packed, words), tf.gather(rows, words)
         else:
             with tf.name_scope("unknown_tokens"):
                 unknown = _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER)
                 packed = tf.where(packed == _MISSING, unknown, packed)
-            words = tf.range(tf.size(flat, out_type=tf.int64))
-            rows, negated = tokens.value_rowids(), tf.zeros([0], tf.int64)
+            words = tf.range(tf.size(tokens, out_type=tf.int64))
+            negated = tf.zeros([0], tf.int64)
         with tf.name_scope("ngrams"):
-            return self._ngram_units(packed, rows, tokens.nrows())._replace(
-                tokens=flat, words=words, negated=negated
-            )
+            units = self._ngram_units(packed, rows, tf.shape(text, out_type=tf.int64)[0])
+        return units._replace(tokens=tokens, words=words, negated=negated)
 
     def _look_up_missed(self, flat: tf.Tensor, packed: tf.Tensor) -> tf.Tensor:
-        """Tokens the table misses, normalized, looked up again and given their roles."""
+        """Tokens the table misses are unknown words; those that are not plain ASCII words are
+        normalized, looked up again and given their roles, as training treats every token."""
         missed = tf.where(packed == _MISSING)
-        tokens = text_lib.normalize_tokens(tf.gather_nd(flat, missed))
+        tokens = tf.gather_nd(flat, missed)
+        special = tf.where(~tf.strings.regex_full_match(tokens, "[a-z0-9]+"))
+        tokens = text_lib.normalize_tokens(tf.gather_nd(tokens, special))
         again = self._words.lookup(tokens)
-        roles = text_lib.token_roles(tokens)
         role_bits = tf.add_n(
             [
                 tf.cast(has, tf.int64) * (b << _ROLE_SHIFT)
-                for has, b in zip(roles, _ROLES, strict=True)
+                for has, b in zip(text_lib.token_roles(tokens), _ROLES, strict=True)
             ]
         )
-        unknown = _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER)
-        values = tf.where(again != _MISSING, again, unknown + role_bits)
+        unknown = tf.constant(_pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER), tf.int64)
+        values = tf.tensor_scatter_nd_update(
+            tf.fill(tf.shape(missed)[:1], unknown),
+            special,
+            tf.where(again != _MISSING, again, unknown + role_bits),
+        )
         return tf.tensor_scatter_nd_update(packed, missed, values)
 
     def _mark_negation(
-        self, tokens: tf.RaggedTensor, packed: tf.Tensor
+        self, rows: tf.Tensor, packed: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Each negated token takes its ``NOT_`` form's value. Returns the values, the negated
         tokens' indices and the words' (the tokens not dropped), as `text` marks and drops."""
         roles = tf.bitwise.right_shift(packed, _ROLE_SHIFT)
         token_roles = text_lib.TokenRoles(*(tf.bitwise.bitwise_and(roles, b) != 0 for b in _ROLES))
-        negated = text_lib.negated_positions(text_lib.first_of_each_text(tokens), token_roles)
+        negated = text_lib.negated_positions(rows, token_roles)
         at = negated[:, tf.newaxis]
         numbers = tf.bitwise.right_shift(tf.gather_nd(packed, at), _NUMBER_SHIFT)
         packed = tf.tensor_scatter_nd_update(packed, at, tf.gather(self._negated, numbers))
         return packed, negated, tf.where(~token_roles.dropped)[:, 0]
 
-    def unit_names(self, units: Units) -> list[tf.Tensor]:
-        """Per width, every position's unit as the vectorizer spells it ("not NOT_bad"),
+    def unit_names(self, units: Units) -> tf.Tensor:
+        """[widths, W]: every position's unit as the vectorizer spells it ("not NOT_bad"),
         unknown ones too (explanations show them by name)."""
         tokens = text_lib.normalize_tokens(units.tokens)  # what training spells
-        negated = units.negated[:, tf.newaxis]
+        at = units.negated[:, tf.newaxis]
         marked = tf.tensor_scatter_nd_update(
-            tokens,
-            negated,
-            tf.strings.join([text_lib.NEGATION_PREFIX, tf.gather_nd(tokens, negated)]),
+            tokens, at, tf.strings.join([text_lib.NEGATION_PREFIX, tf.gather_nd(tokens, at)])
         )
-        words = tf.gather(marked, units.words)
-        names = [words]
+        words = self._extended(tf.gather(marked, units.words), "")
+        names = [words[0]]
         for width in range(2, self._ngrams + 1):
-            parts = [words[offset : tf.size(words) - width + 1 + offset] for offset in range(width)]
-            names.append(tf.strings.join(parts, separator=" "))
-        return names
+            names.append(tf.strings.join(words[:width], separator=" "))
+        return tf.stack(names)
+
+    def _extended(self, values: tf.Tensor, sentinel: Any) -> list[tf.Tensor]:
+        """`values` [W] and the same shifted by 1, 2, ... up to the widest unit: the k-th word
+        of the unit starting at each position, past the batch's last word a `sentinel`."""
+        padding = tf.fill([self._ngrams - 1], tf.constant(sentinel, values.dtype))
+        padded = tf.concat([values, padding], axis=0)
+        last = self._ngrams - 1
+        return [padded[k : k - last] if k < last else padded[k:] for k in range(self._ngrams)]
 
     def _ngram_units(self, words: tf.Tensor, rows: tf.Tensor, texts: tf.Tensor) -> Units:
-        """Words, then every pair, ... of neighbouring words; `words` packed, `rows` sorted."""
-        word_count = tf.math.bincount(rows, minlength=texts, maxlength=texts, dtype=tf.int64)
-        row_starts = tf.cumsum(word_count, exclusive=True)
-        numbers = tf.bitwise.right_shift(words, _NUMBER_SHIFT)
-        packed, kept = [words], []
-        keys = numbers
-        units_before = tf.zeros_like(word_count)
-        for width in range(1, self._ngrams + 1):
-            starting = tf.maximum(word_count - width + 1, 0)
-            kept.append(
-                self._within_text_and_length(rows, width, row_starts, starting, units_before)
-            )
-            units_before += starting
-            if width == 1:
-                continue
+        """Every unit of each width starting at each word; `words` packed, `rows` sorted."""
+        word_rows = self._extended(rows, -1)  # -1: no text
+        numbers = self._extended(tf.bitwise.right_shift(words, _NUMBER_SHIFT), 0)
+        keys, key = [], numbers[0]
+        for width in range(2, self._ngrams + 1):
+            key = key * self._stride + numbers[width - 1]
+            keys.append(key)
+        packed = words[tf.newaxis]
+        if keys:
             with tf.name_scope("ngram_lookup/"):  # a stage of its own (absolute scope)
-                keys = keys[:-1] * self._stride + numbers[width - 1 :]
-                packed.append(self._look_up_grams(keys, packed[-1], kept[-1], width))
-        scores, unknown = [], []
-        for width_packed, width_kept in zip(packed, kept, strict=True):
-            score = tf.bitcast(tf.cast(width_packed, tf.int32), tf.float32)
-            is_unit = tf.bitwise.bitwise_and(width_packed, 1 << _UNIT_BIT) != 0
-            scores.append(tf.where(width_kept, score, 0.0))
-            unknown.append(width_kept & ~is_unit)
+                stacked = tf.stack(keys)
+                unknown = tf.constant(_pack(self._unknown_score, False), tf.int64)
+                found = (
+                    tf.fill(tf.shape(stacked), unknown)
+                    if self._grams is None
+                    else self._grams.lookup(stacked)
+                )
+                packed = tf.concat([packed, found], axis=0)
+        word_count = tf.math.bincount(rows, minlength=texts, maxlength=texts, dtype=tf.int64)
+        inside = tf.stack([tf.equal(word_rows[0], r) for r in word_rows])
+        kept, units_per_text = self._within_length(inside, word_count)
+        score = tf.bitcast(tf.cast(packed, tf.int32), tf.float32)
+        is_unit = tf.bitwise.bitwise_and(packed, 1 << _UNIT_BIT) != 0
         empty = tf.zeros([0], tf.int64)
         return Units(
-            rows, scores, unknown, kept, units_before, tf.zeros([0], tf.string), empty, empty
+            rows,
+            tf.where(kept, score, 0.0),
+            kept & ~is_unit,
+            kept,
+            units_per_text,
+            tf.zeros([0], tf.string),
+            empty,
+            empty,
         )
 
-    def _look_up_grams(
-        self, keys: tf.Tensor, shorter: tf.Tensor, kept: tf.Tensor, width: int
-    ) -> tf.Tensor:
-        """Packed values of the n-grams with these keys, [positions]. From triples on, only
-        where the n-gram one word shorter begins a longer unit; elsewhere none is one."""
-        unknown = tf.constant(_pack(self._unknown_score, False), tf.int64)
-        if self._grams is None:
-            return tf.fill(tf.shape(keys), unknown)
-        if width == 2:
-            found: tf.Tensor = self._grams.lookup(keys)
-            return found
-        begins = tf.bitwise.bitwise_and(shorter[: tf.size(keys)], _BEGINS_LONGER) != 0
-        candidates = tf.where(begins & kept)
-        return tf.tensor_scatter_nd_update(
-            tf.fill(tf.shape(keys), unknown),
-            candidates,
-            self._grams.lookup(tf.gather_nd(keys, candidates)),
+    def _within_length(
+        self, inside: tf.Tensor, word_count: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Which units inside their text the vectorizer keeps: a text's first `sequence_length`
+        (words, then pairs, ...: only the last units of its longest texts are cut, as index
+        ranges); and each text's units before the cut."""
+        widths = tf.range(self._ngrams, dtype=tf.int64)[:, tf.newaxis]
+        starting = tf.maximum(word_count[tf.newaxis] - widths, 0)  # [widths, N]
+        before = tf.cumsum(starting, axis=0, exclusive=True)
+        within = tf.clip_by_value(self._length - before, 0, starting)
+        words = tf.shape(inside, out_type=tf.int64)[1]
+        first = tf.cumsum(word_count, exclusive=True)[tf.newaxis] + widths * words
+        cut = tf.ragged.range(
+            tf.reshape(first + within, [-1]), tf.reshape(first + starting, [-1])
+        ).flat_values[:, tf.newaxis]
+        flat = tf.tensor_scatter_nd_update(
+            tf.reshape(inside, [-1]), cut, tf.zeros(tf.shape(cut)[:1], tf.bool)
         )
-
-    def _within_text_and_length(
-        self,
-        rows: tf.Tensor,
-        width: int,
-        row_starts: tf.Tensor,
-        starting: tf.Tensor,
-        units_before: tf.Tensor,
-    ) -> tf.Tensor:
-        """Which positions start a unit of `width` that the vectorizer keeps: inside its text
-        (its last word in the same text) and among the text's first `sequence_length` units
-        (words, then pairs, ...: only the last units of the longest texts are cut)."""
-        inside = tf.equal(rows[: tf.size(rows) - width + 1], rows[width - 1 :])
-        within = tf.clip_by_value(self._length - units_before, 0, starting)
-        cut = tf.ragged.range(row_starts + within, row_starts + starting).flat_values
-        return tf.tensor_scatter_nd_update(
-            inside, cut[:, tf.newaxis], tf.zeros(tf.shape(cut), tf.bool)
-        )
+        return tf.reshape(flat, tf.shape(inside)), tf.reduce_sum(starting, axis=0)
 
 
 def _table(keys: list[Any], values: list[int], default: int) -> Any:

@@ -32,6 +32,7 @@ VOCABULARY_TEXTS = [
     "good good fun",
     "the worst film",
     "i don't like it",
+    "énorme succès",
 ]
 SEQUENCE_LENGTH = 12
 TEXTS = [
@@ -43,6 +44,7 @@ TEXTS = [
     "never boring " * 40,  # far beyond it
     "Zebra quantum",  # only unseen words
     "I did NOT like it, but the music was great!",
+    "ÉNORME Succès",  # a capital the ASCII lower case leaves: the missed-token path lowers it
     # punctuation inside a negation scope: dropped, never marked
     'not well-made -- good fun!!! and not \u2018great\u2019, "the worst" film... never',
 ]
