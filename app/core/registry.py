@@ -231,7 +231,8 @@ class ModelRegistry:
         """Every version the service knows about, highest first: loading, serving, waiting for
         its last requests to be unloaded, or refused (with the reason)."""
         found: dict[int, VersionStatus] = {}
-        for version, (_, reason) in self._rejected.items():
+        # list(): one copy taken under the GIL, as the loading thread may add to these.
+        for version, (_, reason) in list(self._rejected.items()):
             found[version] = VersionStatus(version, "END", reason)
         for version, reference in list(self._unloading.items()):
             if reference() is not None:
