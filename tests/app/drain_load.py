@@ -55,6 +55,7 @@ class Outcomes:
     grpc: Counter[str] = field(default_factory=Counter)
     lost_details: list[str] = field(default_factory=list)
     queued_at_close: list[int] = field(default_factory=list)  # per worker, from its log
+    grpc_stops: list[str] = field(default_factory=list)  # per worker: how its gRPC server stopped
 
     @property
     def lost(self) -> int:
@@ -65,6 +66,7 @@ class Outcomes:
             "rest": dict(self.rest),
             "grpc": dict(self.grpc),
             "queued_at_close": self.queued_at_close,
+            "grpc_stops": self.grpc_stops,
             "lost": self.lost_details,
         }
 
@@ -181,15 +183,24 @@ async def drive(
     return outcomes
 
 
-def run_once(model_base: Path, workers: int, rest_clients: int, grpc_clients: int) -> Outcomes:
-    """One fresh server, load, SIGTERM, and the outcomes; the server must exit 0."""
+def run_once(
+    model_base: Path,
+    workers: int | None,
+    rest_clients: int,
+    grpc_clients: int,
+    signal_after: float = 2.0,
+) -> Outcomes:
+    """One fresh server, load, SIGTERM, and the outcomes; the server must exit 0.
+
+    ``workers``: None serves with the shipped default (``Settings.workers``)."""
     grpc_port = free_port() if grpc_clients else 0
     env = {
         "SENTIMENT_MODEL_BASE_PATH": str(model_base),
         "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0",
-        "SENTIMENT_WORKERS": str(workers),
         "SENTIMENT_GRPC_PORT": str(grpc_port),
     }
+    if workers is not None:
+        env["SENTIMENT_WORKERS"] = str(workers)
     with running_server("drain", SERVICE, env, REPO_ROOT, "/readyz", 90) as server:
         address = f"{HOST}:{grpc_port}" if grpc_clients else None
         outcomes = asyncio.run(
@@ -198,7 +209,7 @@ def run_once(model_base: Path, workers: int, rest_clients: int, grpc_clients: in
                 address,
                 rest_clients=rest_clients,
                 grpc_clients=grpc_clients,
-                signal_after=2.0,
+                signal_after=signal_after,
                 terminate=lambda: server.process.send_signal(signal.SIGTERM),
             )
         )
@@ -206,6 +217,7 @@ def run_once(model_base: Path, workers: int, rest_clients: int, grpc_clients: in
         outcomes.queued_at_close = [
             int(found) for found in re.findall(r"\((\d+) waiting in the queue", server.log())
         ]
+        outcomes.grpc_stops = re.findall(r"gRPC stopped in (.*)", server.log())
         if exit_code != 0 or "Traceback" in server.log():
             outcomes.lost_details.append(f"server exit {exit_code}: {server.log_tail()}")
     return outcomes
@@ -214,13 +226,20 @@ def run_once(model_base: Path, workers: int, rest_clients: int, grpc_clients: in
 def main() -> None:
     parser = argparse.ArgumentParser(description="Measure what a SIGTERM under load loses.")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="default: the shipped default")
     parser.add_argument("--rest-clients", type=int, default=32)
     parser.add_argument("--grpc-clients", type=int, default=8)
+    parser.add_argument("--signal-after", type=float, default=2.0, help="seconds of load first")
     parser.add_argument("--model-base", type=Path, default=REPO_ROOT / "model" / "sentiment")
     args = parser.parse_args()
     for run in range(args.runs):
-        outcomes = run_once(args.model_base, args.workers, args.rest_clients, args.grpc_clients)
+        outcomes = run_once(
+            args.model_base,
+            args.workers,
+            args.rest_clients,
+            args.grpc_clients,
+            args.signal_after,
+        )
         sys.stdout.write(json.dumps({"run": run, **outcomes.summary()}) + "\n")
         sys.stdout.flush()
         with contextlib.suppress(Exception):

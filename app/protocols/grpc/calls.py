@@ -1,4 +1,5 @@
-"""What every gRPC method shares: the API key, errors as status codes, metrics, access log.
+"""What every gRPC method shares: the API key, errors as status codes, metrics, access log,
+and the gate that holds new calls while the server is about to stop (``CallGate``).
 
 A method is an ``async def (request, context) -> response`` over the scoring core, registered
 from its service's published descriptor (``service_handler``): the request arrives as bytes
@@ -50,6 +51,54 @@ Service = tuple[ServiceDescriptor, dict[str, Method]]
 """A service to register: its descriptor and its methods by name."""
 
 
+class CallGate:
+    """Counts the calls that arrive and, while closed, holds them until it opens again.
+
+    grpc's ``server.stop()`` ends every call grpc received but the application had not yet
+    taken (its pending queue, and calls arriving until the client reads the GOAWAY) with
+    CANCELLED (grpc/grpc#41785), a status a client cannot safely retry. Holding new calls
+    instead of answering them makes the clients go quiet: a client waits for the answer to
+    the call it sent, so once every client's call is held no call is pending or on its way,
+    and the server can stop (``GrpcProtocol``). The held calls are answered once the
+    GOAWAY is out, so the clients' next calls go to a new connection.
+    """
+
+    def __init__(self) -> None:
+        self.arrivals = 0  # calls that reached the application, ever
+        self.held = 0  # calls that waited at the closed gate
+        self._opened: asyncio.Event | None = None  # None: open
+
+    def close(self) -> None:
+        """Hold every call that arrives from now on."""
+        if self._opened is None:
+            self._opened = asyncio.Event()
+
+    def open(self) -> None:
+        """Let the held calls (and any later ones) through."""
+        if self._opened is not None:
+            self._opened.set()
+
+    async def enter(self) -> None:
+        """A call arrives: count it, and wait while the gate is closed."""
+        self.arrivals += 1
+        opened = self._opened
+        if opened is not None and not opened.is_set():
+            self.held += 1
+            await opened.wait()
+
+    async def quiet(self, interval: float, limit: float) -> bool:
+        """Wait until no call arrived for ``interval`` seconds (True), or ``limit`` passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        seen = -1
+        while seen != self.arrivals:
+            if loop.time() >= deadline:
+                return False
+            seen = self.arrivals
+            await asyncio.sleep(interval)
+        return True
+
+
 class CallRunner:
     """Runs every call of one app: key check, parsing, status codes, metrics, access log."""
 
@@ -57,6 +106,7 @@ class CallRunner:
         self._auth = auth
         self._metrics = metrics
         self._access_log = access_log
+        self.gate = CallGate()
 
     def service_handler(
         self, service: ServiceDescriptor, methods: Mapping[str, Method]
@@ -88,6 +138,7 @@ class CallRunner:
         handler: UnaryHandler = method.handler  # type: ignore[assignment]
 
         async def call(raw: bytes, context: Context) -> Message:
+            await self.gate.enter()
             started = self._started()
             code = grpc.StatusCode.OK
             try:
@@ -115,6 +166,7 @@ class CallRunner:
         handler: StreamHandler = method.handler  # type: ignore[assignment]
 
         async def call(raw: bytes, context: Context) -> AsyncIterator[Message]:
+            await self.gate.enter()
             started = self._started()
             code = grpc.StatusCode.OK
             try:
