@@ -191,7 +191,7 @@ class TextUnits(tf.Module):  # type: ignore[misc]
         normalized, looked up again and given their roles, as training treats every token."""
         missed = tf.where(packed == _MISSING)
         tokens = tf.gather_nd(flat, missed)
-        special = tf.where(~tf.strings.regex_full_match(tokens, "[a-z0-9]+"))
+        special = tf.where(~tf.strings.regex_full_match(tokens, text_lib.PLAIN_TOKEN))
         tokens = text_lib.normalize_tokens(tf.gather_nd(tokens, special))
         again = self._words.lookup(tokens)
         role_bits = tf.add_n(

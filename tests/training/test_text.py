@@ -3,6 +3,8 @@ are normalized, what each token does, and the negation scopes computed from thos
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -107,3 +109,18 @@ def test_negation_scopes_from_the_events_equal_the_rule_read_token_by_token() ->
 )
 def test_punctuation_in_a_scope_is_dropped_not_marked(text: str, words: list[str]) -> None:
     assert _words(text) == words
+
+
+def test_plain_tokens_are_their_own_normal_form_with_no_role_unless_role_tokens() -> None:
+    """What the export relies on when it skips normalizing a plain token its lookup missed."""
+    rng = np.random.default_rng(1)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    samples = ["".join(rng.choice(alphabet, size=rng.integers(1, 12))) for _ in range(300)]
+    samples += ["nt", "but", "not", "dont", "soooo", "10", "zzz"]
+    plain = [t for t in samples if re.fullmatch(text_lib.PLAIN_TOKEN, t)]
+    assert len(plain) == len(samples)
+    others = [t for t in plain if t not in text_lib.ROLE_TOKENS]
+    normalized = text_lib.normalize_tokens(tf.constant(others)).numpy()
+    assert [t.decode() for t in normalized] == others
+    roles = text_lib.token_roles(tf.constant(others))
+    assert not any(np.asarray(role).any() for role in roles)
