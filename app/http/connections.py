@@ -361,7 +361,7 @@ class DrainingServer(uvicorn.Server):
 
     async def _drain(self) -> None:
         try:
-            self._stop_accepting()
+            self.stop_accepting()
             if self._coordinator is not None:
                 self._coordinator.closed()
                 await self._others_stopped_accepting()
@@ -373,7 +373,7 @@ class DrainingServer(uvicorn.Server):
         finally:
             self.should_exit = True  # uvicorn's shutdown: answer in-flight requests, exit
 
-    def _stop_accepting(self) -> None:
+    def stop_accepting(self) -> None:
         """Close every listener, serving the connections already waiting in its queue.
 
         Synchronous on the event loop, so uvicorn accepts nothing meanwhile: its servers
