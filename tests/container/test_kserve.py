@@ -3,7 +3,8 @@
 The KServe SDK's generated models (``kserve.models``, ``kubernetes.client.models``) carry the
 InferenceService API's field names and types (its OpenAPI spec): every key in the manifest
 must be one of them, recursively, so a typo is a test failure rather than a field the API
-server drops. Then the cross-checks: probes reach the V2 health routes the app serves, and
+server drops. Then the cross-checks: probes reach the V2 health routes the app serves, both
+transports are declared in raw deployment mode (Serverless mode exposes one port only), and
 resources, security context and grace period are the ones deploy/k8s uses.
 """
 
@@ -99,3 +100,24 @@ def test_custom_predictor_speaks_v2_like_the_k8s_deployment(service: dict[str, A
     assert container["securityContext"] == api["securityContext"]
     assert predictor["securityContext"] == deployment["securityContext"]
     assert predictor["terminationGracePeriodSeconds"] == deployment["terminationGracePeriodSeconds"]
+
+
+def test_http_and_grpc_ports_are_declared_in_raw_deployment_mode(service: dict[str, Any]) -> None:
+    """KServe's Serverless mode (Knative) exposes a single container port, so the gRPC port (named
+    h2c, as KServe documents for a gRPC predictor) beside HTTP needs RawDeployment, where the
+    predictor's Service maps the first port to 80 and the others to themselves."""
+    from app.settings import Settings
+
+    annotations = service["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    (container,) = service["spec"]["predictor"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    http, grpc = container["ports"]
+    assert (http["name"], http["containerPort"]) == ("http", int(env["SENTIMENT_PORT"]))
+    assert (grpc["name"], grpc["containerPort"]) == ("h2c", int(env["SENTIMENT_GRPC_PORT"]))
+    assert grpc["containerPort"] == Settings.model_fields["grpc_port"].default
+    deployment = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]
+    (api,) = deployment["containers"]
+    assert [port["containerPort"] for port in api["ports"]] == [
+        port["containerPort"] for port in container["ports"]
+    ]
