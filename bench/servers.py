@@ -160,6 +160,9 @@ def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> S
     if target in _MODULE_TARGETS:
         command = [sys.executable, "-m", target]
         environment |= {"SENTIMENT_HOST": HOST, "SENTIMENT_PORT": str(port)}
+        # gRPC only when asked for: on its fixed default port (8001) the server would share
+        # the port (SO_REUSEPORT) with a service running on this machine.
+        environment.setdefault("SENTIMENT_GRPC_PORT", "0")
     else:
         command = [
             sys.executable,

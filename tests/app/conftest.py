@@ -90,10 +90,16 @@ def publish(model_base: Path, source_version_dir: Path) -> Publisher:
 
 @pytest.fixture
 def make_settings(model_base: Path) -> Callable[..., Settings]:
-    """Settings for tests: the per-test model base, no watcher unless asked for."""
+    """Settings for tests: the per-test model base, no watcher unless asked for, no gRPC
+    server unless asked for (on its fixed default port, 8001, every app would share the port,
+    SO_REUSEPORT, with a service running on this machine and take some of its connections)."""
 
     def _make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"model_base_path": model_base, "reload_interval_seconds": 0}
+        values: dict[str, Any] = {
+            "model_base_path": model_base,
+            "reload_interval_seconds": 0,
+            "grpc_port": 0,
+        }
         values.update(overrides)
         return Settings(**values)
 
