@@ -27,6 +27,10 @@ waking it does not preempt the event loop thread that holds the GIL (see
 at once (429) instead of piling up latency and memory. A failing model call fails exactly the
 requests of its batch.
 
+Each request carries the protocol it came by (``REQUEST_PROTOCOL``), and the model thread
+says how the batch it scores splits by protocol (``batch_protocols``), so the input metrics
+observed inside the model call carry the protocol although one batch can mix REST and gRPC.
+
 All queue state lives on the event loop thread, so it needs no lock.
 """
 
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import os
 import queue
@@ -57,6 +62,21 @@ ScoreFunction = Callable[[Model, list[str]], npt.NDArray[np.float32]]
 """Scores a batch with a model: ``[N, 2]`` rows of (probability, logit)."""
 BatchObserver = Callable[[int, float], None]
 
+REQUEST_PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "request_protocol", default="rest"
+)
+"""The protocol of the request being served, read by ``submit``: HTTP requests keep the
+default, the gRPC server sets ``"grpc"`` in each call's own context."""
+_BATCH_PROTOCOLS: contextvars.ContextVar[tuple[tuple[str, int], ...]] = contextvars.ContextVar(
+    "batch_protocols", default=()
+)
+
+
+def batch_protocols() -> tuple[tuple[str, int], ...]:
+    """The batch being scored, as consecutive (protocol, number of texts) runs in its text
+    order (model thread, during the score call; empty outside one)."""
+    return _BATCH_PROTOCOLS.get()
+
 
 @dataclass(slots=True)
 class ScoredTexts:
@@ -70,6 +90,7 @@ class ScoredTexts:
 class _Pending:
     texts: Sequence[str]
     future: asyncio.Future[ScoredTexts]
+    protocol: str
 
 
 @dataclass(slots=True)
@@ -136,7 +157,7 @@ class MicroBatcher(Generic[Model]):
         if waiting is None:
             waiting = self._queues[model] = _Queue()
         future: asyncio.Future[ScoredTexts] = loop.create_future()
-        waiting.items.append(_Pending(texts, future))
+        waiting.items.append(_Pending(texts, future, REQUEST_PROTOCOL.get()))
         waiting.texts += len(texts)
         self._depth += 1
         if not self._model_busy:
@@ -218,6 +239,7 @@ class MicroBatcher(Generic[Model]):
             probabilities: list[float] = []
             logits: list[float] = []
             failure: ServiceError | None = None
+            protocols = _BATCH_PROTOCOLS.set(_protocol_runs(batch))
             try:
                 scores = self._score(model, texts)
                 probabilities = scores[:, 0].tolist()
@@ -228,6 +250,8 @@ class MicroBatcher(Generic[Model]):
                     "model call failed for a batch of %d texts: %s", len(texts), type(exc).__name__
                 )
                 failure = exc if isinstance(exc, ServiceError) else InferenceError()
+            finally:
+                _BATCH_PROTOCOLS.reset(protocols)
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             try:
@@ -268,6 +292,17 @@ class MicroBatcher(Generic[Model]):
                         ScoredTexts(probabilities[offset:end], logits[offset:end])
                     )
             offset += count
+
+
+def _protocol_runs(batch: Sequence[_Pending]) -> tuple[tuple[str, int], ...]:
+    """The batch's texts as consecutive (protocol, count) runs, in order."""
+    runs: list[tuple[str, int]] = []
+    for item in batch:
+        if runs and runs[-1][0] == item.protocol:
+            runs[-1] = (item.protocol, runs[-1][1] + len(item.texts))
+        else:
+            runs.append((item.protocol, len(item.texts)))
+    return tuple(runs)
 
 
 def run_without_wakeup_preemption() -> None:

@@ -11,6 +11,10 @@ histograms times every text of a batch would be hundreds of such calls per batch
 thread the whole service waits for, so each batch goes in at once
 (``app.metrics.BulkHistogram.observe_many``).
 
+Each series is labelled by version and by the protocol the texts came by (``rest`` or
+``grpc``): a batch can mix both, and the batcher says how it splits
+(``app.core.batcher.batch_protocols``), so a mixed batch is observed once per protocol.
+
 Texts scored by ``/v1/explain`` are not observed: the playground explains as its user types,
 and half-typed texts are not the traffic whose drift these metrics watch.
 """
@@ -25,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
+from app.core.batcher import REQUEST_PROTOCOL, batch_protocols
 from app.metrics import BulkHistogram
 from contract import (
     OOV_COUNT_OUTPUT,
@@ -60,6 +65,15 @@ class InputBatch:
             truncated=outputs[TRUNCATED_OUTPUT].numpy().reshape(-1),
         )
 
+    def take(self, rows: npt.NDArray[np.intp]) -> InputBatch:
+        """The texts at ``rows`` only."""
+        return InputBatch(
+            self.probability[rows],
+            self.token_count[rows],
+            self.oov_count[rows],
+            self.truncated[rows],
+        )
+
     @property
     def oov_share(self) -> npt.NDArray[np.float64]:
         """OOV units over real units; 0 for an empty text (nothing real was out of vocabulary)."""
@@ -81,40 +95,64 @@ class InputMetrics:
         self.probability = BulkHistogram(
             "sentiment_predicted_probability",
             "Predicted P(positive) per scored text: a shift in its distribution is score drift.",
-            ["version"],
+            ["version", "protocol"],
             buckets=PROBABILITY_BUCKETS,
             registry=registry,
         )
         self.token_count = BulkHistogram(
             "sentiment_input_tokens",
             "Real units (words and n-grams) scored per text, at most the sequence length.",
-            ["version"],
+            ["version", "protocol"],
             buckets=TOKEN_BUCKETS,
             registry=registry,
         )
         self.oov_share = BulkHistogram(
             "sentiment_input_oov_share",
             "Share of a text's scored units that are out of the model's vocabulary.",
-            ["version"],
+            ["version", "protocol"],
             buckets=OOV_SHARE_BUCKETS,
             registry=registry,
         )
         self.truncated = Counter(
             "sentiment_input_truncated_texts",
             "Texts longer than the model's sequence length (their tail was not scored).",
-            ["version"],
+            ["version", "protocol"],
             registry=registry,
         )
 
     def observer(self, version: str) -> InputObserver:
         """What records the model calls of ``version`` (model thread; a handful of increments
-        per batch, into children resolved once here)."""
-        probability = self.probability.labels(version)
-        token_count = self.token_count.labels(version)
-        oov_share = self.oov_share.labels(version)
-        truncated = self.truncated.labels(version)
+        per batch and protocol, into children resolved once per protocol)."""
+        recorders: dict[str, InputObserver] = {}
+
+        def recorder(protocol: str) -> InputObserver:
+            record = recorders.get(protocol)
+            if record is None:
+                record = recorders[protocol] = self._recorder(version, protocol)
+            return record
 
         def observe(batch: InputBatch) -> None:
+            runs = batch_protocols()
+            if len(runs) <= 1:  # one protocol (nearly always), or not in a batch
+                recorder(runs[0][0] if runs else REQUEST_PROTOCOL.get())(batch)
+                return
+            rows: dict[str, list[npt.NDArray[np.intp]]] = {}
+            start = 0
+            for protocol, count in runs:
+                rows.setdefault(protocol, []).append(np.arange(start, start + count))
+                start += count
+            for protocol, parts in rows.items():
+                recorder(protocol)(batch.take(np.concatenate(parts)))
+
+        return observe
+
+    def _recorder(self, version: str, protocol: str) -> InputObserver:
+        probability = self.probability.labels(version, protocol)
+        token_count = self.token_count.labels(version, protocol)
+        oov_share = self.oov_share.labels(version, protocol)
+        truncated = self.truncated.labels(version, protocol)
+
+        def record(batch: InputBatch) -> None:
             probability.observe_many(batch.probability)
             token_count.observe_many(batch.token_count)
             oov_share.observe_many(batch.oov_share)
@@ -122,7 +160,7 @@ class InputMetrics:
             if count:
                 truncated.inc(count)
 
-        return observe
+        return record
 
 
 def observed_scoring(

@@ -336,8 +336,8 @@ def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
         (reference.oov_share, batch.oov_share),
     ):
         for value in values.tolist():
-            Histogram.observe(histogram.labels("7"), value)
-    reference.truncated.labels("7").inc(int(np.count_nonzero(batch.truncated)))
+            Histogram.observe(histogram.labels("7", "rest"), value)
+    reference.truncated.labels("7", "rest").inc(int(np.count_nonzero(batch.truncated)))
 
     def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
         return {

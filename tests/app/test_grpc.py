@@ -7,21 +7,28 @@ tensorflow-serving-api wheel), gRPC health and reflection are called from here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.core.batcher import REQUEST_PROTOCOL, MicroBatcher
+from app.core.input_metrics import InputBatch, InputMetrics
 from app.main import create_app
 from app.settings import Settings
 from bench.servers import HOST, SERVICE, Server, free_port, running_server
@@ -350,3 +357,86 @@ def test_health_before_the_model_is_loaded(tmp_path: Path, source_version_dir: P
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         stop_server(server)
+
+
+def _input_texts(url: str) -> dict[str, float]:
+    """Texts observed by the input metrics so far, by protocol."""
+    counted: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "sentiment_input_tokens_count":
+                protocol = sample.labels["protocol"]
+                counted[protocol] = counted.get(protocol, 0.0) + sample.value
+    return counted
+
+
+def test_input_metrics_carry_the_protocol(
+    served: tuple[Server, str], channel: grpc.Channel
+) -> None:
+    """REST and gRPC requests sent at once (so batches mix) are observed by protocol, exactly."""
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = _predict_request(TEXTS)
+    url = served[0].url
+    before = _input_texts(url)
+
+    def rest(_: int) -> int:
+        reply = httpx.post(f"{url}/v1/predict", json={"text": TEXTS[0]}, timeout=30)
+        return reply.status_code
+
+    def call(_: int) -> int:
+        return len(stub.Predict(request, timeout=30).outputs)
+
+    with ThreadPoolExecutor(16) as pool:
+        rest_answers = pool.map(rest, range(40))
+        grpc_answers = pool.map(call, range(40))
+        assert set(rest_answers) == {200} and set(grpc_answers) == {2}
+    after = _input_texts(url)
+    assert after["rest"] - before.get("rest", 0.0) == 40
+    assert after["grpc"] - before.get("grpc", 0.0) == 40 * len(TEXTS)
+
+
+def test_a_batch_mixing_protocols_is_observed_by_protocol() -> None:
+    """One model call holding REST and gRPC requests: each text counts under its protocol."""
+    registry = CollectorRegistry()
+    observe = InputMetrics(registry).observer("1")
+
+    def score(model: str, texts: list[str]) -> Any:
+        count = len(texts)
+        token_counts = np.array([len(text) for text in texts], dtype=np.int64)
+        observe(
+            InputBatch(
+                np.full(count, 0.5, np.float32),
+                token_counts,
+                np.zeros(count, np.int64),
+                np.zeros(count, np.bool_),
+            )
+        )
+        return np.zeros((count, 2), np.float32)
+
+    async def submit(batcher: MicroBatcher[str], protocol: str, texts: list[str]) -> None:
+        REQUEST_PROTOCOL.set(protocol)  # in this task's context only, as a gRPC call does
+        await batcher.submit("model", texts)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(score, max_batch_size=64, queue_size=16)
+        batcher.start()
+        await asyncio.gather(  # submitted in one loop iteration: one batch
+            submit(batcher, "rest", ["a"]),
+            submit(batcher, "grpc", ["bb", "bb"]),
+            submit(batcher, "rest", ["ccc"]),
+            submit(batcher, "grpc", ["dddd"]),
+        )
+        await batcher.drain(5)
+
+    asyncio.run(scenario())
+
+    def value(name: str, protocol: str) -> float | None:
+        labels = {"version": "1", "protocol": protocol}
+        return registry.get_sample_value(name, labels)
+
+    assert value("sentiment_input_tokens_count", "rest") == 2
+    assert value("sentiment_input_tokens_sum", "rest") == 1 + 3
+    assert value("sentiment_input_tokens_count", "grpc") == 3
+    assert value("sentiment_input_tokens_sum", "grpc") == 2 + 2 + 4

@@ -22,6 +22,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
 from app.core.auth import ApiKeyCheck
+from app.core.batcher import REQUEST_PROTOCOL
 from app.core.errors import InvalidInputError, ServiceError
 from app.metrics import ServiceMetrics
 
@@ -139,6 +140,7 @@ class CallRunner:
 
         async def call(raw: bytes, context: Context) -> Message:
             await self.gate.enter()
+            REQUEST_PROTOCOL.set("grpc")  # this call's own context: its input metrics say gRPC
             started = self._started()
             code = grpc.StatusCode.OK
             try:
@@ -167,6 +169,7 @@ class CallRunner:
 
         async def call(raw: bytes, context: Context) -> AsyncIterator[Message]:
             await self.gate.enter()
+            REQUEST_PROTOCOL.set("grpc")  # this call's own context: its input metrics say gRPC
             started = self._started()
             code = grpc.StatusCode.OK
             try:
