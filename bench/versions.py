@@ -23,14 +23,20 @@ logger = logging.getLogger("bench.versions")
 
 
 def compare(
-    version_dirs: Sequence[Path], texts: Sequence[str], batch_size: int, rounds: int
+    version_dirs: Sequence[Path],
+    texts: Sequence[str],
+    batch_size: int,
+    rounds: int,
+    runs: int = 3,
+    run_seconds: float = 0.5,
 ) -> dict[Path, list[float]]:
-    """CPU ms per text for each version, one figure per round, rounds alternating."""
+    """CPU ms per text for each version, one figure (the median of `runs`) per round, rounds
+    alternating."""
     configure_threads(1, 1)
     figures: dict[Path, list[float]] = {path: [] for path in version_dirs}
     for _ in range(rounds):
         for path in version_dirs:
-            result = measure_serving_throughput(path, texts, batch_size, runs=3, run_seconds=0.5)
+            result = measure_serving_throughput(path, texts, batch_size, runs, run_seconds)
             figures[path].append(result.median_cpu_ms_per_text)
     return figures
 
@@ -42,14 +48,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per version per round")
+    parser.add_argument("--run-seconds", type=float, default=0.5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     texts = load_review_texts(args.data, args.texts)
-    figures = compare(args.versions, texts, args.batch_size, args.rounds)
+    figures = compare(
+        args.versions, texts, args.batch_size, args.rounds, args.runs, args.run_seconds
+    )
     logger.info(
         "| version | signature | CPU ms per text, batch %d (median) | rounds |", args.batch_size
     )
     logger.info("|---|---|---:|---|")
+    first = args.versions[0]
     for path, values in figures.items():
         rounds = ", ".join(f"{value:.4f}" for value in values)
         logger.info(
@@ -58,6 +69,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             load_serving_function(path),
             statistics.median(values),
             rounds,
+        )
+    # Each round's ratio to the first version, whose run came just before: machine drift
+    # between rounds cancels in it.
+    logger.info("")
+    logger.info("| version | per-round ratio to %s (median) | rounds |", first)
+    logger.info("|---|---:|---|")
+    for path, values in figures.items():
+        ratios = [value / base for value, base in zip(values, figures[first], strict=True)]
+        logger.info(
+            "| %s | %.3f | %s |",
+            path,
+            statistics.median(ratios),
+            ", ".join(f"{ratio:.3f}" for ratio in ratios),
         )
 
 

@@ -1,0 +1,31 @@
+"""bench.versions times real shipped versions side by side and reports each round's ratio."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bench.versions import compare, main
+from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
+
+TEXTS = ["A wonderful film, I loved it.", "Terrible acting and a dull plot."] * 4
+
+
+def test_compare_gives_every_version_one_figure_per_round() -> None:
+    versions = [SHIPPED_MODEL_BASE / "1", SHIPPED_MODEL_BASE / "3"]
+    figures = compare(versions, TEXTS, batch_size=4, rounds=2, runs=1, run_seconds=0.05)
+    assert list(figures) == versions
+    assert all(len(values) == 2 and min(values) > 0 for values in figures.values())
+
+
+def test_main_prints_medians_and_per_round_ratios(caplog: pytest.LogCaptureFixture) -> None:
+    archive = REPO_ROOT.parent / "shared" / "datasets" / "aclImdb_labelled.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"the IMDB archive is not at {archive}")
+    caplog.set_level(logging.INFO, logger="bench.versions")
+    version, other = str(SHIPPED_MODEL_BASE / "1"), str(SHIPPED_MODEL_BASE / "3")
+    options = ["--texts", "8", "--batch-size", "4", "--rounds", "1", "--runs", "1"]
+    main([version, other, *options, "--run-seconds", "0.05"])
+    assert any("per-round ratio" in message for message in caplog.messages)
+    assert f"| {version} | 1.000 | 1.000 |" in caplog.messages, "the first version's ratio is 1"
