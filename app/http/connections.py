@@ -34,7 +34,8 @@ in a small subclass of uvicorn's ``HttpToolsProtocol``:
    closed (``ListenerCoordinator``). Only then are clients told to go away: responses say
    ``Connection: close`` (the lifespan state's ``DRAINING_STATE_KEY``, copied into every
    request's ``scope["state"]``), idle connections close after ``drain_idle_seconds``, and the
-   app's other servers close theirs (``ON_CLOSE_STATE_KEY``: gRPC sends GOAWAY). Telling them
+   app's other servers close theirs (``ON_CLOSE_STATE_KEY``: the gRPC server holds new calls
+   until its clients are quiet, then sends GOAWAY; ``app.protocols.grpc.server``). Telling them
    earlier made keep-alive clients reconnect into a listener that was about to close, whose
    queue the kernel then reset; now a client that reconnects is refused (nothing listens), a
    clean error it can retry elsewhere.
