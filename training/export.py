@@ -126,6 +126,7 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         vocabulary = trained.vectorizer.get_vocabulary()
         scores, bias = unit_scores(trained.model)
         self._length = params.sequence_length
+        self._ngrams = params.ngrams
         self._masked = params.mask_padding
         self._calibration = trained.calibration
         self._bias = tf.constant(bias, tf.float32)
@@ -148,10 +149,10 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
         """Each text's mean, and its unknown units' count."""
         with tf.name_scope("pooling"):
             # Every unit starting at a word, summed first: one segment sum over the words.
-            score = tf.reduce_sum(units.scores, axis=0)
-            unknown = tf.reduce_sum(tf.cast(units.unknown, tf.int32), axis=0)
-            total = tf.math.unsorted_segment_sum(score, units.rows, texts)
-            unknown = tf.cast(tf.math.unsorted_segment_sum(unknown, units.rows, texts), tf.int64)
+            score = tf.add_n(tf.unstack(units.scores, self._ngrams))
+            unknown = tf.add_n(tf.unstack(tf.cast(units.unknown, tf.int32), self._ngrams))
+            total = _per_text(score, units.rows, texts)
+            unknown = tf.cast(_per_text(unknown, units.rows, texts), tf.int64)
             real = tf.minimum(units.units_per_text, self._length)
             if self._masked:  # an empty text is scored as one unknown unit: no evidence
                 empty = tf.equal(real, 0)
@@ -234,6 +235,12 @@ class ServingGraph(tf.Module):  # type: ignore[misc]
             LOGIT_OUTPUT: logit,
             PROBABILITY_OUTPUT: tf.sigmoid(logit),
         }
+
+
+def _per_text(values: tf.Tensor, rows: tf.Tensor, texts: tf.Tensor) -> tf.Tensor:
+    """Each text's sum of `values` [words]; `rows` sorted, so the sorted segment sum does."""
+    sums = tf.math.segment_sum(values, rows)  # up to the last text with a word
+    return tf.pad(sums, [[0, texts - tf.size(sums, out_type=tf.int64)]])
 
 
 def _repeat(unit: str, counts: tf.Tensor) -> tf.RaggedTensor:

@@ -77,7 +77,7 @@ class Units(NamedTuple):
     # Only for naming units (`TextUnits.unit_names`): every token as split, which of them are
     # the words, and which are negated.
     tokens: tf.Tensor  # [T] string
-    words: tf.Tensor  # [W] int64 indices into `tokens`
+    words: tf.Tensor  # [W, 1] int64 indices into `tokens` (gather_nd's, cheaper than gather's)
     negated: tf.Tensor  # [k] int64 indices into `tokens`
 
 
@@ -175,12 +175,12 @@ class TextUnits(tf.Module):  # type: ignore[misc]
                 packed = self._look_up_missed(tokens, packed)
             with tf.name_scope("negation"):
                 packed, negated, words = self._mark_negation(rows, packed)
-                packed, rows = tf.gather(packed, words), tf.gather(rows, words)
+                packed, rows = tf.gather_nd(packed, words), tf.gather_nd(rows, words)
         else:
             with tf.name_scope("unknown_tokens"):
                 unknown = _pack(self._unknown_score, False, 0, _NO_UNIT_NUMBER)
                 packed = tf.where(packed == _MISSING, unknown, packed)
-            words = tf.range(tf.size(tokens, out_type=tf.int64))
+            words = tf.range(tf.size(tokens, out_type=tf.int64))[:, tf.newaxis]
             negated = tf.zeros([0], tf.int64)
         with tf.name_scope("ngrams"):
             units = self._ngram_units(packed, rows, tf.shape(text, out_type=tf.int64)[0])
@@ -219,7 +219,7 @@ class TextUnits(tf.Module):  # type: ignore[misc]
         at = negated[:, tf.newaxis]
         numbers = tf.bitwise.right_shift(tf.gather_nd(packed, at), _NUMBER_SHIFT)
         packed = tf.tensor_scatter_nd_update(packed, at, tf.gather(self._negated, numbers))
-        return packed, negated, tf.where(~token_roles.dropped)[:, 0]
+        return packed, negated, tf.where(~token_roles.dropped)
 
     def unit_names(self, units: Units) -> tf.Tensor:
         """[widths, W]: every position's unit as the vectorizer spells it ("not NOT_bad"),
@@ -229,7 +229,7 @@ class TextUnits(tf.Module):  # type: ignore[misc]
         marked = tf.tensor_scatter_nd_update(
             tokens, at, tf.strings.join([text_lib.NEGATION_PREFIX, tf.gather_nd(tokens, at)])
         )
-        words = self._extended(tf.gather(marked, units.words), "")
+        words = self._extended(tf.gather_nd(marked, units.words), "")
         names = [words[0]]
         for width in range(2, self._ngrams + 1):
             names.append(tf.strings.join(words[:width], separator=" "))
