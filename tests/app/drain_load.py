@@ -122,16 +122,20 @@ async def _rest_client(
 async def _grpc_client(
     address: str, stop: asyncio.Event, outcomes: Outcomes, max_requests: int
 ) -> None:
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    # The request is built from the server's own copy of the protocol (its own descriptor
+    # pool): tritonclient's or kserve's generated modules clash with each other in one process
+    # (package ``inference``), and the test process may hold either.
+    from app.protocols.grpc.open_inference import SERVICE_NAME, load_protocol
 
-    request = service_pb2.ModelInferRequest(model_name="sentiment")
+    request = load_protocol().ModelInferRequest(model_name="sentiment")
     tensor = request.inputs.add(name="text", datatype="BYTES", shape=[1])
     tensor.contents.bytes_contents.append(TEXT.encode())
+    payload = request.SerializeToString()
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        model_infer = channel.unary_unary(f"/{SERVICE_NAME}/ModelInfer")  # bytes in and out
         for _ in range(max_requests):
             try:
-                await stub.ModelInfer(request, timeout=REQUEST_TIMEOUT_SECONDS)
+                await model_infer(payload, timeout=REQUEST_TIMEOUT_SECONDS)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     outcomes.grpc["refused"] += 1
