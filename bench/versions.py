@@ -31,8 +31,7 @@ def compare(
     run_seconds: float = 0.5,
 ) -> dict[Path, list[float]]:
     """CPU ms per text for each version, one figure (the median of `runs`) per round, rounds
-    alternating."""
-    configure_threads(1, 1)
+    alternating. The caller sets the process's TensorFlow threads first (see `main`)."""
     figures: dict[Path, list[float]] = {path: [] for path in version_dirs}
     for _ in range(rounds):
         for path in version_dirs:
@@ -52,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run-seconds", type=float, default=0.5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The service's thread settings, set by the process entry point before TensorFlow starts.
+    configure_threads(1, 1)
     texts = load_review_texts(args.data, args.texts)
     figures = compare(
         args.versions, texts, args.batch_size, args.rounds, args.runs, args.run_seconds
