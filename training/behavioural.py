@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation import DECISION_THRESHOLD
+from training.metrics import DECISION_THRESHOLD
 
 BEHAVIOUR_DIR = Path(__file__).with_name("behaviour")
 KINDS = ("plain", "negation", "contrast", "intensity", "informal", "domain")

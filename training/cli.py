@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from training import data as data_lib
+from training import corpora
 from training import export as export_lib
 from training import gate as gate_lib
 from training import publish as publish_lib
@@ -21,13 +21,17 @@ from training.config import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL_NAME,
     DEFAULT_OUTPUT_DIR,
+    PRESET_MIXES,
+    SHARED_DATASETS,
     DataSettings,
     OutputSettings,
     ReportSettings,
     RunConfig,
+    default_datasets,
 )
 from training.model import DEFAULT_PRESET, PRESETS, Hyperparameters
 from training.run import run
+from training.vectorize import VocabularyError
 
 logger = logging.getLogger("training")
 
@@ -42,21 +46,36 @@ _OWN_OPTION = {"early_stopping_patience"}
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training",
-        description="Train the sentiment model on IMDB (or your own data) and publish a SavedModel "
-        "version under OUTPUT_DIR/NAME/<version>/ if it passes the promotion gate.",
+        description="Train the sentiment model on a mix of labelled corpora (IMDB and the "
+        "registered corpora by default, or your own data) and publish a SavedModel version under "
+        "OUTPUT_DIR/NAME/<version>/ if it passes the promotion gate.",
+    )
+    parser.add_argument(
+        "--mix",
+        default=None,
+        help="the corpora to train on and their weights: a mix file (JSON, see "
+        "training/mixes/default.json) or the name of a shipped one (default, imdb). Default: "
+        "the preset's (default: every registered corpus; tutorial: imdb)",
+    )
+    parser.add_argument(
+        "--datasets",
+        default=None,
+        help="directory (or http(s) base URL) holding the registered corpora "
+        f"(default: {SHARED_DATASETS} when it exists, else ./datasets); IMDB not found there "
+        "is downloaded from its official URL",
     )
     parser.add_argument(
         "--data",
-        default=data_lib.IMDB_URL,
-        help="URL or path: aclImdb .tar.gz, extracted aclImdb directory, or a CSV / "
-        "JSON Lines file of text,label rows (label 0/1 or negative/positive). "
-        "Default: download the official IMDB archive (cached).",
+        default=None,
+        help="your own labelled texts: a CSV / JSON Lines file of text,label rows (label 0/1 or "
+        "negative/positive; .gz allowed), an aclImdb .tar.gz or directory, or a URL of one. "
+        "Trained on alone, or added to --mix when one is given",
     )
     parser.add_argument(
         "--domain",
         default=None,
-        help="what the data's texts are about, recorded in the card "
-        f"(default: {data_lib.IMDB_DOMAIN} for IMDB, else the file's name)",
+        help="what --data's texts are about, reported per domain in the card (default: movie "
+        "for IMDB, else the file's name)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -83,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--limit",
         type=int,
         default=None,
-        help="use a seeded random slice of N train and N test examples",
+        help="keep about N rows of each corpus (all splits; chosen by the text's hash): quick runs",
     )
     for field in dataclasses.fields(Hyperparameters):
         if field.name in _OWN_OPTION:
@@ -109,14 +128,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--gate-tolerance",
         type=float,
         default=gate_lib.DEFAULT_TOLERANCE,
-        help="test accuracy may trail the live version and the best baseline by this much "
-        "(default: %(default)s)",
+        help="test accuracy may trail the live version on a domain (or more, by the domain's "
+        "sampling noise) and the best baseline on the mean by this much (default: %(default)s)",
     )
     parser.add_argument(
         "--max-ece",
         type=float,
         default=gate_lib.DEFAULT_MAX_ECE,
-        help="largest test ECE the gate accepts (default: %(default)s)",
+        help="largest test ECE above its sampling floor the gate accepts on each domain "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--force", action="store_true", help="publish even if the promotion gate refuses"
@@ -157,12 +177,25 @@ def hyperparameters_from(args: argparse.Namespace) -> Hyperparameters:
     return dataclasses.replace(params, **overrides)
 
 
+def mix_from(args: argparse.Namespace) -> corpora.Mix:
+    """--mix (a file or a shipped name), --data alone, or --data added to --mix."""
+    own = None if args.data is None else corpora.mix_of(args.data, args.domain)
+    if args.mix is None:
+        return own or corpora.default_mix(PRESET_MIXES[args.preset])
+    named = (corpora.MIXES_DIR / f"{args.mix}.json").is_file() and "/" not in args.mix
+    mix = corpora.default_mix(args.mix) if named else corpora.load_mix(Path(args.mix))
+    return mix if own is None else mix.with_entry(own.entries[0])
+
+
 def config_from(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         params=hyperparameters_from(args),
         preset=args.preset,
         data=DataSettings(
-            data_lib.DataSource.at(args.data, args.domain), args.cache_dir, args.limit
+            mix_from(args),
+            args.datasets or default_datasets(),
+            args.cache_dir,
+            args.limit,
         ),
         output=OutputSettings(args.output_dir, args.name),
         gate=gate_lib.GateSettings(args.gate_tolerance, args.max_ece, args.force),
@@ -181,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(config_from(args))
     except (
-        data_lib.DataError,
+        corpora.DataError,
+        VocabularyError,
         BehaviouralSetError,
         export_lib.ExportError,
         publish_lib.PublishError,

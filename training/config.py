@@ -9,22 +9,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training import corpora
 from training.behavioural import BEHAVIOUR_DIR
-from training.data import IMDB_URL, DataSource
 from training.gate import GateSettings
 from training.model import DEFAULT_PRESET, PRESETS, Hyperparameters
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "sentiment-service"
 DEFAULT_OUTPUT_DIR = Path("model")
 DEFAULT_MODEL_NAME = "sentiment"
+# Each preset's data when no --mix or --data is given (training/mixes/NAME.json).
+PRESET_MIXES = {"default": "default", "tutorial": "imdb"}
+# The shared datasets beside a checkout of the repository (`../shared/datasets`).
+SHARED_DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+
+
+def default_datasets() -> str:
+    """Where the registered corpora are looked for: `../shared/datasets` beside the repository
+    when it exists, else `datasets` in the working directory."""
+    return str(SHARED_DATASETS) if SHARED_DATASETS.is_dir() else "datasets"
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which labelled texts to train and test on, where downloads are cached, and an optional
-    seeded `limit` of train and of test texts (quick runs)."""
+    """Which corpora to train and test on (`mix`), where the registered ones are (`datasets`:
+    a directory or an http(s) base URL), where downloads are cached, and an optional `limit` of
+    about that many rows per corpus (quick runs)."""
 
-    source: DataSource = field(default_factory=lambda: DataSource.at(IMDB_URL))
+    mix: corpora.Mix = field(default_factory=corpora.default_mix)
+    datasets: str = field(default_factory=default_datasets)
     cache_dir: Path = DEFAULT_CACHE_DIR
     limit: int | None = None
 

@@ -1,5 +1,6 @@
-"""Evaluate: the model's logits on each split, the metrics the card reports, and the live version
-scored on the same test split (what the promotion gate compares with).
+"""Evaluate: the model's logits on each split, the calibration fitted on validation, and every
+scorer (the model, the same run's baselines, VADER, the live version) on the same test rows,
+per domain and per corpus.
 
 Accuracy is taken at the 0.5 threshold of the raw logit (calibration is monotone, so it never
 changes a decision); loss and ECE are those of the served, calibrated probabilities.
@@ -8,88 +9,67 @@ changes a decision); loss and ECE are those of the served, calibrated probabilit
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from contract import version_dirs
 from training import calibration as calibration_lib
 from training import export as export_lib
+from training import metrics as metrics_lib
 from training.baselines import BaselineResult
-from training.data import Split
-from training.fit import SCORING_BATCH, vectorize
 from training.gate import LiveVersion
-from training.model import Hyperparameters
+from training.metrics import DECISION_THRESHOLD
+from training.vectorize import Counts, chunked
+
+__all__ = ["DECISION_THRESHOLD"]
 
 logger = logging.getLogger(__name__)
 
-# P(positive) at or above this is labelled positive: the service's rule, recorded in the card.
-DECISION_THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Everything measured about a candidate before the gate decides: metrics per split, the
-    same run's baselines, the live version on the same test split, the behavioural sets."""
-
-    metrics: dict[str, dict[str, float | int | None]]
-    baselines: dict[str, BaselineResult]
-    live: LiveVersion
-    behaviour: dict[str, Any] | None = None
-
-    @property
-    def test_accuracy(self) -> float:
-        return float(self.metrics["test"]["accuracy"] or 0.0)
-
-    @property
-    def test_ece(self) -> float:
-        return float(self.metrics["test"]["ece"] or 0.0)
-
-    def baseline_accuracies(self) -> dict[str, float]:
-        return {name: result.test_accuracy for name, result in self.baselines.items()}
+MODEL = "model"
+CALIBRATION_SNIPPETS = "snippets"  # the calibration snippets' group when weighting domains
 
 
 class Scored(NamedTuple):
-    """One split scored by the Keras model: raw logits, units per text, labels."""
+    """Rows scored by the model: raw logits, units per text, labels, domains and corpora."""
 
     logits: np.ndarray
     counts: np.ndarray
     labels: np.ndarray
+    domains: np.ndarray
+    corpora: np.ndarray
+
+    @classmethod
+    def of(cls, logits: np.ndarray, rows: Counts) -> Scored:
+        return cls(logits, rows.lengths, rows.labels, rows.domains, rows.corpora)
 
 
-def raw_logits(model: Any, token_ids: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Uncalibrated logits in input order, and each text's real-unit count."""
-    logits = []
-    for start in range(0, int(token_ids.shape[0]), SCORING_BATCH):
-        batch = token_ids[start : start + SCORING_BATCH]
-        dense = batch.to_tensor() if isinstance(batch, tf.RaggedTensor) else batch
-        logits.append(model(dense, training=False).numpy()[:, 0])
-    if isinstance(token_ids, tf.RaggedTensor):
-        counts = token_ids.row_lengths().numpy()
-    else:
-        counts = tf.reduce_sum(tf.cast(tf.not_equal(token_ids, 0), tf.int64), axis=1).numpy()
-    return np.concatenate(logits).astype(np.float64), counts
+def domain_balanced_weights(groups: np.ndarray) -> np.ndarray:
+    """A weight per row giving every group (domain) the same total; mean 1."""
+    _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    weights = 1.0 / sizes[inverse]
+    return np.asarray(weights * len(groups) / weights.sum())
 
 
-def score_ids(model: Any, token_ids: Any, labels: np.ndarray) -> Scored:
-    return Scored(*raw_logits(model, token_ids), labels)
-
-
-def score_split(vectorizer: Any, model: Any, params: Hyperparameters, split: Split) -> Scored:
-    return score_ids(model, vectorize(vectorizer, params, split.texts), split.labels)
-
-
-def fit_calibration(method: str, scored: list[Scored]) -> calibration_lib.LengthTemperature:
-    """The calibration `method` fitted on the given (validation) splits pooled."""
+def fit_calibration(
+    method: str, validation: Scored, snippets: Scored
+) -> calibration_lib.LengthTemperature:
+    """The calibration `method` fitted on the validation rows and the calibration snippets,
+    each domain (and the snippets, as one more) weighing the same: a calibration that holds on
+    every domain, not only on the biggest."""
+    groups = np.concatenate(
+        [validation.domains, np.full(len(snippets.labels), CALIBRATION_SNIPPETS)]
+    )
     return calibration_lib.fit(
         method,
-        np.concatenate([part.logits for part in scored]),
-        np.concatenate([part.labels for part in scored]),
-        np.concatenate([part.counts for part in scored]),
+        np.concatenate([validation.logits, snippets.logits]),
+        np.concatenate([validation.labels, snippets.labels]),
+        np.concatenate([validation.counts, snippets.counts]),
+        sample_weight=domain_balanced_weights(groups),
     )
 
 
@@ -98,7 +78,7 @@ def evaluate(
 ) -> dict[str, float | int | None]:
     """Accuracy at the 0.5 threshold, ROC AUC (threshold-free), and the served (calibrated)
     probabilities' loss and 15-bin ECE, beside the ECE the raw logits would have had."""
-    logits, counts, labels = scored
+    logits, counts, labels = scored.logits, scored.counts, scored.labels
     calibrated = calibration.apply_numpy(logits, counts)
     accuracy = float(np.mean((logits >= 0) == (labels == 1)))
     roc_auc = float(roc_auc_score(labels, logits)) if len(np.unique(labels)) == 2 else None
@@ -118,7 +98,7 @@ def evaluate(
 
 
 def metrics_by_split(
-    scored: dict[str, Scored], calibration: calibration_lib.LengthTemperature
+    scored: Mapping[str, Scored], calibration: calibration_lib.LengthTemperature
 ) -> dict[str, dict[str, float | int | None]]:
     metrics = {split: evaluate(part, calibration) for split, part in scored.items()}
     for split, figures in metrics.items():
@@ -126,17 +106,73 @@ def metrics_by_split(
     return metrics
 
 
-def score_live_version(base_dir: Path, test: Split) -> LiveVersion:
-    """The highest published version's accuracy on this run's test split."""
+def score_live_version(
+    base_dir: Path, texts: Iterable[str], labels: np.ndarray
+) -> tuple[LiveVersion, np.ndarray | None]:
+    """The highest published version's probabilities on this run's test rows (its card's own
+    figures may come from other data), and its pooled accuracy."""
     versions = version_dirs(base_dir)
     if not versions:
-        return LiveVersion()
+        return LiveVersion(), None
     version, path = versions[-1]
     try:
-        probabilities = export_lib.load_scorer(path)(test.texts)
+        scorer = export_lib.load_scorer(path)
+        probabilities = np.concatenate([scorer(chunk) for chunk in chunked(texts)])
     except Exception as exc:  # a broken directory is never served: nothing to beat
         logger.warning("Live version %d could not be scored (%s)", version, type(exc).__name__)
-        return LiveVersion(version)
-    accuracy = float(np.mean((probabilities >= DECISION_THRESHOLD) == (test.labels == 1)))
-    logger.info("Live version %d on this test split: accuracy %.4f", version, accuracy)
-    return LiveVersion(version, round(accuracy, 4))
+        return LiveVersion(version), None
+    accuracy = float(np.mean(metrics_lib.correct(probabilities, labels)))
+    logger.info("Live version %d on this run's test rows: accuracy %.4f", version, accuracy)
+    return LiveVersion(version, round(accuracy, 4)), probabilities
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured about a candidate before the gate decides: the model's metrics per
+    split, every scorer on the same test rows (per domain and per corpus), the same run's
+    baselines, the live version, the behavioural sets."""
+
+    metrics: dict[str, dict[str, float | int | None]]
+    test: Scored
+    # P(positive) on the test rows: the model (calibrated), the baselines, VADER, the live one.
+    scorers: dict[str, np.ndarray]
+    baselines: dict[str, BaselineResult]
+    live: LiveVersion
+    behaviour: dict[str, Any] | None = None
+    by_domain: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    by_corpus: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        metrics: dict[str, dict[str, float | int | None]],
+        test: Scored,
+        scorers: dict[str, np.ndarray],
+        baselines: dict[str, BaselineResult],
+        live: LiveVersion,
+    ) -> Evaluation:
+        return cls(
+            metrics,
+            test,
+            scorers,
+            baselines,
+            live,
+            by_domain=metrics_lib.table(scorers, test.labels, test.domains),
+            by_corpus=metrics_lib.table(scorers, test.labels, test.corpora),
+        )
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.by_domain)
+
+    def accuracies(self, scorer: str) -> dict[str, float]:
+        """`scorer`'s test accuracy per domain (empty if it was not scored)."""
+        return {
+            domain: figures[scorer]["accuracy"]
+            for domain, figures in self.by_domain.items()
+            if scorer in figures
+        }
+
+    def mean_accuracy(self, scorer: str, without: tuple[str, ...] = ()) -> float | None:
+        values = [a for d, a in self.accuracies(scorer).items() if d not in without]
+        return round(float(np.mean(values)), 4) if values else None

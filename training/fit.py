@@ -1,205 +1,344 @@
-"""Vectorize, start and train: the model fitted on the fit split with every setting chosen on
-validation, then (`refit`) the same settings fitted again on every training review.
+"""Vectorize, weigh, start and train: the model fitted on the training split with every setting
+chosen on validation, then (`refit`) the same settings fitted again on training + validation.
 
-The vectorizer is adapted on training texts only, and texts are tokenized once up front (the
-tutorial re-tokenizes every epoch, which dominates its time). Ragged token ids are bucketed by
-length and padded per batch, so a short text never carries a long one's padding.
+Every choice on a mix of corpora is made by the mean of the per-domain validation accuracies
+(ties: the better worst domain; `training.metrics`): the NBSVM start's regularization, the mix's
+weight multipliers where the mix lists several, and whether training after the start is kept.
+
+The texts are tokenized once per vocabulary into unit counts (`training.vectorize`); Keras
+batches are rebuilt from those counts (the model is a mean over units, so their order does not
+matter), bucketed by length so a short text never carries a long one's padding.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Collection
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+import scipy.sparse as sp  # type: ignore[import-untyped]
 
-from training.augment import negated_snippets
-from training.data import Split, Splits, short_snippets
-from training.model import Hyperparameters, build_model, build_vectorizer, tokenize
+from training import augment
+from training.corpora import Mix, row_weights
+from training.data import CALIBRATION_SNIPPET, ROW, SNIPPET, RunData, RunRow
+from training.metrics import DomainScore, accuracy_by_group
+from training.model import Hyperparameters, build_model, tie_base_ids, unit_scores
 from training.start import (
     NBSVM_START_C_GRID,
-    SHORT_TEXT_WEIGHTS,
     LinearStart,
+    NBSVMDesign,
     naive_bayes_start,
     nbsvm_start,
 )
+from training.text import PADDING_ID
+from training.vectorize import Counts, adapt_vectorizer, count_units
 
 logger = logging.getLogger(__name__)
 
-VECTORIZE_CHUNK = 2048
-# Length buckets for training batches: texts of similar length are padded together.
-LENGTH_BUCKETS = (16, 64, 128, 256, 512, 1024)
-# Batch size when only scoring (validation during training): no gradients, so larger is cheaper.
-SCORING_BATCH = 1024
+FIT, VALIDATION, CALIBRATION, TEST = "fit", "validation", "calibration", "test"
+TRAINING_KINDS = (ROW, SNIPPET)
+# Texts per length bucket when batching: sorted by length within a bucket of this many
+# batches, so a batch's texts are of similar length and little padding is built.
+BUCKET_BATCHES = 32
+SELECTION_RULE = "the mean of the per-domain validation accuracies (ties: the better worst domain)"
 
 
-# --- vectorize ----------------------------------------------------------------------------
+# --- vectorize and weigh ------------------------------------------------------------------
 
 
-def adapt_vectorizer(params: Hyperparameters, texts: list[str]) -> Any:
-    """Learn the vocabulary from the training split only: validation and test stay unseen."""
-    vectorizer = build_vectorizer(params)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(VECTORIZE_CHUNK))
-    logger.info("Vocabulary: %d units", vectorizer.vocabulary_size())
-    return vectorizer
+def vectorized(
+    params: Hyperparameters, data: RunData, training_splits: Collection[str]
+) -> tuple[Any, dict[str, Counts]]:
+    """A vocabulary from the training rows and snippets of `training_splits`, and the unit
+    counts of the training texts (FIT), and of validation (VALIDATION, CALIBRATION: its
+    calibration snippets) and test rows (TEST) outside them, in one pass."""
+    vectorizer = adapt_vectorizer(
+        params, (row.text for row in data.rows(training_splits, TRAINING_KINDS))
+    )
+
+    def group_of(row: RunRow) -> str | None:
+        if row.split in training_splits:
+            return FIT if row.kind in TRAINING_KINDS else None
+        if row.kind == CALIBRATION_SNIPPET:
+            return CALIBRATION
+        return {"validation": VALIDATION, "test": TEST}[row.split] if row.kind == ROW else None
+
+    splits = ("train", "validation", "test")
+    kinds = (ROW, SNIPPET, CALIBRATION_SNIPPET)
+    groups = count_units(vectorizer, params, data.rows(splits, kinds), group_of)
+    for name, counts in groups.items():
+        logger.info("Unit counts %s: %d texts, %d units", name, len(counts), counts.matrix.nnz)
+    return vectorizer, groups
 
 
-def vectorize(vectorizer: Any, params: Hyperparameters, texts: list[str]) -> Any:
-    """Token ids of `texts` exactly as the model sees them, in chunks."""
-    chunks = [
-        tokenize(vectorizer, params, tf.constant(texts[start : start + VECTORIZE_CHUNK], tf.string))
-        for start in range(0, max(len(texts), 1), VECTORIZE_CHUNK)
-    ]
-    return tf.concat(chunks, axis=0)
+def sample_weights(counts: Counts, multipliers: dict[str, float]) -> np.ndarray:
+    """Each training text's weight: the mix's (`corpora.row_weights`) for a corpus's rows; a
+    snippet or counterfactual weighs what a row of the long-review corpora does on average."""
+    rows = counts.kinds == ROW
+    pairs = list(
+        zip(counts.corpora[rows].tolist(), counts.labels[rows].astype(int).tolist(), strict=True)
+    )
+    table = row_weights(Counter(pairs), multipliers)
+    weights = np.ones(len(counts))
+    weights[rows] = [table[pair] for pair in pairs]
+    short = ~rows
+    if short.any():
+        long_reviews = rows & np.isin(counts.corpora, np.unique(counts.corpora[short]))
+        weights[short] = weights[long_reviews].mean() if long_reviews.any() else 1.0
+    return weights
 
 
-def as_dataset(
-    token_ids: Any,
-    labels: np.ndarray,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    sample_weights: np.ndarray | None = None,
-) -> Any:
-    """Batches for Keras; ragged ids are bucketed by length and padded per batch (masked)."""
-    targets = tf.constant(labels.astype(np.float32))
-    extra = () if sample_weights is None else (tf.constant(sample_weights.astype(np.float32)),)
-    if isinstance(token_ids, tf.RaggedTensor):
-        values, splits = token_ids.flat_values, token_ids.row_splits
-        dataset = tf.data.Dataset.range(len(labels)).map(
-            lambda i: (values[splits[i] : splits[i + 1]], targets[i], *(w[i] for w in extra))
-        )
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((token_ids, targets, *extra))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    if isinstance(token_ids, tf.RaggedTensor):
-        dataset = dataset.bucket_by_sequence_length(
-            _length,
-            bucket_boundaries=list(LENGTH_BUCKETS),
-            bucket_batch_sizes=[batch_size] * (len(LENGTH_BUCKETS) + 1),
-        )
-    else:
-        dataset = dataset.batch(batch_size)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _length(token_ids: tf.Tensor, *label_and_weight: tf.Tensor) -> tf.Tensor:
-    return tf.shape(token_ids)[0]
-
-
-def short_training_texts(
-    vectorizer: Any, params: Hyperparameters, fit: Split, naive_bayes: LinearStart | None
-) -> tuple[Split, Any]:
-    """Snippets cut from the training reviews and, if enabled, their negated counterfactuals,
-    with their token ids."""
-    if params.snippets_per_review <= 0:
-        empty = Split([], np.zeros(0, np.float32))
-        return empty, vectorize(vectorizer, params, empty.texts)
-    snippets = short_snippets(fit.texts, fit.labels, params.snippets_per_review, params.seed)
-    short, ids = snippets, [vectorize(vectorizer, params, snippets.texts)]
-    if params.counterfactuals and naive_bayes is not None:
-        negated = negated_snippets(naive_bayes, snippets, ids[0])
-        short, ids = short + negated, [*ids, vectorize(vectorizer, params, negated.texts)]
-    logger.info("Added %d short training texts (snippets, counterfactuals)", len(short))
-    return short, tf.concat(ids, axis=0)
+# --- start ----------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingInputs:
-    """Training reviews and their short texts, tokenized by a vocabulary adapted to them."""
+class Trial:
+    """One setting tried on validation: the mix's weight multipliers and NBSVM's C."""
 
-    vectorizer: Any
-    review_ids: Any
-    naive_bayes: LinearStart | None
-    train_ids: Any
-    train_labels: np.ndarray
-    reviews: int  # the first rows of train_ids; the short texts follow
+    multipliers: dict[str, float]
+    c: float | None
+    validation: dict[str, float]  # accuracy per domain
 
-    def dataset(self, params: Hyperparameters, start: LinearStart | None) -> Any:
-        """Shuffled (seeded) training batches of reviews and short texts, the short texts
-        weighted as the start chose."""
-        weights = np.ones(len(self.train_labels), np.float32)
-        weights[self.reviews :] = 1.0 if start is None else start.short_text_weight
-        return as_dataset(
-            self.train_ids,
-            self.train_labels,
-            params.batch_size,
-            shuffle_seed=params.seed,
-            sample_weights=weights,
-        )
+    @property
+    def score(self) -> DomainScore:
+        return DomainScore.of(self.validation)
+
+    def to_dict(self, varied: Collection[str]) -> dict[str, Any]:
+        return {
+            "weights": {name: w for name, w in self.multipliers.items() if name in varied},
+            "C": self.c,
+            "validation_accuracy": {d: round(a, 4) for d, a in self.validation.items()},
+            "mean": round(self.score.mean, 4),
+            "worst": round(self.score.worst, 4),
+        }
 
 
-def training_inputs(params: Hyperparameters, reviews: Split) -> TrainingInputs:
-    vectorizer = adapt_vectorizer(params, reviews.texts)
-    review_ids = vectorize(vectorizer, params, reviews.texts)
-    naive_bayes = None
-    if params.embedding_init != "uniform":
-        naive_bayes = naive_bayes_start(
-            review_ids,
-            reviews.labels,
-            vectorizer.get_vocabulary(),
-            params.max_tokens,
-            params.negation_tie,
-        )
-    short, short_ids = short_training_texts(vectorizer, params, reviews, naive_bayes)
-    train_ids = tf.concat([review_ids, short_ids], axis=0)
-    train_labels = np.concatenate([reviews.labels, short.labels])
-    return TrainingInputs(
-        vectorizer, review_ids, naive_bayes, train_ids, train_labels, len(reviews)
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What was tried on validation and what was chosen (the card's "selection")."""
+
+    trials: list[Trial]
+    chosen: int
+    varied: tuple[str, ...]  # corpora whose weight multiplier was chosen among several
+
+    @property
+    def best(self) -> Trial:
+        return self.trials[self.chosen]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": SELECTION_RULE,
+            "tried": [trial.to_dict(self.varied) for trial in self.trials],
+            "chosen": self.best.to_dict(self.varied),
+        }
+
+
+def _domain_accuracies(scores: np.ndarray, validation: Counts) -> dict[str, float]:
+    right = ((validation.matrix @ scores) >= 0) == (validation.labels == 1)
+    return accuracy_by_group(np.asarray(right).ravel(), validation.domains)
+
+
+def choose_start(
+    params: Hyperparameters,
+    vocabulary: list[str],
+    fit: Counts,
+    validation: Counts,
+    candidates: list[dict[str, float]],
+    c_grid: tuple[float, ...] = NBSVM_START_C_GRID,
+) -> tuple[LinearStart | None, np.ndarray, Selection]:
+    """The start, the training weights, and the choice: every mix weighting x every C for an
+    NBSVM start, judged by the per-domain validation accuracies; other starts take the
+    mix's first weighting (their scores are fixed by the ratios)."""
+    bases = tie_base_ids(vocabulary, params.negation_tie_units) if params.negation_tie else []
+    rows = fit.kinds == ROW
+    varied = tuple(name for name in candidates[0] if len({c[name] for c in candidates}) > 1)
+    if params.embedding_init != "nbsvm":
+        weights = sample_weights(fit, candidates[0])
+        start = None
+        if params.embedding_init == "naive_bayes":
+            start = naive_bayes_start(
+                fit.matrix, fit.labels, weights, rows, bases, params.negation_tie
+            )
+        validation_scores = np.zeros(fit.matrix.shape[1]) if start is None else start.scores
+        trial = Trial(candidates[0], None, _domain_accuracies(validation_scores, validation))
+        return start, weights, Selection([trial], 0, varied)
+    trials: list[Trial] = []
+    best: tuple[tuple[float, float], np.ndarray, np.ndarray] | None = None
+    for multipliers in candidates:
+        weights = sample_weights(fit, multipliers)
+        design = NBSVMDesign.of(fit.matrix, fit.labels, weights, rows, bases, params.negation_tie)
+        features = design.features(fit.matrix)
+        for c in c_grid:
+            scores = design.fit(features, fit.labels, weights, c)
+            trial = Trial(multipliers, c, _domain_accuracies(scores, validation))
+            trials.append(trial)
+            logger.info(
+                "NBSVM start, weights %s, C=%g: validation mean %.4f, worst %.4f (%s)",
+                {k: multipliers[k] for k in varied},
+                c,
+                trial.score.mean,
+                trial.score.worst,
+                ", ".join(f"{d} {a:.4f}" for d, a in trial.validation.items()),
+            )
+            if best is None or trial.score.key() > best[0]:
+                best = (trial.score.key(), scores, weights)
+        del features
+    assert best is not None
+    chosen = max(range(len(trials)), key=lambda i: (trials[i].score.key(), -i))
+    _, scores, weights = best
+    picked = trials[chosen]
+    start = nbsvm_start(
+        scores,
+        fit.matrix,
+        fit.labels,
+        weights,
+        f"NBSVM weights (C={picked.c:g}, picked on validation)",
+        float(picked.c or 0.0),
+    )
+    return start, weights, Selection(trials, chosen, varied)
+
+
+def refit_start(
+    params: Hyperparameters,
+    vocabulary: list[str],
+    fit: Counts,
+    weights: np.ndarray,
+    c: float | None,
+) -> LinearStart | None:
+    """The start at settings chosen before, fitted on (more) training rows."""
+    if params.embedding_init == "uniform":
+        return None
+    bases = tie_base_ids(vocabulary, params.negation_tie_units) if params.negation_tie else []
+    rows = fit.kinds == ROW
+    if params.embedding_init == "naive_bayes" or c is None:
+        return naive_bayes_start(fit.matrix, fit.labels, weights, rows, bases, params.negation_tie)
+    design = NBSVMDesign.of(fit.matrix, fit.labels, weights, rows, bases, params.negation_tie)
+    scores = design.fit(design.features(fit.matrix), fit.labels, weights, c)
+    return nbsvm_start(
+        scores, fit.matrix, fit.labels, weights, f"NBSVM weights (C={c:g}, chosen before)", c
     )
 
 
-# --- start --------------------------------------------------------------------------------
+# --- train ----------------------------------------------------------------------------------
 
 
-def linear_start(
-    params: Hyperparameters,
-    inputs: TrainingInputs,
-    reviews: Split,
-    validation: tuple[Any, np.ndarray] | None,
-    c_grid: tuple[float, ...] = NBSVM_START_C_GRID,
-    short_text_weights: tuple[float, ...] = (1.0,),
-    negation_check: tuple[Any, np.ndarray] | None = None,
-) -> LinearStart | None:
-    """Where the embedding starts (`training.start`); NBSVM's C and the short texts' weight
-    from their grids on validation."""
-    start = inputs.naive_bayes
-    if params.embedding_init == "nbsvm":
-        start = nbsvm_start(
-            inputs.train_ids,
-            inputs.train_labels,
-            validation,
-            inputs.vectorizer.get_vocabulary(),
-            params.max_tokens,
-            params.negation_tie,
-            inputs.review_ids,
-            reviews.labels,
-            c_grid,
-            short_text_weights,
-            negation_check,
-        )
-    if start is not None:
-        logger.info(
-            "Start: %s; logit = %.2f x mean score %+.2f", start.description, start.scale, start.bias
-        )
-    return start
+def folded_logits(model: Any, params: Hyperparameters, counts: sp.csr_matrix) -> np.ndarray:
+    """The model's raw logits for texts' unit counts, as served: dropout off and mean pooling,
+    so logit = bias + mean unit score (`model.unit_scores`). The tutorial averages its
+    padding to `sequence_length` as well."""
+    scores, bias = unit_scores(model)
+    sums = np.asarray(counts @ scores.astype(np.float64)).ravel()
+    lengths = np.asarray(counts.sum(axis=1), np.float64).ravel()
+    if params.mask_padding:
+        return np.asarray(bias + sums / np.maximum(lengths, 1.0))
+    padding = (params.sequence_length - lengths) * float(scores[PADDING_ID])
+    return np.asarray(bias + (sums + padding) / params.sequence_length)
 
 
-def validation_counterfactuals(
-    params: Hyperparameters, inputs: TrainingInputs, snippets: Split, snippet_ids: Any
-) -> tuple[Any, np.ndarray] | None:
-    """The validation snippets negated as the training ones are (labels flipped), tokenized:
-    how the short texts' weight is checked for what it costs negation."""
-    if not params.counterfactuals or inputs.naive_bayes is None:
-        return None
-    negated = negated_snippets(inputs.naive_bayes, snippets, snippet_ids)
-    return vectorize(inputs.vectorizer, params, negated.texts), negated.labels
+class CountBatches(keras.utils.PyDataset):  # type: ignore[misc]
+    """Keras batches (ids, label, weight) rebuilt from unit counts, reshuffled every epoch
+    (seeded) and bucketed by length; masked models pad a batch to its longest text, the
+    tutorial to `sequence_length` (it averages its padding)."""
+
+    def __init__(
+        self, counts: Counts, weights: np.ndarray, params: Hyperparameters, seed: int
+    ) -> None:
+        super().__init__()
+        self._matrix = counts.matrix
+        self._labels = counts.labels.astype(np.float32)
+        self._weights = weights.astype(np.float32)
+        self._lengths = np.asarray(counts.matrix.sum(axis=1)).ravel().astype(np.int64)
+        self._batch = params.batch_size
+        self._pad_to = None if params.mask_padding else params.sequence_length
+        self._rng = np.random.default_rng(seed)
+        self._batches: list[np.ndarray] = []
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def on_epoch_end(self) -> None:
+        order = self._rng.permutation(len(self._labels))
+        bucket = self._batch * BUCKET_BATCHES
+        batches = []
+        for begin in range(0, len(order), bucket):
+            part = order[begin : begin + bucket]
+            part = part[np.argsort(self._lengths[part], kind="stable")]
+            batches += [part[i : i + self._batch] for i in range(0, len(part), self._batch)]
+        self._batches = [batches[i] for i in self._rng.permutation(len(batches))]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self._batches[index]
+        part = self._matrix[rows]
+        repeats = part.data.astype(np.int64)
+        ids = np.repeat(part.indices.astype(np.int64), repeats)
+        lengths = self._lengths[rows]
+        text = np.repeat(np.arange(len(rows)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        width = self._pad_to or max(int(lengths.max(initial=0)), 1)
+        batch = np.full((len(rows), width), PADDING_ID, np.int64)
+        batch[text, np.arange(len(ids)) - starts[text]] = ids
+        return batch, self._labels[rows], self._weights[rows]
 
 
-# --- train --------------------------------------------------------------------------------
+def validation_figures(model: Any, params: Hyperparameters, validation: Counts) -> dict[str, float]:
+    """Validation loss, accuracy and mean per-domain accuracy of the model as it is."""
+    logits = folded_logits(model, params, validation.matrix)
+    labels = validation.labels
+    right = (logits >= 0) == (labels == 1)
+    loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    score = DomainScore.of(accuracy_by_group(right, validation.domains))
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(right.mean()),
+        "val_domain_accuracy": score.mean,
+    }
+
+
+class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
+    """Scores validation after every epoch (the folded model: exact, and no Keras pass), keeps
+    the best weights (the start's at epoch 0 when there is one) and stops after `patience`
+    epochs without improvement."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[Any], dict[str, float]],
+        monitor: str,
+        patience: int | None,
+        start: dict[str, float] | None,
+    ) -> None:
+        super().__init__()
+        self._evaluate = evaluate
+        self.monitor = monitor
+        self._sign = -1.0 if monitor.endswith("loss") else 1.0
+        self._patience = patience
+        self.best = -math.inf if start is None else self._sign * start[monitor]
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self._has_start = start is not None
+        self._wait = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._has_start:
+            self.best_weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        figures = self._evaluate(self.model)
+        if logs is not None:
+            logs.update(figures)
+        value = self._sign * figures[self.monitor]
+        if value > self.best:
+            self.best, self.best_epoch, self._wait = value, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self._wait += 1
+        if self._patience is not None and self._wait >= self._patience:
+            self.model.stop_training = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,104 +359,118 @@ class TrainingRecord:
 
 
 def train(
-    model: Any, params: Hyperparameters, train_ds: Any, validation_ds: Any, verbose: int
+    model: Any,
+    params: Hyperparameters,
+    batches: CountBatches,
+    validation: Counts,
+    verbose: int,
 ) -> TrainingRecord:
-    """Fit `model` and keep its best weights on validation (the start's when none beat it)."""
-    # A linear start is already a strong model: keep it unless training beats it on validation
-    # accuracy, and stop once `patience` epochs have not. Not on loss: the start's scale is a
-    # one-feature fit that training improves at once, so a lower loss came with worse
-    # decisions, and waiting for the loss to stall spent many epochs that were then discarded.
+    """Fit `model` and keep its best weights on validation (the start's when none beat it).
+
+    A linear start is already a strong model: it is kept unless an epoch beats it on the mean
+    per-domain validation accuracy, and training stops once `patience` epochs have not. Not on
+    loss: the start's scale is a one-feature fit that training improves at once, so a lower
+    loss came with worse decisions. Without a start (the tutorial) it is validation loss.
+    """
     has_start = params.embedding_init != "uniform"
-    start_weights = model.get_weights() if has_start else []
-    start_accuracy = float(model.evaluate(validation_ds, verbose=0)[1]) if has_start else 0.0
-    stopping = None
-    if params.early_stopping_patience is not None:
-        monitor = (
-            {"monitor": "val_accuracy", "mode": "max", "baseline": start_accuracy}
-            if has_start
-            else {"monitor": "val_loss"}
-        )
-        stopping = keras.callbacks.EarlyStopping(
-            patience=params.early_stopping_patience, restore_best_weights=True, **monitor
-        )
-    history = model.fit(
-        train_ds,
-        validation_data=validation_ds,
-        epochs=params.epochs,
-        callbacks=[] if stopping is None else [stopping],
-        verbose=verbose,
+
+    def evaluate(current: Any) -> dict[str, float]:
+        return validation_figures(current, params, validation)
+
+    monitor = "val_domain_accuracy" if has_start else "val_loss"
+    keep = KeepBest(
+        evaluate, monitor, params.early_stopping_patience, evaluate(model) if has_start else None
     )
+    history = model.fit(batches, epochs=params.epochs, callbacks=[keep], verbose=verbose)
     epochs_run = len(history.history["loss"])
-    epochs_kept = epochs_run if stopping is None else stopping.best_epoch + 1
-    if has_start:
-        trained_accuracy = float(model.evaluate(validation_ds, verbose=0)[1])
-        if start_accuracy >= trained_accuracy:
-            model.set_weights(start_weights)
-            logger.info(
-                "Training did not improve on the start (validation accuracy %.4f, trained %.4f)",
-                start_accuracy,
-                trained_accuracy,
-            )
-            epochs_kept = 0
-    return TrainingRecord(epochs_run, epochs_kept, history)
+    fixed = params.early_stopping_patience is None
+    if fixed and not (has_start and keep.best_epoch == 0):
+        return TrainingRecord(epochs_run, epochs_run, history)
+    if keep.best_weights is not None:
+        model.set_weights(keep.best_weights)
+    if has_start and keep.best_epoch == 0:
+        logger.info("Training did not beat the start on validation: the start is kept")
+    return TrainingRecord(epochs_run, keep.best_epoch, history)
+
+
+# --- fit, choosing on validation; refit --------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Fitted:
-    """A vectorizer and model fitted on some reviews, and what was chosen on validation."""
+    """A vectorizer and model fitted on some rows, and what was chosen on validation."""
 
     vectorizer: Any
     model: Any
     start: LinearStart | None
     training: TrainingRecord
-    # The held-out model's validation reviews and snippets, tokenized once for all its uses.
-    validation_ids: Any = None
-    validation_snippet_ids: Any = None
+    selection: Selection
+    counts: dict[str, Counts]  # the unit counts of its vocabulary: validation, test, ...
 
 
-def fit_choosing_on_validation(params: Hyperparameters, splits: Splits, verbose: int) -> Fitted:
-    """Vocabulary, start and training on the fit split; C and epochs chosen on validation."""
-    inputs = training_inputs(params, splits.fit)
-    validation_ids = vectorize(inputs.vectorizer, params, splits.validation.texts)
-    snippet_ids = vectorize(inputs.vectorizer, params, splits.validation_snippets.texts)
-    negation_check = validation_counterfactuals(
-        params, inputs, splits.validation_snippets, snippet_ids
+def _with_counterfactuals(
+    params: Hyperparameters,
+    vectorizer: Any,
+    data: RunData,
+    training_splits: Collection[str],
+    fit: Counts,
+    weights: np.ndarray,
+) -> tuple[Counts, np.ndarray]:
+    """The training counts with the snippets' counterfactuals (if enabled) added."""
+    if not params.counterfactuals:
+        return fit, weights
+    rows = fit.kinds == ROW
+    start = naive_bayes_start(fit.matrix, fit.labels, weights, rows, [], 0.0)
+    snippets = (r for r in data.rows(training_splits, (SNIPPET,)))
+    negated = augment.counterfactual_counts(
+        vectorizer, params, start, fit.select(fit.kinds == SNIPPET), snippets
     )
-    start = linear_start(
-        params,
-        inputs,
-        splits.fit,
-        (validation_ids, splits.validation.labels),
-        short_text_weights=(1.0,) if negation_check is None else SHORT_TEXT_WEIGHTS,
-        negation_check=negation_check,
+    snippet_weight = weights[fit.kinds == SNIPPET].mean() if (fit.kinds == SNIPPET).any() else 1.0
+    logger.info("Added %d counterfactual snippets", len(negated))
+    return Counts.stack([fit, negated]), np.concatenate(
+        [weights, np.full(len(negated), snippet_weight)]
     )
-    model = build_model(params, inputs.vectorizer.get_vocabulary(), start)
+
+
+def fit_choosing_on_validation(
+    params: Hyperparameters, data: RunData, mix: Mix, verbose: int
+) -> Fitted:
+    """Vocabulary, weights, start and training on the training split; the mix weighting, C and
+    epochs chosen on validation."""
+    vectorizer, counts = vectorized(params, data, {"train"})
+    fit, validation = counts[FIT], counts[VALIDATION]
+    vocabulary = vectorizer.get_vocabulary()
+    start, weights, selection = choose_start(params, vocabulary, fit, validation, mix.candidates())
+    fit, weights = _with_counterfactuals(params, vectorizer, data, {"train"}, fit, weights)
+    model = build_model(params, vocabulary, start)
     record = train(
-        model,
-        params,
-        inputs.dataset(params, start),
-        as_dataset(validation_ids, splits.validation.labels, SCORING_BATCH),
-        verbose,
+        model, params, CountBatches(fit, weights, params, params.seed), validation, verbose
     )
-    return Fitted(inputs.vectorizer, model, start, record, validation_ids, snippet_ids)
+    if start is not None:
+        logger.info(
+            "Start: %s; logit = %.2f x mean score %+.2f", start.description, start.scale, start.bias
+        )
+    del counts[FIT]
+    return Fitted(vectorizer, model, start, record, selection, counts)
 
 
-def refit(params: Hyperparameters, reviews: Split, chosen: Fitted, verbose: int) -> Fitted:
-    """The settings chosen on validation, fitted again on every training review.
+def refit(params: Hyperparameters, data: RunData, chosen: Fitted, verbose: int) -> Fitted:
+    """The settings chosen on validation, fitted again on training + validation rows.
 
-    Once validation has chosen C and the epochs, holding its reviews out only costs data
-    (docs/model.md, version 6). The vocabulary and the naive-Bayes ratios are rebuilt from all
-    reviews; the calibration stays the one fitted on the held-out model's validation logits.
+    Once validation has chosen the weighting, C and the epochs, holding its rows out only costs
+    data. The vocabulary and the ratios are rebuilt from all of them; the calibration stays the
+    one fitted on the held-out model's validation logits.
     """
-    inputs = training_inputs(params, reviews)
-    c_grid: tuple[float, ...] = NBSVM_START_C_GRID
-    weights: tuple[float, ...] = (1.0,)
-    if chosen.start is not None and chosen.start.c is not None:
-        c_grid, weights = (chosen.start.c,), (chosen.start.short_text_weight,)
-    start = linear_start(params, inputs, reviews, None, c_grid, weights)
-    model = build_model(params, inputs.vectorizer.get_vocabulary(), start)
+    splits = {"train", "validation"}
+    vectorizer, counts = vectorized(params, data, splits)
+    fit = counts.pop(FIT)
+    weights = sample_weights(fit, chosen.selection.best.multipliers)
+    vocabulary = vectorizer.get_vocabulary()
+    start = refit_start(params, vocabulary, fit, weights, chosen.selection.best.c)
+    fit, weights = _with_counterfactuals(params, vectorizer, data, splits, fit, weights)
+    model = build_model(params, vocabulary, start)
     epochs = chosen.training.epochs_kept
     if epochs:
-        model.fit(inputs.dataset(params, start), epochs=epochs, verbose=verbose)
-    logger.info("Refit on %d training reviews (%d epochs)", len(reviews), epochs)
-    return Fitted(inputs.vectorizer, model, start, chosen.training)
+        model.fit(CountBatches(fit, weights, params, params.seed), epochs=epochs, verbose=verbose)
+    logger.info("Refit on %d training texts (%d epochs)", len(fit), epochs)
+    return Fitted(vectorizer, model, start, chosen.training, chosen.selection, counts)

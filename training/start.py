@@ -1,16 +1,21 @@
-"""Where training starts: every vocabulary unit's score from a linear model of the training split.
+"""Where training starts: every vocabulary unit's score from a linear model of the training rows.
 
-A mean-pooled bag of units trained from random vectors overfits IMDB's training reviews (their
-actors, their plots) long before it matches a regularized linear model on held-out movies. So
+A mean-pooled bag of units trained from random vectors overfits its training reviews (their
+actors, their plots) long before it matches a regularized linear model on held-out texts. So
 the embedding starts where the best simple models end, and training refines it:
 
 * `naive_bayes_start`: each unit's naive-Bayes log-count ratio (Wang & Manning 2012);
-* `nbsvm_start`: each unit's weight in NBSVM (logistic regression on unit counts scaled by those
-  ratios), with its regularization strength picked on the validation split.
+* `nbsvm_fit`: each unit's weight in NBSVM (logistic regression on unit counts scaled by those
+  ratios) at one regularization strength; `training.fit` picks it, and the mix's weights, on
+  validation.
+
+Both read the training rows' unit counts (`training.vectorize.Counts`) and per-row sample
+weights (the mix's: every corpus the same total, labels balanced). The ratios come from the
+corpora's rows only; the regression also sees the snippets.
 
 With tied negations the linear model has the same structure as `NegationTiedEmbedding`: a
-negated unit's weight is minus its base unit's plus its own regularized correction, so rare
-negations ("NOT_hilarious") inherit the opposite of a well-estimated word.
+tied unit's weight is minus its base unit's plus its own regularized correction, so rare
+negations ("NOT_hilarious") inherit the opposite of a well-estimated unit.
 
 Either start also fits the scale (and, for naive Bayes, the bias) that turn a text's mean unit
 score into a logit, so training does not spend its first epochs only growing the weights.
@@ -23,23 +28,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
-import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
-from training.text import PADDING_ID, UNKNOWN_ID, negation_base_ids
+from training.text import PADDING_ID, UNKNOWN_ID
 
 logger = logging.getLogger(__name__)
 
 # The regularization strengths tried for the NBSVM start (unit counts, tied negations, no
-# intercept). The grid brackets the optima chosen on validation for pairs and for triples, with
-# a step on each side (docs/model.md, "Tried and rejected"); the baselines' NBSVM, on other
-# features, has its own grid (`training.baselines`).
-NBSVM_START_C_GRID = (0.02, 0.03, 0.05, 0.1, 0.3)
-# The short training texts' weight against a review's 1, tried with every C when validation
-# counterfactuals are given. Counterfactuals teach negation and cost review accuracy
-# (docs/model.md, version 7), so a lighter weight is taken only where it keeps validation
-# counterfactual accuracy at least at the full weight's: no negation regression.
-SHORT_TEXT_WEIGHTS = (1.0, 0.5, 0.25)
+# intercept), chosen by the mean per-domain validation accuracy: on the mix the optimum sat in
+# the middle of this grid; the baselines' NBSVM, on other features, has its own grid
+# (`training.baselines`).
+NBSVM_START_C_GRID = (0.1, 0.3, 1.0)
+# The ratios' smoothing (Wang & Manning's alpha).
+NB_SMOOTHING = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,196 +51,142 @@ class LinearStart:
     scale: float
     bias: float
     description: str
-    # NBSVM's regularization strength and the short texts' weight, so a refit on all training
-    # reviews can reuse them.
+    # NBSVM's regularization strength, so a refit on all training rows can reuse it.
     c: float | None = None
-    short_text_weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class StartFit:
-    accuracy: float  # on the validation reviews
-    negation: float  # on validation counterfactuals
-    c: float
-    short_text_weight: float
-    weights: np.ndarray
-
-
-def unit_counts(token_ids: tf.RaggedTensor, vocabulary_size: int) -> sp.csr_matrix:
-    """Texts x units count matrix of ragged ids."""
-    rows = token_ids.value_rowids().numpy()
-    ids = token_ids.flat_values.numpy()
-    counts = sp.coo_matrix(
-        (np.ones(len(ids), np.float64), (rows, ids)),
-        shape=(int(token_ids.nrows()), vocabulary_size),
-    )
-    return counts.tocsr()
 
 
 def naive_bayes_ratios(
-    token_ids: tf.RaggedTensor, labels: np.ndarray, vocabulary_size: int, smoothing: float = 1.0
+    counts: sp.csr_matrix, labels: np.ndarray, weights: np.ndarray, smoothing: float = NB_SMOOTHING
 ) -> np.ndarray:
-    """log(P(unit | positive) / P(unit | negative)) from document frequencies (Wang & Manning).
+    """log(P(unit | positive) / P(unit | negative)) from (weighted) document frequencies.
 
     Padding and the unknown unit get 0: they carry no evidence.
     """
-    present = unit_counts(token_ids, vocabulary_size) > 0  # each unit once per document
+    present = counts.copy()
+    present.data[:] = 1.0  # each unit once per text
     positive = np.asarray(labels) == 1
-    counts_positive = np.asarray(present[positive].sum(axis=0)).ravel() + smoothing
-    counts_negative = np.asarray(present[~positive].sum(axis=0)).ravel() + smoothing
+    w = np.asarray(weights, np.float64)
+    counts_positive = np.asarray(present[positive].T @ w[positive]).ravel() + smoothing
+    counts_negative = np.asarray(present[~positive].T @ w[~positive]).ravel() + smoothing
     ratios = np.log(counts_positive / counts_positive.sum()) - np.log(
         counts_negative / counts_negative.sum()
     )
     ratios[[PADDING_ID, UNKNOWN_ID]] = 0.0
-    return np.asarray(ratios, dtype=np.float32)
+    return np.asarray(ratios, dtype=np.float64)
 
 
-def _mean_score_fit(
-    scores: np.ndarray, token_ids: tf.RaggedTensor, labels: np.ndarray, with_bias: bool = True
+def tie_matrix(bases: list[int], size: int, weight: float) -> sp.csr_matrix:
+    """M with effective weights = M @ weights: a tied unit's = its own - weight x its base's.
+
+    `bases`: each unit's tied unit or -1 (`training.model.tie_base_ids`); 0 weight: identity.
+    """
+    base = np.asarray(list(bases) + [-1] * (size - len(bases)))
+    tied = np.flatnonzero(base >= 0) if weight else np.zeros(0, np.int64)
+    minus_base = sp.csr_matrix(
+        (np.full(len(tied), -weight), (tied, base[tied])), shape=(size, size)
+    )
+    return (sp.identity(size, format="csr") + minus_base).tocsr()
+
+
+def mean_logits(scores: np.ndarray, counts: sp.csr_matrix) -> np.ndarray:
+    """Each text's mean unit score (every text has at least one unit: the tokenizer's rule)."""
+    lengths = np.maximum(np.asarray(counts.sum(axis=1), np.float64).ravel(), 1.0)
+    return np.asarray(counts @ scores, np.float64).ravel() / lengths
+
+
+def mean_score_fit(
+    scores: np.ndarray,
+    counts: sp.csr_matrix,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    with_bias: bool = True,
 ) -> tuple[float, float]:
     """Scale and bias of logit = scale x mean unit score + bias (one-feature regression).
 
     Without a bias the mean form makes exactly the decisions of a sum-form linear model fitted
     without an intercept: dividing by a text's length never changes a sign.
     """
-    mean_score = tf.reduce_mean(tf.gather(scores.astype(np.float32), token_ids), axis=1).numpy()
+    mean_score = mean_logits(scores, counts).reshape(-1, 1)
     fitted = LogisticRegression(C=1e4, fit_intercept=with_bias).fit(
-        mean_score.reshape(-1, 1), labels
+        mean_score, labels, sample_weight=weights
     )
     return float(fitted.coef_[0, 0]), float(np.ravel(fitted.intercept_)[0]) if with_bias else 0.0
 
 
-def _tie_matrix(vocabulary: list[str], vocabulary_size: int, weight: float) -> sp.csr_matrix:
-    """M with effective weights = M @ weights: a tied unit's = its own - weight x its base's."""
-    bases = np.asarray(negation_base_ids(vocabulary) + [-1] * (vocabulary_size - len(vocabulary)))
-    tied = np.flatnonzero(bases >= 0)
-    identity = sp.identity(vocabulary_size, format="csr")
-    minus_base = sp.csr_matrix(
-        (np.full(len(tied), -weight), (tied, bases[tied])),
-        shape=(vocabulary_size, vocabulary_size),
-    )
-    return (identity + minus_base).tocsr()
-
-
 def naive_bayes_start(
-    token_ids: tf.RaggedTensor,
+    counts: sp.csr_matrix,
     labels: np.ndarray,
-    vocabulary: list[str],
-    vocabulary_size: int,
+    weights: np.ndarray,
+    ratio_rows: np.ndarray,
+    bases: list[int],
     negation_tie: float,
 ) -> LinearStart:
-    ratios = naive_bayes_ratios(token_ids, labels, vocabulary_size)
-    if negation_tie:  # the prior: a negated unit starts as the opposite of its base
-        tie = _tie_matrix(vocabulary, vocabulary_size, negation_tie)
-        # Every tied unit's own part at zero (its correction starts at nothing): a tied unit's
-        # row of the tie matrix holds its base as well as itself.
+    """Each unit's naive-Bayes ratio (from the `ratio_rows`), tied units starting as minus
+    `negation_tie` times their base (their own part, the correction, at zero)."""
+    ratios = naive_bayes_ratios(counts[ratio_rows], labels[ratio_rows], weights[ratio_rows])
+    if negation_tie:
+        tie = tie_matrix(bases, counts.shape[1], negation_tie)
         untied = ratios.copy()
-        untied[np.diff(tie.indptr) > 1] = 0.0
+        untied[np.diff(tie.indptr) > 1] = 0.0  # a tied unit's row holds its base as well
         ratios = np.asarray(tie @ untied)
-    scale, bias = _mean_score_fit(ratios, token_ids, labels)
+    scale, bias = mean_score_fit(ratios, counts, labels, weights)
     return LinearStart(ratios, scale, bias, "naive-Bayes log-count ratios")
 
 
+@dataclass(frozen=True)
+class NBSVMDesign:
+    """NBSVM's features: unit counts times the tie matrix and the naive-Bayes ratios, so the
+    regression's coefficients w give every unit's score as `scaled @ w`."""
+
+    scaled: sp.csr_matrix
+
+    @classmethod
+    def of(
+        cls,
+        counts: sp.csr_matrix,
+        labels: np.ndarray,
+        weights: np.ndarray,
+        ratio_rows: np.ndarray,
+        bases: list[int],
+        negation_tie: float,
+    ) -> NBSVMDesign:
+        ratios = naive_bayes_ratios(counts[ratio_rows], labels[ratio_rows], weights[ratio_rows])
+        return cls((tie_matrix(bases, counts.shape[1], negation_tie) @ sp.diags(ratios)).tocsr())
+
+    def features(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        return (counts @ self.scaled).tocsr()
+
+    def fit(
+        self, features: sp.csr_matrix, labels: np.ndarray, weights: np.ndarray, c: float
+    ) -> np.ndarray:
+        """Every unit's score under NBSVM at regularization strength `c`.
+
+        No intercept: the model averages where the regression sums, and an intercept c would
+        have to become c/n, which a mean cannot express.
+        """
+        fitted = LogisticRegression(C=c, max_iter=2000, fit_intercept=False)
+        fitted.fit(features, labels, sample_weight=weights)
+        return np.asarray(self.scaled @ fitted.coef_[0], np.float64)
+
+
 def nbsvm_start(
-    token_ids: tf.RaggedTensor,
+    scores: np.ndarray,
+    counts: sp.csr_matrix,
     labels: np.ndarray,
-    validation: tuple[tf.RaggedTensor, np.ndarray] | None,
-    vocabulary: list[str],
-    vocabulary_size: int,
-    negation_tie: float,
-    review_ids: tf.RaggedTensor,
-    review_labels: np.ndarray,
-    c_grid: tuple[float, ...] = NBSVM_START_C_GRID,
-    short_text_weights: tuple[float, ...] = (1.0,),
-    negation_check: tuple[tf.RaggedTensor, np.ndarray] | None = None,
+    weights: np.ndarray,
+    description: str,
+    c: float,
 ) -> LinearStart:
-    """NBSVM on unit counts, tied like the embedding; C (and the short texts' weight) picked on
-    the validation split.
-
-    The ratios come from the training reviews only (`review_ids`, also the first rows of
-    `token_ids`); the regression also sees the short training texts (snippets and
-    counterfactuals) after them, weighted by each of `short_text_weights`. With one C and one
-    weight (a refit with the ones chosen before) `validation` may be None. The choice is the
-    best validation accuracy among the fits whose accuracy on `negation_check` (validation
-    counterfactuals) is at least that of the best fit at the first weight: a lighter weight buys
-    review accuracy only if negation does not pay for it.
-
-    It has no intercept: the model averages where the regression sums, and an intercept c would
-    have to become c/n, which a mean cannot express. A bias fitted afterwards in the mean form
-    instead moved decisions on long reviews and lost validation accuracy.
-    """
-    ratios = naive_bayes_ratios(review_ids, review_labels, vocabulary_size).astype(np.float64)
-    tie = (
-        _tie_matrix(vocabulary, vocabulary_size, negation_tie)
-        if negation_tie
-        else sp.identity(vocabulary_size, format="csr")
-    )
-    scaled = tie @ sp.diags(ratios)  # effective weights = tie @ (ratios * w)
-
-    def features_of(ids: tf.RaggedTensor) -> sp.csr_matrix:
-        return (unit_counts(ids, vocabulary_size) @ scaled).tocsr()
-
-    features = features_of(token_ids)
-    if validation is None and len(c_grid) * len(short_text_weights) != 1:
-        raise ValueError("choosing among several settings needs a validation split")
-    validation_features = None if validation is None else features_of(validation[0])
-    negation_features = None if negation_check is None else features_of(negation_check[0])
-    fits: list[StartFit] = []
-    for short_text_weight in short_text_weights:
-        sample_weight = np.ones(len(labels))
-        sample_weight[len(review_labels) :] = short_text_weight
-        for c in c_grid:
-            fitted = LogisticRegression(C=c, max_iter=2000, fit_intercept=False)
-            fitted.fit(features, labels, sample_weight=sample_weight)
-            accuracy = negation = 0.0
-            if validation is not None:
-                accuracy = float(np.mean(fitted.predict(validation_features) == validation[1]))
-                if negation_check is not None:
-                    negated = fitted.predict(negation_features)
-                    negation = float(np.mean(negated == negation_check[1]))
-                logger.info(
-                    "NBSVM start, C=%g, short texts x%g: validation accuracy %.4f, "
-                    "validation counterfactuals %.4f",
-                    c,
-                    short_text_weight,
-                    accuracy,
-                    negation,
-                )
-            fits.append(StartFit(accuracy, negation, c, short_text_weight, fitted.coef_[0]))
-    chosen = choose_start_fit(fits, short_text_weights[0])
-    scores = np.asarray(scaled @ chosen.weights)
-    scale, bias = _mean_score_fit(scores, token_ids, labels, with_bias=False)
-    picked = "picked on validation" if len(fits) > 1 else "chosen before"
-    return LinearStart(
-        scores,
-        scale,
-        bias,
-        f"NBSVM weights (C={chosen.c:g}, short texts x{chosen.short_text_weight:g}, {picked})",
-        chosen.c,
-        chosen.short_text_weight,
-    )
-
-
-def choose_start_fit(fits: list[StartFit], reference_weight: float) -> StartFit:
-    """The best validation accuracy that keeps the reference weight's negation accuracy.
-
-    The reference is the best fit at `reference_weight`; ties go to the earlier fit (heavier
-    short texts, then smaller C).
-    """
-    reference = max(
-        (fit for fit in fits if fit.short_text_weight == reference_weight),
-        key=lambda fit: fit.accuracy,
-    )
-    allowed = [fit for fit in fits if fit.negation >= reference.negation]
-    return max(allowed, key=lambda fit: fit.accuracy)
+    """The start from NBSVM's unit scores: the mean form's scale fitted, no bias."""
+    scale, bias = mean_score_fit(scores, counts, labels, weights, with_bias=False)
+    return LinearStart(scores, scale, bias, description, c)
 
 
 def clear_cut(
-    start: LinearStart, token_ids: tf.RaggedTensor, labels: np.ndarray, confidence: float
+    start: LinearStart, counts: sp.csr_matrix, labels: np.ndarray, confidence: float
 ) -> np.ndarray:
     """Which texts the start already scores as their label with `confidence`."""
-    mean_score = tf.reduce_mean(tf.gather(start.scores.astype(np.float32), token_ids), axis=1)
-    logits = start.scale * mean_score.numpy() + start.bias
+    logits = start.scale * mean_logits(start.scores, counts) + start.bias
     probability = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
     agreement = np.where(np.asarray(labels) == 1, probability, 1.0 - probability)
     return np.asarray(agreement >= confidence)

@@ -55,3 +55,32 @@ def real_imdb_archive() -> Path:
     if not IMDB_ARCHIVE.exists():
         pytest.skip(f"the IMDB archive is not at {IMDB_ARCHIVE} (CI has it beside the repo)")
     return IMDB_ARCHIVE
+
+
+def write_jsonl(path: Path, rows: list[tuple[str, int]], domain: str | None = None) -> Path:
+    """A corpus file of (text, label) rows, as the datasets directory holds them."""
+    import json
+
+    lines = [
+        json.dumps({"text": text, "label": label} | ({"domain": domain} if domain else {}))
+        for text, label in rows
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_imdb_archive(real_imdb_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real IMDB reviews in the official layout, 150 per split and label: quick real runs."""
+    per_folder = 150
+    taken: dict[str, int] = {}
+    path = tmp_path_factory.mktemp("imdb") / "aclImdb_small.tar.gz"
+    with tarfile.open(real_imdb_archive) as source, tarfile.open(path, "w:gz") as target:
+        for member in source:
+            folder = member.name.rsplit("/", 1)[0]
+            if not member.isfile() or not folder.endswith(("/pos", "/neg")):
+                continue
+            if taken.get(folder, 0) < per_folder:
+                taken[folder] = taken.get(folder, 0) + 1
+                target.addfile(member, source.extractfile(member))
+    return path

@@ -34,7 +34,7 @@ def test_every_shipped_set_loads_and_lives_in_the_package_not_in_tests() -> None
         assert {row.domain for row in behavioural_set.texts} <= {None, *DOMAINS}
     # The package data entry that puts them into an installed package (and so the images).
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    assert 'training = ["behaviour/*.jsonl"]' in pyproject
+    assert 'training = ["behaviour/*.jsonl", "mixes/*.json"]' in pyproject
 
 
 def test_the_2026_11_set_keeps_its_texts_regrouped_into_six_kinds() -> None:

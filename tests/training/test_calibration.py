@@ -141,3 +141,33 @@ def test_power_in_the_graph_and_its_divisor_agree_with_numpy() -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="vibes"):
         fit("vibes", np.zeros(2), np.array([0, 1]), np.ones(2))
+
+
+def test_sample_weights_decide_which_rows_the_calibration_serves() -> None:
+    """Two domains, one three times overconfident, one honest: the weighted fit calibrates the
+    domain that weighs most, zero weights are as good as absent rows, and equal domain weights
+    land in between (what a run on several domains asks for)."""
+    rng = np.random.default_rng(4)
+    true_logits = rng.normal(0.0, 2.0, size=8000)
+    labels = (rng.random(8000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
+    overconfident = np.arange(8000) < 2000  # the small domain
+    logits = true_logits * np.where(overconfident, 3.0, 1.0)
+    counts = np.ones(8000)
+    temperature = {
+        name: fit("temperature", logits, labels, counts, sample_weight=weights).a
+        for name, weights in (
+            ("small only", overconfident.astype(float)),
+            ("large only", (~overconfident).astype(float)),
+            ("per row", None),
+            ("per domain", np.where(overconfident, 3.0, 1.0)),
+        )
+    }
+    dropped = fit("temperature", logits[overconfident], labels[overconfident], counts[:2000]).a
+    assert temperature["small only"] == pytest.approx(dropped, rel=1e-3)
+    assert temperature["small only"] == pytest.approx(3.0, rel=0.1)
+    assert temperature["large only"] == pytest.approx(1.0, rel=0.1)
+    assert temperature["per row"] < temperature["per domain"] < temperature["small only"]
+    with pytest.raises(ValueError, match="sample_weight"):
+        fit("length_power", logits, labels, counts, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        fit("length", logits, labels, counts, sample_weight=-np.ones(8000))

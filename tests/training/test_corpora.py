@@ -63,7 +63,7 @@ def test_imdb_test_stays_and_its_copies_never_train() -> None:
         ("imdb", "test", "test"),
         ("blog_reviews", None, "test"),
     ]
-    assert report.dropped == Counter({"copy of an IMDB test review": 1})
+    assert report.dropped == Counter({"copy of an imdb/test text": 1})
 
 
 def test_conflicting_labels_are_dropped_and_repeats_kept_once() -> None:
@@ -94,31 +94,72 @@ def test_read_file_reads_gzipped_jsonl_and_a_users_csv(tmp_path: Path) -> None:
         list(corpora.read_file(csv_file, "tickets"))
 
 
-def test_mix_file_names_corpora_weights_and_a_users_file(tmp_path: Path) -> None:
+def test_mix_file_names_corpora_weights_to_choose_from_and_a_users_file(tmp_path: Path) -> None:
     (tmp_path / "mine.jsonl").write_text(
         json.dumps({"text": "fast refund", "label": 1}) + "\n", encoding="utf-8"
     )
-    spec = {"corpora": [{"name": "imdb", "weight": 2}, {"name": "mine", "path": "mine.jsonl",
-                                                          "domain": "support"}]}  # fmt: skip
+    spec = {"corpora": [{"name": "imdb", "weight": [2, 4]}, {"name": "pros_cons"},
+                        {"name": "mine", "path": "mine.jsonl", "domain": "support",
+                         "terms": "ours"}]}  # fmt: skip
     path = tmp_path / "mix.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     mix = corpora.load_mix(path)
-    assert mix.multiplier("imdb") == 2.0
-    assert mix.multiplier("pros_cons") == 1.0
-    assert list(Mix(mix.entries[1:]).rows(tmp_path)) == [Row("fast refund", 1, "mine", "support")]
-    for bad in (
-        {"corpora": [{"name": "nope"}]},
-        {"corpora": [{"name": "x", "path": "mine.jsonl"}]},
+    assert mix.candidates() == [
+        {"imdb": 2.0, "pros_cons": 1.0, "mine": 1.0},
+        {"imdb": 4.0, "pros_cons": 1.0, "mine": 1.0},
+    ]
+    (mine,) = corpora.locate(Mix(mix.entries[2:]), str(tmp_path / "nowhere"), tmp_path)
+    assert list(mine.rows()) == [Row("fast refund", 1, "mine", "support")]
+    assert mine.entry.describe()["terms"] == "ours" and not mine.entry.cuts_snippets
+    for bad, message in (
+        ({"corpora": [{"name": "nope"}]}, "not registered"),
+        ({"corpora": [{"name": "x", "path": "mine.jsonl"}]}, "needs a domain"),
+        ({"corpora": [{"name": "imdb", "weight": [3, -1]}]}, "positive number"),
+        ({"corpora": [{"name": "imdb", "wieght": 3}]}, "unknown field"),
+        ({"corpora": [{"name": "imdb"}, {"name": "imdb"}]}, "named twice"),
+        ({"corpora": []}, "names no corpus"),
     ):
         path.write_text(json.dumps(bad), encoding="utf-8")
-        with pytest.raises(DataError):
+        with pytest.raises(DataError, match=message):
             corpora.load_mix(path)
+
+
+def test_every_missing_corpus_is_named_at_once_and_imdb_is_downloaded_only_when_absent(
+    tmp_path: Path,
+) -> None:
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    (datasets / "pros_cons.jsonl.gz").write_bytes(b"")
+    mix = Mix((MixEntry("pros_cons"), MixEntry("airline_tweets"), MixEntry("yelp_reviews_10k")))
+    with pytest.raises(DataError) as error:
+        corpora.locate(mix, str(datasets), tmp_path / "cache")
+    message = str(error.value)
+    assert "airline_tweets.jsonl.gz" in message and "yelp_reviews_10k.jsonl.gz" in message
+    assert "pros_cons" not in message and "--datasets" in message
+    (located,) = corpora.locate(Mix((MixEntry("imdb"),)), str(DATASETS), tmp_path / "cache")
+    assert located.path == DATASETS / corpora.IMDB_ARCHIVE, "no download when it is there"
+
+
+def test_the_shipped_mixes_name_registered_corpora() -> None:
+    default = corpora.default_mix()
+    assert [e.name for e in default.entries] == [c.name for c in corpora.REGISTRY]
+    assert {"imdb": 3.0} in [{"imdb": c["imdb"]} for c in default.candidates()]
+    assert [e.name for e in corpora.default_mix("imdb").entries] == ["imdb"]
+    assert default.source == "training/mixes/default.json"
+
+
+def test_one_file_makes_a_mix_of_its_own(tmp_path: Path) -> None:
+    (imdb,) = corpora.mix_of("https://example.org/aclImdb_v1.tar.gz").entries
+    assert (imdb.name, imdb.domain) == ("imdb", "movie")
+    (mine,) = corpora.mix_of(str(tmp_path / "tickets.csv")).entries
+    assert (mine.name, mine.domain) == ("tickets", "tickets")
+    (mine,) = corpora.mix_of(str(tmp_path / "tickets.csv"), "support").entries
+    assert mine.domain == "support"
 
 
 def test_row_weights_give_each_corpus_one_share_with_balanced_labels() -> None:
     counts = Counter({("big", 1): 800, ("big", 0): 200, ("small", 1): 50, ("small", 0): 50})
-    mix = Mix((MixEntry("big"), MixEntry("small", weight=3.0)))
-    weights = corpora.row_weights(counts, mix)
+    weights = corpora.row_weights(counts, {"big": 1.0, "small": 3.0})
     total = {key: weights[key] * n for key, n in counts.items()}
     assert total[("big", 1)] == pytest.approx(total[("big", 0)])
     assert total[("small", 1)] + total[("small", 0)] == pytest.approx(
@@ -128,7 +169,6 @@ def test_row_weights_give_each_corpus_one_share_with_balanced_labels() -> None:
 
 
 def test_registry_matches_the_shared_datasets() -> None:
-    assert corpora.default_mix().multiplier("imdb") == 3.0
     for corpus in corpora.REGISTRY:
         assert (DATASETS / corpus.file).is_file(), corpus.file
         if corpus.name != corpora.IMDB:

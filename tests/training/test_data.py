@@ -5,17 +5,23 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.training.conftest import NEGATIVE_TEXTS, POSITIVE_TEXTS, write_imdb_archive
-from training import data
-from training.data import DataError
+from tests.training.conftest import (
+    NEGATIVE_TEXTS,
+    POSITIVE_TEXTS,
+    write_imdb_archive,
+    write_jsonl,
+)
+from training import corpora, data
+from training.data import DataError, RunData
 
 
 def test_archive_reads_labelled_splits_and_skips_unsup(imdb_archive: Path, tmp_path: Path) -> None:
@@ -170,3 +176,90 @@ def test_failed_download_leaves_nothing_in_the_cache(
     with pytest.raises(DataError, match="download failed"):
         data.load(url.replace(".tar.gz", "-missing.tar.gz"), tmp_path / "cache")
     assert not any((tmp_path / "cache").iterdir())
+
+
+# --- the run's rows ----------------------------------------------------------------------------
+
+
+def _reviews(n: int, word: str, label: int) -> list[tuple[str, int]]:
+    return [
+        (f"Review {i} of the {word} thing. It was {word} indeed. I would say {word} again!", label)
+        for i in range(n)
+    ]
+
+
+def _prepared(tmp_path: Path, spec: Mapping[str, object], limit: int | None = None) -> RunData:
+    mix_file = tmp_path / "mix.json"
+    mix_file.write_text(json.dumps(spec), encoding="utf-8")
+    mix = corpora.load_mix(mix_file)
+    sources = corpora.locate(mix, str(tmp_path), tmp_path / "cache")
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return data.prepare(mix, sources, work, snippets_per_review=0.5, seed=1, limit=limit)
+
+
+def test_prepare_writes_each_kept_row_once_with_its_split_and_the_snippets(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "long.jsonl", _reviews(300, "lovely", 1) + _reviews(300, "awful", 0))
+    write_jsonl(tmp_path / "short.jsonl", [(f"ok {i}", i % 2) for i in range(200)])
+    prepared = _prepared(
+        tmp_path,
+        {"corpora": [
+            {"name": "long", "path": "long.jsonl", "domain": "shop", "snippets": True},
+            {"name": "short", "path": "short.jsonl", "domain": "chat"},
+        ]},
+    )  # fmt: skip
+    everything = list(prepared.rows({"train", "validation", "test"}, data.KINDS))
+    assert everything == list(prepared.rows({"train", "validation", "test"}, data.KINDS))
+    corpus_rows = [r for r in everything if r.kind == data.ROW]
+    assert len(corpus_rows) == 800 == prepared.size({"train", "validation", "test"})
+    for row in corpus_rows:  # the split is the text's, whatever the corpus
+        assert row.split == corpora.bucket(corpora.key_hash(row.text))
+    snippets = [r for r in everything if r.kind != data.ROW]
+    assert snippets and {r.corpus for r in snippets} == {"long"}
+    assert {r.split for r in snippets if r.kind == data.SNIPPET} == {"train", "validation"}
+    assert {r.split for r in snippets if r.kind == data.CALIBRATION_SNIPPET} == {"validation"}
+    assert all(len(r.text.split()) <= 25 for r in snippets)
+    validation_reviews = sum(
+        1 for r in corpus_rows if r.corpus == "long" and r.split == "validation"
+    )
+    assert prepared.size({"validation"}, {data.CALIBRATION_SNIPPET}) == validation_reviews
+    table = prepared.table()
+    assert (
+        table["domains"]["chat"]["train"]
+        == prepared.label_counts({"train"})[("short", 0)]
+        + (prepared.label_counts({"train"})[("short", 1)])
+    )
+    assert set(table["corpora"]["long"]) >= {"train", "snippets_from_train", "calibration_snippets"}
+
+
+def test_limit_keeps_about_that_many_rows_of_each_corpus(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "big.jsonl", [(f"text number {i}", i % 2) for i in range(4000)], "a")
+    write_jsonl(tmp_path / "small.jsonl", [(f"other text {i}", i % 2) for i in range(400)], "b")
+    spec = {"corpora": [{"name": "big", "path": "big.jsonl", "domain": "a"},
+                        {"name": "small", "path": "small.jsonl", "domain": "b"}]}  # fmt: skip
+    prepared = _prepared(tmp_path, spec, limit=200)
+    kept = prepared.label_counts({"train", "validation", "test"})
+    for corpus in ("big", "small"):
+        assert 150 <= kept[(corpus, 0)] + kept[(corpus, 1)] <= 250
+
+
+def _training_only(n: int) -> list[tuple[str, int]]:
+    """`n` texts whose split is train, alternating labels."""
+    texts = (f"text {i}" for i in range(10_000))
+    train = [t for t in texts if corpora.bucket(corpora.key_hash(t)) == "train"]
+    return [(text, i % 2) for i, text in enumerate(train[:n])]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([(f"great {i}", 1) for i in range(300)], "single class (positive)"),
+        (_training_only(20), "no validation rows"),
+    ],
+)
+def test_data_that_cannot_make_a_model_is_refused_before_training(
+    tmp_path: Path, rows: list[tuple[str, int]], message: str
+) -> None:
+    write_jsonl(tmp_path / "mine.jsonl", rows, "x")
+    with pytest.raises(DataError, match=re.escape(message)):
+        _prepared(tmp_path, {"corpora": [{"name": "mine", "path": "mine.jsonl", "domain": "x"}]})

@@ -4,10 +4,12 @@ and n-grams, starts from naive-Bayes ratios and ties negated units to their base
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import keras
 import numpy as np
 import pytest
+import scipy.sparse as sp  # type: ignore[import-untyped]
 import tensorflow as tf
 
 from training.model import (
@@ -17,18 +19,19 @@ from training.model import (
     NegationTiedEmbedding,
     build_model,
     build_vectorizer,
+    tie_base_ids,
     tokenize,
     unit_scores,
 )
 from training.start import (
-    StartFit,
-    choose_start_fit,
+    NBSVMDesign,
     clear_cut,
     naive_bayes_ratios,
     naive_bayes_start,
     nbsvm_start,
 )
 from training.text import negation_base_ids, standardize_tutorial
+from training.vectorize import counts_matrix
 
 ARCHITECTURE = [
     keras.layers.Embedding,
@@ -59,16 +62,21 @@ def _tiny_vectorizer(params: Hyperparameters) -> keras.layers.TextVectorization:
     return vectorizer
 
 
+def _counts(
+    vectorizer: keras.layers.TextVectorization, params: Hyperparameters, texts: list[str]
+) -> sp.csr_matrix:
+    return counts_matrix(tokenize(vectorizer, params, tf.constant(texts)), params.max_tokens)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_layers_are_the_tutorials_in_order(preset: str) -> None:
     params = dataclasses.replace(PRESETS[preset], max_tokens=60)
     vectorizer = _tiny_vectorizer(params)
     start = None
     if params.embedding_init != "uniform":
-        ids = tokenize(vectorizer, params, tf.constant(["funny", "bad", "good", "not funny"]))
-        start = naive_bayes_start(
-            ids, np.array([1, 0, 1, 0]), vectorizer.get_vocabulary(), params.max_tokens, 1.0
-        )
+        counts = _counts(vectorizer, params, ["funny", "bad", "good", "not funny"])
+        everything = np.ones(4, bool)
+        start = naive_bayes_start(counts, np.array([1, 0, 1, 0]), np.ones(4), everything, [], 1.0)
     model = build_model(params, vectorizer.get_vocabulary(), start)
     assert [type(layer).__mro__[1] if type(layer) is NegationTiedEmbedding else type(layer)
             for layer in model.layers] == ARCHITECTURE  # fmt: skip
@@ -123,17 +131,22 @@ def test_default_tokens_are_ragged_truncated_and_never_empty() -> None:
     assert ids[0].numpy().tolist() == [1] == ids[1].numpy().tolist(), "one unknown token"
 
 
-def test_naive_bayes_ratios_point_the_right_way() -> None:
-    ids = tf.ragged.constant([[2, 3], [2, 4], [5, 3], [5, 4]], dtype=tf.int64)
-    ratios = naive_bayes_ratios(ids, np.array([1, 1, 0, 0]), 6)
+def test_naive_bayes_ratios_point_the_right_way_and_follow_the_weights() -> None:
+    presence = [[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 0, 1], [0, 0, 0, 0, 1, 1]]
+    counts = sp.csr_matrix(np.array(presence, np.float32))
+    labels = np.array([1, 1, 0, 0])
+    ratios = naive_bayes_ratios(counts, labels, np.ones(4))
     assert ratios[2] > 0 > ratios[5], "seen only in positive / only in negative documents"
     assert ratios[3] == pytest.approx(0.0) == ratios[4], "seen equally in both"
     assert ratios[0] == 0 == ratios[1], "padding and unknown carry no evidence"
+    weighted = naive_bayes_ratios(counts, labels, np.array([1.0, 1.0, 5.0, 1.0]))
+    assert weighted[3] < 0, "unit 3's negative text weighs five times its positive one"
 
 
 def test_negated_units_are_tied_to_minus_their_base() -> None:
     vocabulary = ["", "[UNK]", "funny", "NOT_funny", "not NOT_funny", "NOT_dull", "good bad"]
     assert negation_base_ids(vocabulary) == [-1, -1, -1, 2, -1, -1, -1]
+    assert tie_base_ids(vocabulary) == negation_base_ids(vocabulary)
     params = dataclasses.replace(
         PRESETS["default"],
         max_tokens=len(vocabulary),
@@ -155,8 +168,24 @@ def test_negated_units_are_tied_to_minus_their_base() -> None:
     assert scores[3] == pytest.approx(float((-0.75 * 2.0 + 0.5) * kernel.sum()), rel=1e-5)
 
 
+def test_any_negated_unit_is_tied_to_its_plain_form_without_the_negators() -> None:
+    vocabulary = [
+        "", "[UNK]", "bad", "NOT_bad", "not NOT_bad", "is bad", "is not NOT_bad", "really bad",
+        "NOT_really NOT_bad", "didn't NOT_like NOT_it", "like it", "NOT_great", "not",
+    ]  # fmt: skip
+    bases = tie_base_ids(vocabulary, "any_negated")
+    tied = {vocabulary[i]: vocabulary[b] for i, b in enumerate(bases) if b >= 0}
+    assert tied == {
+        "NOT_bad": "bad",
+        "not NOT_bad": "bad",
+        "is not NOT_bad": "is bad",
+        "NOT_really NOT_bad": "really bad",
+        "didn't NOT_like NOT_it": "like it",
+    }, "units without a negated word, or whose plain form is not a unit, stay untied"
+
+
 @pytest.mark.parametrize("kind", ["naive_bayes", "nbsvm"])
-def test_linear_start_is_already_a_good_model(kind: str) -> None:
+def test_linear_start_is_already_a_good_model(kind: Literal["naive_bayes", "nbsvm"]) -> None:
     """The untrained Keras model computes the linear start's decisions exactly."""
     params = dataclasses.replace(PRESETS["default"], max_tokens=60, embedding_init=kind)
     vectorizer = _tiny_vectorizer(params)
@@ -164,60 +193,48 @@ def test_linear_start_is_already_a_good_model(kind: str) -> None:
     texts = ["funny and good"] * 5 + ["bad"] * 5 + ["good"] * 3 + ["not good"] * 3
     labels = np.array([1] * 5 + [0] * 5 + [1] * 3 + [0] * 3)
     ids = tokenize(vectorizer, params, tf.constant(texts))
+    counts = _counts(vectorizer, params, texts)
+    weights, rows = np.ones(len(texts)), np.ones(len(texts), bool)
+    bases = tie_base_ids(vocabulary, params.negation_tie_units)
     if kind == "naive_bayes":
-        start = naive_bayes_start(ids, labels, vocabulary, params.max_tokens, 1.0)
+        start = naive_bayes_start(counts, labels, weights, rows, bases, 1.0)
     else:
-        start = nbsvm_start(
-            ids, labels, (ids, labels), vocabulary, params.max_tokens, 1.0, ids, labels
-        )
+        design = NBSVMDesign.of(counts, labels, weights, rows, bases, 1.0)
+        scores = design.fit(design.features(counts), labels, weights, 1.0)
+        start = nbsvm_start(scores, counts, labels, weights, "NBSVM", 1.0)
     model = build_model(params, vocabulary, start)
     logits = model(ids.to_tensor(), training=False).numpy()[:, 0]
     assert np.mean((logits > 0) == (labels == 1)) == 1.0
     expected = start.scale * tf.reduce_mean(tf.gather(start.scores, ids), axis=1).numpy()
     np.testing.assert_allclose(logits, expected + start.bias, atol=0.05)
-    assert clear_cut(start, ids, labels, 0.5).all()
+    assert clear_cut(start, counts, labels, 0.5).all()
     # The tie holds at the start: "NOT_good" scores minus "good" (its correction is zero).
     if "NOT_good" in vocabulary and kind == "naive_bayes":
         negated, base = vocabulary.index("NOT_good"), vocabulary.index("good")
         assert start.scores[negated] == pytest.approx(-start.scores[base])
 
 
-def test_short_texts_at_weight_zero_change_nothing() -> None:
-    """The short texts' weight reaches the regression: at zero they are as good as absent."""
+def test_rows_at_weight_zero_change_nothing() -> None:
+    """The sample weights reach the regression: at zero a row is as good as absent."""
     params = dataclasses.replace(PRESETS["default"], max_tokens=60, embedding_init="nbsvm")
     vectorizer = _tiny_vectorizer(params)
     vocabulary = vectorizer.get_vocabulary()
-    reviews = tokenize(vectorizer, params, tf.constant(["funny and good"] * 4 + ["bad"] * 4))
-    review_labels = np.array([1] * 4 + [0] * 4)
-    short = tokenize(vectorizer, params, tf.constant(["good"] * 3))
-    both = tf.concat([reviews, short], axis=0)
-    contradicting = np.concatenate([review_labels, [0, 0, 0]])  # "good" labelled negative
+    texts = ["funny and good"] * 4 + ["bad"] * 4 + ["good"] * 3
+    counts = _counts(vectorizer, params, texts)
+    contradicting = np.array([1] * 4 + [0] * 4 + [0] * 3)  # "good" labelled negative
+    reviews = np.arange(len(texts)) < 8
+    bases = tie_base_ids(vocabulary, params.negation_tie_units)
 
-    def start(ids: tf.RaggedTensor, labels: np.ndarray, weight: float) -> np.ndarray:
-        fitted = nbsvm_start(
-            ids, labels, None, vocabulary, params.max_tokens, 0.5, reviews, review_labels,
-            c_grid=(1.0,), short_text_weights=(weight,),
-        )  # fmt: skip
-        assert fitted.c == 1.0 and fitted.short_text_weight == weight
-        return np.asarray(fitted.scores)
+    def scores(weight: float) -> np.ndarray:
+        weights = np.where(reviews, 1.0, weight)
+        design = NBSVMDesign.of(counts, contradicting, weights, reviews, bases, 0.5)
+        return design.fit(design.features(counts), contradicting, weights, 1.0)
 
-    alone = start(reviews, review_labels, 1.0)
-    np.testing.assert_allclose(start(both, contradicting, 0.0), alone, atol=1e-4)
+    alone = NBSVMDesign.of(counts[:8], contradicting[:8], np.ones(8), reviews[:8], bases, 0.5)
+    alone_scores = alone.fit(alone.features(counts[:8]), contradicting[:8], np.ones(8), 1.0)
+    np.testing.assert_allclose(scores(0.0), alone_scores, atol=1e-4)
     good = vocabulary.index("good")
-    assert start(both, contradicting, 1.0)[good] < alone[good]
-
-
-def test_a_lighter_short_text_weight_is_chosen_only_without_a_negation_regression() -> None:
-    def fit(accuracy: float, negation: float, c: float, weight: float) -> StartFit:
-        return StartFit(accuracy, negation, c, weight, np.zeros(1))
-
-    full = [fit(0.900, 0.40, 0.03, 1.0), fit(0.890, 0.45, 0.1, 1.0)]
-    lighter = [fit(0.920, 0.39, 0.03, 0.5), fit(0.910, 0.41, 0.1, 0.5)]
-    chosen = choose_start_fit(full + lighter, reference_weight=1.0)
-    assert (chosen.c, chosen.short_text_weight) == (0.1, 0.5)
-    # Nothing lighter keeps negation: the full weight's best fit stays.
-    worse = [fit(0.950, 0.30, 0.03, 0.5)]
-    assert choose_start_fit(full + worse, reference_weight=1.0) is full[0]
+    assert scores(1.0)[good] < alone_scores[good]
 
 
 def test_unknown_settings_are_refused() -> None:
@@ -227,3 +244,5 @@ def test_unknown_settings_are_refused() -> None:
         Hyperparameters(negation_tie=1.0)
     with pytest.raises(ValueError, match="mask_padding"):
         Hyperparameters(embedding_init="nbsvm")
+    with pytest.raises(ValueError, match="counterfactuals need snippets"):
+        dataclasses.replace(PRESETS["default"], counterfactuals=True, snippets_per_review=0.0)
