@@ -14,12 +14,17 @@ Tokens. Every punctuation character is a token of its own: clause punctuation (`
 [ ] { } "``, curly double quotes, the ellipsis, and IMDB's ``<br />``) is a clause boundary;
 other punctuation (dashes included) only separates words. Inside a token an apostrophe survives
 only between two letters ("don't", curly ones made straight): quote marks are dropped, so
-"'great'" is "great" (`normalize_tokens`). What a token *does* is a property of the token itself
-(`token_roles`): a boundary ends a clause and is dropped, a contrast word ("but", "although",
-"however", ...) starts a clause and is kept, a negator ("not", "never", "hardly", "without", any
-"...n't" and its apostrophe-less spelling "didnt") toggles negation. Because roles belong to
-tokens, the export reads them from the same lookup that gives a token its number, and a new rule
-costs no new pass over the text.
+"'great'" is "great" (`normalize_tokens`). Marks that carry sentiment outside prose are tokens
+of their own that end a clause and are kept (`SENTIMENT_MARKS`): emoticons (":)", ":-(" is
+":("), emoji ("👍", skin tones dropped) and runs of two or more "!" ("!!!"). Elongated words
+("soooo") need no rule: they are words, and the vocabulary keeps the frequent ones.
+
+What a token *does* is a property of the token itself (`token_roles`): a boundary ends a clause
+and is dropped, a mark ends one and is kept, a contrast word ("but", "although", "however", ...)
+starts a clause and is kept, a negator ("not", "never", "hardly", "without", "zero", "lacks",
+any "...n't" and its apostrophe-less spellings "didnt", "dnt") toggles negation. Because roles
+belong to tokens, the export reads them from the same lookup that gives a token its number, and
+a new rule costs no new pass over the text.
 
 Negation scope (Das & Chen 2001; Pang, Lee & Vaithyanathan 2002): a negator opens a scope that
 runs to the end of its clause. Two negators in one clause cancel: each negator toggles the scope,
@@ -47,18 +52,29 @@ NEGATION_PREFIX = "NOT_"  # upper case: standardized text is lower case, so it n
 NEGATORS = (
     "not", "no", "never", "nothing", "nobody", "none", "nowhere", "neither", "nor",
     "hardly", "barely", "scarcely", "without", "cannot",
-    # "...n't" is matched by pattern; these are the same words typed without the apostrophe.
+    # Determiner and verb negation ("zero issues" is "no issues", "lacks depth" "has no depth"):
+    # chosen on validation (docs/model.md).
+    "zero", "lack", "lacks", "lacked", "lacking",
+    # "...n't" (and a split-off "n't") is matched by pattern; these are the same words typed
+    # without the apostrophe, misspelt, or cut before an unusual apostrophe ("didn t").
     "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "cant", "couldnt", "wont",
     "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint", "mustnt", "neednt",
+    "dnt", "dosent", "dosnt", "havnt", "doesn", "didn", "isn", "wasn", "aren", "weren", "couldn",
+    "wouldn", "shouldn",
 )  # fmt: skip
 CONTRAST_WORDS = ("but", "although", "though", "however", "yet", "whereas", "except")
 # U+0085 and U+0096/U+0097 are the ellipsis and dashes of Windows-1252 text read as Latin-1, as
 # in many IMDB reviews.
 CLAUSE_PUNCTUATION = '.,;:!?()[]{}"\u201c\u201d\u2026\x85'
-APOSTROPHES = "'\u2018\u2019"
+# Straight, curly, acute accent and backtick: all typed as apostrophes ("don\u00b4t", "don`t").
+APOSTROPHES = "'\u2018\u2019\u00b4`"
 WORD_SEPARATORS = (
     "".join(c for c in string.punctuation if c not in CLAUSE_PUNCTUATION + APOSTROPHES)
     + "\u2013\u2014\x96\x97"
+    # What shapes an emoji without being one (skin tones, variation selector, joiner): dropped,
+    # so "\U0001f44d\U0001f3fd" is "\U0001f44d".
+    + "\ufe0f\u200d"
+    + "".join(map(chr, range(0x1F3FB, 0x1F400)))
 )
 LINE_BREAK = "<br */?>"  # after lower-casing
 
@@ -67,12 +83,24 @@ def _chars(chars: str) -> str:
     return "[" + re.escape(chars) + "]"
 
 
+# Marks that carry sentiment outside prose. Each is a token of its own that ends a clause (so
+# "not happy :(" never makes "NOT_:(") and is kept as a unit (`token_roles`).
+# An emoticon (after lower-casing; a nose is dropped by `normalize_tokens`) followed by a space
+# or the end, so "re:do" stays a word.
+EMOTICON = r"[:;]['^o-]?[)(\]\[dp/|](?:\s|$)"
+EMOJI = (
+    "[\\x{1F300}-\\x{1F3FA}\\x{1F400}-\\x{1F64F}\\x{1F680}-\\x{1F6FF}\\x{1F900}-\\x{1FAFF}"
+    "\\x{2600}-\\x{27BF}\\x{2B50}\\x{2B55}]"
+)
+EXCLAMATIONS = "[!?]*![!?]*!"  # two or more "!" in a run ("!!!", "?!!"); one "!" is a boundary
+SENTIMENT_MARKS = (EMOTICON, EMOJI, EXCLAMATIONS)
 # The single standardization pass puts spaces around every match of these patterns, so that
 # each becomes a token of its own (a line break "<br />" two: "<br", "/>"). RE2 tries them in
-# order at each position (leftmost-first). A new kind of token (emoticons, emoji) is one more
-# pattern before these: it costs no pass of its own, and what the token does is `token_roles`'s.
+# order at each position (leftmost-first). A new kind of token is one more pattern before the
+# punctuation: it costs no pass of its own, and what the token does is `token_roles`'s.
 ISOLATED = (
     LINE_BREAK,
+    *SENTIMENT_MARKS,
     # Every punctuation character on its own ("!!!" is three boundaries, as good as one): the
     # export's word table then knows every punctuation token.
     _chars(CLAUSE_PUNCTUATION + WORD_SEPARATORS),
@@ -89,12 +117,16 @@ ROLE_TOKENS = (
 # normalization (elongated "soooo") or role must keep this true, or narrow the pattern.
 PLAIN_TOKEN = "[a-z0-9]+"
 # Inside a token, an apostrophe run not between two (ASCII) letters is a quote mark.
-_QUOTE = f"(^|[^a-z]){_chars(APOSTROPHES)}+|{_chars(APOSTROPHES)}+([^a-z]|$)"
-# What the pass makes of a clause run; tokens made only of other punctuation.
-_BOUNDARY = f"(?:{_chars(CLAUSE_PUNCTUATION)}|<br/?>|<br|/>)+"
+_QUOTE = "(^|[^a-z])'+|'+([^a-z]|$)"
+# An emoticon's nose (":-)" is ":)"), once quote marks are gone (":')" is ":)" already).
+_NOSE, _NO_NOSE = r"^([:;])[\^o-]([)(\]\[dp/|])$", "\\1\\2"
+# The tokens the pass makes of clause punctuation and line breaks; tokens of other punctuation.
+_BOUNDARY = f"{_chars(CLAUSE_PUNCTUATION)}|<br/?>|<br|/>"
 _SEPARATOR = f"{_chars(WORD_SEPARATORS)}+"
-_STARTS_CLAUSE = f"{_BOUNDARY}|" + "|".join(CONTRAST_WORDS)
-_NEGATOR = "|".join(NEGATORS) + r"|\w+n't"
+# A normalized sentiment mark (`SENTIMENT_MARKS`): a kept token that starts a clause.
+_MARK = r"[:;][)(\]\[dp/|]|" + EMOJI + "|[!?]*![!?]*![!?]*"
+_STARTS_CLAUSE = f"{_BOUNDARY}|{_MARK}|" + "|".join(CONTRAST_WORDS)
+_NEGATOR = "|".join(NEGATORS) + r"|\w*n't"
 # The empty alternative: a token that was only quote marks.
 _DROPPED = f"{_BOUNDARY}|{_SEPARATOR}|"
 _TUTORIAL_PUNCTUATION = _chars(string.punctuation)
@@ -129,9 +161,10 @@ def normalize_tokens(tokens: tf.Tensor) -> tf.Tensor:
     only the tokens its lookup misses and get what normalizing every token gives.
     """
     lowered = tf.strings.lower(tokens, encoding="utf-8")
-    straight = tf.strings.regex_replace(lowered, "[\u2018\u2019]", "'")
-    unquoted: tf.Tensor = tf.strings.regex_replace(straight, _QUOTE, "\\1\\2")
-    return unquoted
+    straight = tf.strings.regex_replace(lowered, _chars(APOSTROPHES[1:]), "'")
+    unquoted = tf.strings.regex_replace(straight, _QUOTE, "\\1\\2")
+    without_nose: tf.Tensor = tf.strings.regex_replace(unquoted, _NOSE, _NO_NOSE)
+    return without_nose
 
 
 class TokenRoles(NamedTuple):

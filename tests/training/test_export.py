@@ -56,9 +56,14 @@ class Exported(NamedTuple):
     path: Path
 
 
-def _export(tmp_path: Path, params: Hyperparameters, calibration: LengthTemperature) -> Exported:
+def _export(
+    tmp_path: Path,
+    params: Hyperparameters,
+    calibration: LengthTemperature,
+    vocabulary_texts: list[str] = VOCABULARY_TEXTS,
+) -> Exported:
     vectorizer = build_vectorizer(params)
-    vectorizer.adapt(tf.constant(VOCABULARY_TEXTS))
+    vectorizer.adapt(tf.constant(vocabulary_texts))
     model = build_model(params, vectorizer.get_vocabulary())
     # Random, clearly non-zero weights, with a tied-negation weight that is not 1.
     rng = np.random.default_rng(0)
@@ -217,6 +222,31 @@ def test_negation_scope_through_the_reloaded_saved_model(
     negation_export: Any, text: str, units: list[str]
 ) -> None:
     assert _units(negation_export, [text])[0] == units
+
+
+MARKS_VOCABULARY = ["soooo good!!! 😍 :)", "so bad :( 😡", "dnt like it", "zero problems so far"]
+
+
+def test_marks_and_informal_negation_reach_the_model_as_units(tmp_path: Path) -> None:
+    """Emoticons (with or without a nose), emoji (skin tone dropped), "!!" runs, elongated words
+    and informal negators are units of the vocabulary, found by the reloaded SavedModel."""
+    params = dataclasses.replace(WORDS_ONLY, max_tokens=40)
+    vectorizer = build_vectorizer(params)
+    vectorizer.adapt(tf.constant(MARKS_VOCABULARY))
+    vocabulary = vectorizer.get_vocabulary()
+    assert {"soooo", "!!!", "😍", ":)", ":(", "😡", "dnt", "NOT_like", "NOT_problems"} <= set(
+        vocabulary
+    )
+    loaded = _export(tmp_path, params, LengthTemperature(), vocabulary_texts=MARKS_VOCABULARY)
+    texts = ["Soooo GOOD!!! 😍🏽 :-)", "So bad :-( 😡", "Dnt like it", "Zero problems so far"]
+    assert _units(loaded.loaded, texts) == [
+        ["soooo", "good", "!!!", "😍", ":)"],
+        ["so", "bad", ":(", "😡"],
+        ["dnt", "NOT_like", "NOT_it"],
+        ["zero", "NOT_problems", "NOT_so", "NOT_far"],
+    ]
+    scored = loaded.loaded.signatures[SCORE_SIGNATURE_NAME](text=tf.constant(texts))
+    assert scored["oov_count"].numpy().tolist() == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("which", ["pairs_export", "trigram_export", "tutorial_export"])

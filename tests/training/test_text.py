@@ -25,7 +25,10 @@ def _words(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ("Great, fun!! END.", ["great", ",", "fun", "!", "!", "end", "."]),
+        ("Great, fun! END.", ["great", ",", "fun", "!", "end", "."]),
+        ("Great, fun!!! END?!", ["great", ",", "fun", "!!!", "end", "?", "!"]),
+        ("love it :-) ok :( re:do", ["love", "it", ":-)", "ok", ":(", "re", ":", "do"]),
+        ("good👍🏽😡x", ["good", "👍", "🏽", "😡", "x"]),
         ("good<br /><br />bad", ["good", "<br", "/>", "<br", "/>", "bad"]),
         ("well--made / cheap", ["well", "-", "-", "made", "/", "cheap"]),
         ("a<brother", ["a", "<", "brother"]),
@@ -60,19 +63,38 @@ def test_tokens_keep_apostrophes_only_between_two_letters(token: str, normalized
 
 
 def test_roles_belong_to_tokens() -> None:
-    tokens = [".", "!?", "<br", "/>", "-", "but", "not", "didn't", "dont", "", "good", "nothing's"]
+    tokens = [".", "!!", ":)", "👍", "<br", "/>", "-", "but", "not", "didn't", "n't", "dont",
+              "dnt", "zero", "lacks", "", "good", "nothing's", "🏽"]  # fmt: skip
     roles = text_lib.token_roles(tf.constant(tokens))
     starts, negator, dropped = (np.asarray(r).tolist() for r in roles)
-    assert [t for t, s in zip(tokens, starts, strict=True) if s] == [".", "!?", "<br", "/>", "but"]
-    assert [t for t, n in zip(tokens, negator, strict=True) if n] == ["not", "didn't", "dont"]
+    assert [t for t, s in zip(tokens, starts, strict=True) if s] == [
+        ".", "!!", ":)", "👍", "<br", "/>", "but"
+    ]  # fmt: skip
+    assert [t for t, n in zip(tokens, negator, strict=True) if n] == [
+        "not", "didn't", "n't", "dont", "dnt", "zero", "lacks"
+    ]  # fmt: skip
     assert [t for t, d in zip(tokens, dropped, strict=True) if d] == [
-        ".",
-        "!?",
-        "<br",
-        "/>",
-        "-",
-        "",
-    ]
+        ".", "<br", "/>", "-", "", "🏽"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Soooo good!!! 😍😍", ["soooo", "good", "!!!", "😍", "😍"]),
+        ("not happy :-( at all", ["not", "NOT_happy", ":(", "at", "all"]),
+        ("not happy 😠 at all", ["not", "NOT_happy", "😠", "at", "all"]),
+        ("dont buy it", ["dont", "NOT_buy", "NOT_it"]),
+        ("it did n't work", ["it", "did", "n't", "NOT_work"]),
+        ("don\u00b4t like it, 👍🏻 tho", ["don't", "NOT_like", "NOT_it", "👍", "tho"]),
+        ("zero problems so far", ["zero", "NOT_problems", "NOT_so", "NOT_far"]),
+        ("Great :D", ["great", ":d"]),
+        ("sad :') ok", ["sad", ":)", "ok"]),
+    ],
+)
+def test_marks_and_informal_negation_are_units(text: str, words: list[str]) -> None:
+    """Emoticons, emoji and "!!" end a clause and stay as units; informal negators negate."""
+    assert _words(text) == words
 
 
 def _scopes_one_by_one(rows: list[int], starts: list[bool], negators: list[bool]) -> list[int]:
