@@ -69,7 +69,8 @@ EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow_savedmodel"
 
 _TAG = "Open Inference Protocol (KServe V2)"
-_NOT_FOUND = NotFoundWording(
+# A model or version not served, in the same words over REST and gRPC.
+NOT_FOUND = NotFoundWording(
     "Request for unknown model: the model name is not served.",
     "Request for unknown model: '{name}' version {version} is not found",
     "Request for unknown model: no version of '{name}' has the requested label",
@@ -98,7 +99,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def _decode_bytes_elements(raw: bytes, count: int) -> list[str]:
+def decode_bytes_elements(raw: bytes, count: int) -> list[str]:
     """BYTES tensor elements in binary form: uint32 little-endian length, then the bytes."""
     texts: list[str] = []
     offset = 0
@@ -153,7 +154,7 @@ def _parse_texts(
             raise InvalidInputError("binary_data_size is larger than the binary data sent.")
         if "data" in item:
             raise InvalidInputError("An input has both 'data' and binary data.")
-        texts = _decode_bytes_elements(binary[:binary_size], count)
+        texts = decode_bytes_elements(binary[:binary_size], count)
         used = binary_size
     else:
         data = item.get("data")
@@ -231,7 +232,7 @@ class OpenInferenceProtocol(ProtocolAdapter):
     async def model_ready(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _NOT_FOUND)
+        predictor = self.resolve(name, choice, NOT_FOUND)
         return json_response(
             {"name": self.core.model_name, "ready": True}, version=predictor.version_label
         )
@@ -239,7 +240,7 @@ class OpenInferenceProtocol(ProtocolAdapter):
     async def model_metadata(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _NOT_FOUND)
+        predictor = self.resolve(name, choice, NOT_FOUND)
         bare = choice.version is None and choice.label is None
         versions = self.core.served() if bare else [predictor]
         return json_response(
@@ -256,7 +257,7 @@ class OpenInferenceProtocol(ProtocolAdapter):
     async def infer(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _NOT_FOUND, self.request_id(request))
+        predictor = self.resolve(name, choice, NOT_FOUND, self.request_id(request))
         header, binary = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
         try:
             document = orjson.loads(header)

@@ -62,13 +62,14 @@ PATH_PREFIX = "/v1/models"
 _CLASSIFY_METHOD = "tensorflow/serving/classify"
 _REGRESS_METHOD = "tensorflow/serving/regress"
 
-# Predict, metadata, classify and regress word a missing servable one way, status another.
-_SERVABLE = NotFoundWording(
+# Predict, metadata, classify and regress word a missing servable one way, status another
+# (over REST and gRPC alike: app.protocols.grpc.tfserving uses them too).
+SERVABLE_NOT_FOUND = NotFoundWording(
     "Servable not found for request: Latest(<unknown model>)",
     "Servable not found for request: Specific({name}, {version})",
     "Servable not found for request: no version of {name} has the requested label",
 )
-_VERSIONS = NotFoundWording(
+STATUS_NOT_FOUND = NotFoundWording(
     "Could not find any versions of the requested model.",
     "Could not find version {version} of model {name}",
     "Could not find a version of model {name} with the requested label",
@@ -98,7 +99,7 @@ class TFServingProtocol(ProtocolAdapter):
     async def predict(
         self, request: Request, name: str, choice: VersionChoice, body: TFServingPredictRequest
     ) -> Response:
-        predictor = self.resolve(name, choice, _SERVABLE, self.request_id(request))
+        predictor = self.resolve(name, choice, SERVABLE_NOT_FOUND, self.request_id(request))
         await self._check_signature(predictor, body.signature_name)
         if body.instances is None and body.inputs is None:
             raise InvalidInputError("Missing 'inputs' or 'instances' key")
@@ -148,7 +149,7 @@ class TFServingProtocol(ProtocolAdapter):
         body: TFServingExamplesRequest,
     ) -> Response:
         """Answered as TF Serving answers a model without a signature of that method."""
-        predictor = self.resolve(name, choice, _SERVABLE)
+        predictor = self.resolve(name, choice, SERVABLE_NOT_FOUND)
         signatures = await self.core.signature_defs(predictor)
         signature = signatures.get(body.signature_name or SIGNATURE_NAME)
         if signature is None:
@@ -169,9 +170,9 @@ class TFServingProtocol(ProtocolAdapter):
             # A version that is loading, unloading or failed has a status too.
             statuses = [status for status in statuses if status.version == choice.version]
             if not statuses or name != self.core.model_name:
-                self.resolve(name, choice, _VERSIONS)  # raises the protocol's 404 (or 503)
+                self.resolve(name, choice, STATUS_NOT_FOUND)  # raises the protocol's 404 (or 503)
         else:
-            predictor = self.resolve(name, choice, _VERSIONS)  # name, label, readiness
+            predictor = self.resolve(name, choice, STATUS_NOT_FOUND)  # name, label, readiness
             if choice.label is not None:
                 statuses = [status for status in statuses if status.version == predictor.version]
         answer: dict[str, Any] = {"model_version_status": [_status(s) for s in statuses]}
@@ -182,7 +183,7 @@ class TFServingProtocol(ProtocolAdapter):
     async def metadata(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        predictor = self.resolve(name, choice, _SERVABLE)
+        predictor = self.resolve(name, choice, SERVABLE_NOT_FOUND)
         signatures = await self.core.signature_defs(predictor)
         return json_response(
             {

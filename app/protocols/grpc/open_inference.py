@@ -31,8 +31,7 @@ from app.core.registry import VersionChoice
 from app.core.texts import is_blank
 from app.protocols.grpc.calls import Context, Method, Service
 from app.protocols.grpc.server import parse_version
-from app.protocols.open_inference import _NOT_FOUND as NOT_FOUND  # the REST adapter's words
-from app.protocols.open_inference import PLATFORM, _decode_bytes_elements
+from app.protocols.open_inference import NOT_FOUND, PLATFORM, decode_bytes_elements
 from app.protocols.open_inference_schemas import OUTPUT_NAMES
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT
 
@@ -151,7 +150,7 @@ class InferenceServicer:
                 raise InvalidInputError(
                     "Send the input in raw_input_contents or in contents, not both."
                 )
-            texts = _decode_bytes_elements(request.raw_input_contents[0], count)
+            texts = decode_bytes_elements(request.raw_input_contents[0], count)
         else:
             if any(field.name != "bytes_contents" for field, _ in contents.ListFields()):
                 raise InvalidInputError(f"Input {INPUT_NAME!r} must use bytes_contents.")

@@ -36,7 +36,7 @@ from app.core.predictor import Predictor
 from app.core.registry import DEFAULT_VERSION, VersionChoice
 from app.core.texts import is_blank
 from app.protocols.grpc.calls import Context, Method, Service
-from app.protocols.tfserving import _SERVABLE, _VERSIONS  # the same wording as REST
+from app.protocols.tfserving import SERVABLE_NOT_FOUND, STATUS_NOT_FOUND
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class PredictionServicer:
         self._protocol = protocol
         self._core = protocol.core
 
-    def _resolve(self, spec: Any, wording: Any = _SERVABLE) -> Predictor:
+    def _resolve(self, spec: Any, wording: Any = SERVABLE_NOT_FOUND) -> Predictor:
         return self._protocol.resolve_model(spec.name, version_choice(spec), wording)
 
     def _model_spec(self, predictor: Predictor, signature_name: str = "") -> Any:
@@ -212,7 +212,7 @@ class PredictionServicer:
         raise InvalidInputError(f"The {kind} API is not implemented by this server.")
 
     async def GetModelStatus(self, request: Any, context: Context) -> Message:
-        predictor = self._resolve(request.model_spec, _VERSIONS)
+        predictor = self._resolve(request.model_spec, STATUS_NOT_FOUND)
         status = get_model_status_pb2.ModelVersionStatus(
             version=predictor.version, state=_AVAILABLE, status={"error_code": 0}
         )
