@@ -3,14 +3,15 @@
 Messages from the published ``open_inference_grpc.proto`` (``protos/``), compiled at install
 time and loaded into a descriptor pool of the server's own (``load_protocol``): clients'
 compiled copies of package ``inference`` may share the process (the tests run the app and a
-client in one), and protobuf's default pool refuses a second copy. ``ModelInfer`` takes
-one BYTES input ``text`` of shape ``[N]``, its elements either in ``contents.bytes_contents``
-or in ``raw_input_contents`` (4-byte little-endian length, then the bytes: how tritonclient
-and the KServe SDK send them), and answers FP32 ``probability`` and ``logit`` of shape
-``[N, 1]`` in ``raw_output_contents`` (little-endian floats, which both clients read),
-honouring the ``outputs`` selection and echoing ``id``. Request ``parameters`` are accepted
-and change nothing (outputs are always raw). ``model_version`` chooses a version like the
-REST ``/versions/{v}`` routes. Readiness answers ``ready`` (``ServerReady`` is false while
+client in one), and protobuf's default pool refuses a second copy. ``ModelInfer`` takes one
+BYTES input ``text`` of shape ``[N]``, its elements either in ``contents.bytes_contents`` or in
+``raw_input_contents`` (4-byte little-endian length, then the bytes: how tritonclient and the
+KServe SDK send them), and answers FP32 ``probability`` and ``logit`` of shape ``[N, 1]`` in
+``raw_output_contents`` (little-endian floats, which both clients read), honouring the
+``outputs`` selection and echoing ``id``. Request ``parameters`` are accepted and change
+nothing (outputs are always raw). ``model_version`` chooses a version like the REST
+``/versions/{v}`` routes (without it, the canary's share, sticky on ``x-request-id`` metadata
+as REST is on ``X-Request-ID``). Readiness answers ``ready`` (``ServerReady`` is false while
 draining); an unknown model or version is NOT_FOUND, in the REST adapter's words.
 """
 
@@ -75,9 +76,9 @@ class InferenceServicer:
             name=name, datatype=datatype, shape=shape
         )
 
-    def _resolve(self, name: str, version: str) -> Predictor:
+    def _resolve(self, name: str, version: str, request_id: str | None = None) -> Predictor:
         choice = VersionChoice(version=parse_version(version))
-        return self._protocol.resolve_model(name, choice, NOT_FOUND)
+        return self._protocol.resolve(name, choice, NOT_FOUND, request_id)
 
     async def ServerLive(self, request: Any, context: Context) -> Any:
         return self._pb.ServerLiveResponse(live=True)
@@ -109,7 +110,8 @@ class InferenceServicer:
         )
 
     async def ModelInfer(self, request: Any, context: Context) -> Any:
-        predictor = self._resolve(request.model_name, request.model_version)
+        request_id = self._protocol.call_request_id(context)
+        predictor = self._resolve(request.model_name, request.model_version, request_id)
         texts = self._texts(request)
         outputs = self._outputs(request.outputs)
         scores = await self._core.score(texts, predictor)

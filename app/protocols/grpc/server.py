@@ -1,12 +1,13 @@
 """The gRPC server of one app: started and stopped by the app's lifespan, on its event loop.
 
-``GrpcProtocol`` is a protocol adapter like the REST ones, with no routes: its lifespan
-starts a ``grpc.aio`` server on ``SENTIMENT_GRPC_PORT`` once the scoring core serves (so a
-worker only listens once its model is loaded, as the HTTP side does) and stops it before the
-core drains. Every method goes through the same core as REST: the version resolved once per
-call, the limits, the micro-batcher, the API key and the error table; the body limit
-(``SENTIMENT_MAX_BODY_BYTES``) is the largest message the server receives (bigger ones get
-grpc's RESOURCE_EXHAUSTED before they are parsed).
+``GrpcProtocol`` is a protocol adapter like the REST ones, with no routes: its lifespan starts
+a ``grpc.aio`` server on ``SENTIMENT_GRPC_PORT`` once the scoring core serves (so a worker only
+listens once its model is loaded, as the HTTP side does) and stops it before the core drains.
+Every method goes through the same core as REST: the version resolved once per call (an
+unversioned call carrying ``x-request-id`` metadata stays on its side of the canary split, as
+REST's ``X-Request-ID`` does), the limits, the micro-batcher, the API key and the error table;
+the body limit (``SENTIMENT_MAX_BODY_BYTES``) is the largest message the server receives
+(bigger ones get grpc's RESOURCE_EXHAUSTED before they are parsed).
 
 The port is bound with ``SO_REUSEPORT`` (grpc's default on Linux, as TF Serving, KServe and
 MLServer run it), so every worker of ``python -m app`` serves the same port and the kernel
@@ -42,23 +43,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from app.core.errors import (
-    InvalidInputError,
-    ModelNotFoundError,
-    UnknownLabelError,
-    UnknownModelError,
-    UnknownVersionError,
-)
-from app.core.predictor import Predictor
-from app.core.registry import VersionChoice
+from app.core.errors import InvalidInputError
 from app.core.scoring import ScoringCore
 from app.metrics import ServiceMetrics
-from app.protocols.base import NotFoundWording, ProtocolAdapter
-from app.protocols.grpc.calls import CallRunner
+from app.protocols.base import REQUEST_ID_HEADER, ProtocolAdapter
+from app.protocols.grpc.calls import CallRunner, Context
 
 logger = logging.getLogger(__name__)
-
-UNKNOWN_LABEL_MESSAGE = "Unrecognized servable version label."
 
 # Closing: the server stops once no call arrived for this long (every client's call is held:
 # clients that send their next call within this time after an answer are all waiting), or
@@ -94,20 +85,15 @@ class GrpcProtocol(ProtocolAdapter):
         self._server: grpc.aio.Server | None = None
         self._stop: asyncio.Task[None] | None = None
 
-    def resolve_model(
-        self, name: str, choice: VersionChoice, wording: NotFoundWording
-    ) -> Predictor:
-        """``core.resolve`` with the protocol's not-found wording; an unknown model, version
-        or label is NOT_FOUND."""
-        try:
-            return self.core.resolve(choice, name)
-        except UnknownModelError:
-            raise ModelNotFoundError(wording.model) from None
-        except UnknownVersionError as exc:
-            message = wording.version.format(name=self.core.model_name, version=exc.version)
-            raise ModelNotFoundError(message) from None
-        except UnknownLabelError:
-            raise ModelNotFoundError(UNKNOWN_LABEL_MESSAGE) from None
+    def call_request_id(self, context: Context) -> str | None:
+        """The client's ``x-request-id`` metadata, read only while a canary split uses it:
+        the same id reaches the same version as REST's ``X-Request-ID`` (``resolve``)."""
+        if not self._reads_request_id:
+            return None
+        for key, value in context.invocation_metadata() or ():
+            if key == REQUEST_ID_HEADER and isinstance(value, str):
+                return value
+        return None
 
     def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._serving()

@@ -2,13 +2,14 @@
 
 The messages are TF Serving's own (the pinned ``tensorflow-serving-api`` wheel,
 ``protos/README.md``). ``Predict`` takes ``inputs["text"]``, a DT_STRING tensor of shape
-``[N]``, and answers ``probability`` and ``logit`` as DT_FLOAT ``[N, 1]`` (``float_val``, as
-TF Serving fills them), honouring ``output_filter``; ``model_spec`` may name a ``version`` or a
-``version_label`` like the REST ``/versions/`` and ``/labels/`` routes. ``GetModelMetadata``
-packs the SavedModel's ``signature_def`` map as TF Serving does (an ``Any`` holding a
-``SignatureDefMap``), ``GetModelStatus`` reports the version ``AVAILABLE``, and
-``Classify``/``Regress``/``MultiInference`` get TF Serving's answer for a model without such
-signatures. Errors read as over REST (same messages), with their gRPC status codes.
+``[N]``, and answers ``probability`` and ``logit`` as DT_FLOAT ``[N, 1]`` (``float_val``, as TF
+Serving fills them), honouring ``output_filter``; ``model_spec`` may name a ``version`` or a
+``version_label`` like the REST ``/versions/`` and ``/labels/`` routes (without either, the
+canary's share, sticky on ``x-request-id`` metadata as REST is on ``X-Request-ID``).
+``GetModelMetadata`` packs the SavedModel's ``signature_def`` map as TF Serving does (an
+``Any`` holding a ``SignatureDefMap``), ``GetModelStatus`` reports the version ``AVAILABLE``,
+and ``Classify``/``Regress``/``MultiInference`` get TF Serving's answer for a model without
+such signatures. Errors read as over REST (same messages), with their gRPC status codes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from app.core.errors import InvalidInputError
 from app.core.predictor import Predictor
 from app.core.registry import DEFAULT_VERSION, VersionChoice
 from app.core.texts import is_blank
+from app.protocols.base import NotFoundWording
 from app.protocols.grpc.calls import Context, Method, Service
 from app.protocols.tfserving import SERVABLE_NOT_FOUND, STATUS_NOT_FOUND
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
@@ -76,8 +78,13 @@ class PredictionServicer:
         self._protocol = protocol
         self._core = protocol.core
 
-    def _resolve(self, spec: Any, wording: Any = SERVABLE_NOT_FOUND) -> Predictor:
-        return self._protocol.resolve_model(spec.name, version_choice(spec), wording)
+    def _resolve(
+        self,
+        spec: Any,
+        wording: NotFoundWording = SERVABLE_NOT_FOUND,
+        request_id: str | None = None,
+    ) -> Predictor:
+        return self._protocol.resolve(spec.name, version_choice(spec), wording, request_id)
 
     def _model_spec(self, predictor: Predictor, signature_name: str = "") -> Any:
         return model_pb2.ModelSpec(
@@ -87,7 +94,8 @@ class PredictionServicer:
         )
 
     async def Predict(self, request: Any, context: Context) -> Message:
-        predictor = self._resolve(request.model_spec)
+        request_id = self._protocol.call_request_id(context)
+        predictor = self._resolve(request.model_spec, request_id=request_id)
         await self._check_signature(predictor, request.model_spec.signature_name)
         texts = self._texts(request.inputs)
         outputs = self._outputs(request.output_filter)
