@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS  ?=
 
-.PHONY: install serve test lint format train bench container-test playground-screenshot clean
+.PHONY: install serve test lint format train bench bench-growth container-test playground-screenshot clean
 
 GENERATED := app/protocols/grpc/_generated/open_inference_grpc.binpb
 
@@ -26,6 +26,8 @@ lint: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . &&
 format: install ; $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 train: install ; $(PY) -m training $(ARGS)
 bench: install ; $(PY) -m bench $(ARGS)
+# Time per request by text length and batch size, REST and gRPC, at concurrency 1 (PNG plot: --plot).
+bench-growth: install ; $(PY) -m bench.growth $(ARGS)
 container-test: install ; bash scripts/container-test.sh
 # The README's screenshot: the playground browser test (headless Chromium) against the newest shipped version.
 playground-screenshot: install ; $(PY) -m pytest tests/app/test_playground_browser.py --playground-screenshot=docs/playground.png
