@@ -91,6 +91,26 @@ def _status(status: VersionStatus) -> dict[str, Any]:
     }
 
 
+def model_version_status(
+    adapter: ProtocolAdapter, name: str, choice: VersionChoice
+) -> list[dict[str, Any]]:
+    """TF Serving's ``model_version_status`` for ``choice``, in its JSON mapping (REST prints
+    it, gRPC parses it into ``GetModelStatusResponse``): every version the service knows, the
+    version asked for, or the labelled one; 404 (NOT_FOUND) for a model, version or label
+    the service does not know, 503 before anything is loaded."""
+    statuses = adapter.core.statuses()
+    if choice.version is not None:
+        # A version that is loading, unloading or failed has a status too.
+        statuses = [status for status in statuses if status.version == choice.version]
+        if not statuses or name != adapter.core.model_name:
+            adapter.resolve(name, choice, STATUS_NOT_FOUND)  # raises the protocol's 404 (or 503)
+    else:
+        predictor = adapter.resolve(name, choice, STATUS_NOT_FOUND)  # name, label, readiness
+        if choice.label is not None:
+            statuses = [status for status in statuses if status.version == predictor.version]
+    return [_status(status) for status in statuses]
+
+
 class TFServingProtocol(ProtocolAdapter):
     """TF Serving's REST API over the scoring core."""
 
@@ -165,17 +185,7 @@ class TFServingProtocol(ProtocolAdapter):
     async def model_status(
         self, request: Request, name: str, choice: VersionChoice, body: None
     ) -> Response:
-        statuses = self.core.statuses()
-        if choice.version is not None:
-            # A version that is loading, unloading or failed has a status too.
-            statuses = [status for status in statuses if status.version == choice.version]
-            if not statuses or name != self.core.model_name:
-                self.resolve(name, choice, STATUS_NOT_FOUND)  # raises the protocol's 404 (or 503)
-        else:
-            predictor = self.resolve(name, choice, STATUS_NOT_FOUND)  # name, label, readiness
-            if choice.label is not None:
-                statuses = [status for status in statuses if status.version == predictor.version]
-        answer: dict[str, Any] = {"model_version_status": [_status(s) for s in statuses]}
+        answer: dict[str, Any] = {"model_version_status": model_version_status(self, name, choice)}
         if choice.version is None and choice.label is None:  # KServe V1's readiness too
             answer.update(name=self.core.model_name, ready=True)
         return json_response(answer)
