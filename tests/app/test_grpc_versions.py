@@ -29,6 +29,8 @@ pytestmark = pytest.mark.e2e
 
 CANARY_PERCENT = 20
 CALL_SECONDS = 30
+REQUEST_IDS = [f"grpc-{i}" for i in range(1000)]
+CHECKED_IDS = REQUEST_IDS[:50]  # sent over REST and from tritonclient too
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +93,11 @@ def _rest_predict_version(url: str, request_id: str) -> str:
     return answer.headers["x-model-version"]
 
 
-def _triton(address: str, *arguments: str) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def triton(served: tuple[Server, str]) -> dict[str, Any]:
     """tritonclient.grpc's answers (``triton_calls``), from a process of its own."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.app.test_grpc_versions", address, *arguments],
+        [sys.executable, "-m", "tests.app.test_grpc_versions", served[1], *CHECKED_IDS],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -107,7 +110,7 @@ def _triton(address: str, *arguments: str) -> dict[str, Any]:
 
 
 def test_the_same_request_id_reaches_the_same_version_as_over_rest(
-    served: tuple[Server, str], channel: grpc.Channel
+    served: tuple[Server, str], channel: grpc.Channel, triton: dict[str, Any]
 ) -> None:
     """Unversioned calls with ``x-request-id`` metadata: the canary takes its share of ids,
     each id always reaches one version, the one REST's ``X-Request-ID`` reaches."""
@@ -121,32 +124,123 @@ def test_the_same_request_id_reaches_the_same_version_as_over_rest(
         answer = stub.Predict(request, metadata=metadata, timeout=CALL_SECONDS)
         return str(answer.model_spec.version.value)
 
-    chosen = {f"grpc-{i}": version(f"grpc-{i}") for i in range(1000)}
+    chosen = {request_id: version(request_id) for request_id in REQUEST_IDS}
     canary_share = list(chosen.values()).count("2") / 10
     assert abs(canary_share - CANARY_PERCENT) <= 4, canary_share
     assert set(chosen.values()) == {"1", "2"}
     retried = list(chosen)[:200]
     for _ in range(3):
         assert [version(request_id) for request_id in retried] == [chosen[i] for i in retried]
-    url = served[0].url
-    assert [_rest_predict_version(url, i) for i in retried[:50]] == [
-        chosen[i] for i in retried[:50]
-    ]
+    rest = [_rest_predict_version(served[0].url, request_id) for request_id in CHECKED_IDS]
+    assert rest == [chosen[i] for i in CHECKED_IDS]
 
     # The Open Inference Protocol's ModelInfer, from tritonclient with the id as a header.
-    ids = retried[:50]
-    answer = _triton(served[1], *ids)
-    assert answer["infer_versions"] == [chosen[i] for i in ids]
+    assert triton["infer_versions"] == [chosen[i] for i in CHECKED_IDS]
+
+
+def _proto_json(message: Any) -> dict[str, Any]:
+    """A message in protobuf's JSON mapping as TF Serving's REST API prints it."""
+    from google.protobuf import json_format
+
+    printed: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return printed
+
+
+def _rpc_error(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value.code(), str(raised.value.details())
+
+
+def test_model_status_lists_every_version_with_its_state_as_rest_does(
+    served: tuple[Server, str], channel: grpc.Channel
+) -> None:
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    url = f"{served[0].url}/v1/models/sentiment"
+
+    def status(**choice: Any) -> Any:
+        request = _spec(get_model_status_pb2.GetModelStatusRequest(), **choice)
+        return stub.GetModelStatus(request, timeout=CALL_SECONDS)
+
+    everything = _proto_json(status())["model_version_status"]
+    states = [(entry["version"], entry["state"]) for entry in everything]
+    assert states == [("3", "END"), ("2", "AVAILABLE"), ("1", "AVAILABLE")]
+    assert everything[0]["status"]["error_code"] == "UNKNOWN"
+    assert everything[0]["status"]["error_message"]  # why version 3 was refused
+    forms: dict[str, dict[str, Any]] = {
+        "": {},
+        "/versions/1": {"version": 1},
+        "/versions/2": {"version": 2},
+        "/versions/3": {"version": 3},
+        "/labels/stable": {"label": "stable"},
+        "/labels/canary": {"label": "canary"},
+    }
+    for path, choice in forms.items():
+        rest = httpx.get(f"{url}{path}", timeout=CALL_SECONDS)
+        assert rest.status_code == 200, (path, rest.text)
+        answer = _proto_json(status(**choice))
+        assert answer == {"model_version_status": rest.json()["model_version_status"]}, path
+    assert len(_proto_json(status(label="canary"))["model_version_status"]) == 1
+
+    missing: dict[str, dict[str, Any]] = {
+        "/versions/5": {"version": 5},
+        "/labels/beta": {"label": "beta"},
+    }
+    for path, choice in missing.items():
+        rest = httpx.get(f"{url}{path}", timeout=CALL_SECONDS)
+        assert rest.status_code == 404, path
+        code, details = _rpc_error(lambda choice=choice: status(**choice))
+        assert (code, details) == (grpc.StatusCode.NOT_FOUND, rest.json()["error"]), path
+    other = _spec(get_model_status_pb2.GetModelStatusRequest())
+    other.model_spec.name = "other"
+    rest = httpx.get(f"{served[0].url}/v1/models/other", timeout=CALL_SECONDS)
+    code, details = _rpc_error(lambda: stub.GetModelStatus(other, timeout=CALL_SECONDS))
+    assert (code, details) == (grpc.StatusCode.NOT_FOUND, rest.json()["error"])
+
+
+def _described(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Model metadata with its shapes as numbers (protobuf's JSON prints int64 as strings)."""
+    tensors = {
+        kind: [{**tensor, "shape": [int(size) for size in tensor["shape"]]} for tensor in found]
+        for kind in ("inputs", "outputs")
+        for found in [metadata[kind]]
+    }
+    return {**metadata, **tensors}
+
+
+def test_model_metadata_lists_every_loaded_version_as_rest_does(
+    served: tuple[Server, str], triton: dict[str, Any]
+) -> None:
+    url = f"{served[0].url}/v2/models/sentiment"
+    everything = httpx.get(url, timeout=CALL_SECONDS).json()
+    assert everything["versions"] == ["2", "1"]  # loaded ones: not the refused 3
+    assert _described(triton["metadata"]) == _described(everything)
+    one = httpx.get(f"{url}/versions/1", timeout=CALL_SECONDS).json()
+    assert one["versions"] == ["1"]
+    assert _described(triton["metadata_version_1"]) == _described(one)
+    missing = httpx.get(f"{url}/versions/3", timeout=CALL_SECONDS)
+    assert missing.status_code == 404
+    assert triton["metadata_version_3"] == ["StatusCode.NOT_FOUND", missing.json()["error"]]
 
 
 def triton_calls(address: str, request_ids: list[str]) -> dict[str, Any]:
-    """What tritonclient.grpc gets: one unversioned ModelInfer per request id (sent as
-    ``x-request-id``), run as ``python -m tests.app.test_grpc_versions ADDRESS ID...``."""
+    """What tritonclient.grpc gets: the model's metadata (all versions, version 1, version 3)
+    and one unversioned ModelInfer per request id (sent as ``x-request-id``); run as
+    ``python -m tests.app.test_grpc_versions ADDRESS ID...``."""
     import numpy as np
     import tritonclient.grpc as triton_grpc  # type: ignore[import-untyped]
 
     client = triton_grpc.InferenceServerClient(url=address)
     try:
+        try:
+            client.get_model_metadata("sentiment", model_version="3")
+            missing: list[str] = []
+        except triton_grpc.InferenceServerException as exc:
+            missing = [str(exc.status()), str(exc.message())]
         text = triton_grpc.InferInput("text", [1], "BYTES")
         text.set_data_from_numpy(np.array(["A fine film."], dtype=np.object_))
         versions = [
@@ -155,7 +249,12 @@ def triton_calls(address: str, request_ids: list[str]) -> dict[str, Any]:
             .model_version
             for request_id in request_ids
         ]
-        return {"infer_versions": versions}
+        return {
+            "infer_versions": versions,
+            "metadata": client.get_model_metadata("sentiment", as_json=True),
+            "metadata_version_1": client.get_model_metadata("sentiment", "1", as_json=True),
+            "metadata_version_3": missing,
+        }
     finally:
         client.close()
 

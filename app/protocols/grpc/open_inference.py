@@ -11,7 +11,8 @@ KServe SDK send them), and answers FP32 ``probability`` and ``logit`` of shape `
 ``outputs`` selection and echoing ``id``. Request ``parameters`` are accepted and change
 nothing (outputs are always raw). ``model_version`` chooses a version like the REST
 ``/versions/{v}`` routes (without it, the canary's share, sticky on ``x-request-id`` metadata
-as REST is on ``X-Request-ID``). Readiness answers ``ready`` (``ServerReady`` is false while
+as REST is on ``X-Request-ID``); ``ModelMetadata`` lists every loaded version, or the one
+named, as REST's metadata does. Readiness answers ``ready`` (``ServerReady`` is false while
 draining); an unknown model or version is NOT_FOUND, in the REST adapter's words.
 """
 
@@ -101,9 +102,10 @@ class InferenceServicer:
 
     async def ModelMetadata(self, request: Any, context: Context) -> Any:
         predictor = self._resolve(request.name, request.version)
+        versions = self._core.served() if not request.version else [predictor]
         return self._pb.ModelMetadataResponse(
             name=self._core.model_name,
-            versions=[predictor.version_label],
+            versions=[served.version_label for served in versions],
             platform=PLATFORM,
             inputs=[self._tensor_metadata(INPUT_NAME, "BYTES", [-1])],
             outputs=[self._tensor_metadata(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],

@@ -7,9 +7,10 @@ Serving fills them), honouring ``output_filter``; ``model_spec`` may name a ``ve
 ``version_label`` like the REST ``/versions/`` and ``/labels/`` routes (without either, the
 canary's share, sticky on ``x-request-id`` metadata as REST is on ``X-Request-ID``).
 ``GetModelMetadata`` packs the SavedModel's ``signature_def`` map as TF Serving does (an
-``Any`` holding a ``SignatureDefMap``), ``GetModelStatus`` reports the version ``AVAILABLE``,
-and ``Classify``/``Regress``/``MultiInference`` get TF Serving's answer for a model without
-such signatures. Errors read as over REST (same messages), with their gRPC status codes.
+``Any`` holding a ``SignatureDefMap``), ``GetModelStatus`` lists every version the service
+knows with its state, or the one named (the REST status's very entries), and
+``Classify``/``Regress``/``MultiInference`` get TF Serving's answer for a model without such
+signatures. Errors read as over REST (same messages), with their gRPC status codes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from app.core.registry import DEFAULT_VERSION, VersionChoice
 from app.core.texts import is_blank
 from app.protocols.base import NotFoundWording
 from app.protocols.grpc.calls import Context, Method, Service
-from app.protocols.tfserving import SERVABLE_NOT_FOUND, STATUS_NOT_FOUND
+from app.protocols.tfserving import SERVABLE_NOT_FOUND, model_version_status
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ _CLASSIFY = "tensorflow/serving/classify"
 _REGRESS = "tensorflow/serving/regress"
 _KINDS = {_CLASSIFY: "classification", _REGRESS: "regression"}
 _SIGNATURE_DEF_FIELD = "signature_def"
-_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
 def version_choice(spec: Any) -> VersionChoice:
@@ -220,12 +220,10 @@ class PredictionServicer:
         raise InvalidInputError(f"The {kind} API is not implemented by this server.")
 
     async def GetModelStatus(self, request: Any, context: Context) -> Message:
-        predictor = self._resolve(request.model_spec, STATUS_NOT_FOUND)
-        status = get_model_status_pb2.ModelVersionStatus(
-            version=predictor.version, state=_AVAILABLE, status={"error_code": 0}
-        )
-        return get_model_status_pb2.GetModelStatusResponse(  # type: ignore[no-any-return]
-            model_version_status=[status]
+        spec = request.model_spec
+        statuses = model_version_status(self._protocol, spec.name, version_choice(spec))
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            {"model_version_status": statuses}, get_model_status_pb2.GetModelStatusResponse()
         )
 
 
