@@ -8,11 +8,12 @@ tensorflow-serving-api wheel), gRPC health and reflection are called from here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -59,15 +60,23 @@ def served(
     base = tmp_path_factory.mktemp("grpc") / "sentiment"
     base.mkdir()
     shutil.copytree(source_version_dir, base / "1")
+    with grpc_server("grpc", base, {"SENTIMENT_ACCESS_LOG": "true"}) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def grpc_server(name: str, base: Path, settings: Mapping[str, str]) -> Iterator[tuple[Server, str]]:
+    """``python -m app`` (one worker) serving ``base``, gRPC on a free port, with these
+    ``SENTIMENT_*`` settings too: (server, gRPC address), once ready."""
     grpc_port = free_port()
     env = {
         "SENTIMENT_MODEL_BASE_PATH": str(base),
         "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0",
         "SENTIMENT_WORKERS": "1",
         "SENTIMENT_GRPC_PORT": str(grpc_port),
-        "SENTIMENT_ACCESS_LOG": "true",
+        **settings,
     }
-    with running_server("grpc", SERVICE, env, REPO_ROOT, "/readyz", 90) as server:
+    with running_server(name, SERVICE, env, REPO_ROOT, "/readyz", 90) as server:
         yield server, f"{HOST}:{grpc_port}"
 
 
@@ -84,9 +93,11 @@ def batch_probabilities(served: tuple[Server, str]) -> list[float]:
     return [prediction["probability"] for prediction in body["predictions"]]
 
 
-def _client(name: str, address: str) -> dict[str, Any]:
+def client_answer(module: str, *arguments: str) -> dict[str, Any]:
+    """What a client prints last as JSON, run as ``python -m module arguments...`` in a
+    process of its own (tritonclient.grpc and kserve clash in one process)."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.app.grpc_clients", name, address, *TEXTS],
+        [sys.executable, "-m", module, *arguments],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -96,6 +107,10 @@ def _client(name: str, address: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
+
+
+def _client(name: str, address: str) -> dict[str, Any]:
+    return client_answer("tests.app.grpc_clients", name, address, *TEXTS)
 
 
 def test_tritonclient_grpc(served: tuple[Server, str], batch_probabilities: list[float]) -> None:
@@ -215,10 +230,11 @@ def test_health_and_reflection(channel: grpc.Channel) -> None:
     assert found.file_descriptor_response.file_descriptor_proto
 
 
-def _error(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+def rpc_error(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    """The status code and details of the error ``call`` ends with."""
     with pytest.raises(grpc.RpcError) as raised:
         call()
-    return raised.value.code(), raised.value.details()
+    return raised.value.code(), raised.value.details() or ""
 
 
 def test_errors_have_their_status_and_message_and_the_server_keeps_serving(
@@ -277,17 +293,17 @@ def test_errors_have_their_status_and_message_and_the_server_keeps_serving(
         ),
     }
     for name, (request, code, message) in cases.items():
-        got_code, details = _error(lambda request=request: predict(request))
+        got_code, details = rpc_error(lambda request=request: predict(request))
         assert (got_code, name) == (code, name), details
         assert message in details, (name, details)
         assert SECRET not in details
 
     oversize = _predict_request(["x" * (5 * 1024 * 1024)])
-    code, details = _error(lambda: predict(oversize))
+    code, details = rpc_error(lambda: predict(oversize))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
 
     garbage = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
-    code, details = _error(lambda: garbage(b"\xff\xff\xff", timeout=10))
+    code, details = rpc_error(lambda: garbage(b"\xff\xff\xff", timeout=10))
     assert code == invalid, details
 
     assert _outputs(predict(_predict_request(TEXTS)))["probability"]  # still serving
@@ -316,7 +332,9 @@ def test_api_key_is_required_in_metadata_and_health_follows_readiness(
         stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
         request = _predict_request(TEXTS)
         for metadata in ((), (("x-api-key", "wrong"),), (("authorization", "Bearer wrong"),)):
-            code, details = _error(lambda m=metadata: stub.Predict(request, metadata=m, timeout=30))
+            code, details = rpc_error(
+                lambda m=metadata: stub.Predict(request, metadata=m, timeout=30)
+            )
             assert code == grpc.StatusCode.UNAUTHENTICATED
             assert details == "A valid API key is required."
         for metadata in ((("x-api-key", "s3cret"),), (("authorization", "Bearer s3cret"),)):
@@ -351,7 +369,7 @@ def test_health_before_the_model_is_loaded(tmp_path: Path, source_version_dir: P
     try:
         with grpc.insecure_channel(f"{HOST}:{grpc_port}") as opened:
             health = health_pb2_grpc.HealthStub(opened)
-            code, _ = _error(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1))
+            code, _ = rpc_error(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1))
             assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             answer = health.Check(health_pb2.HealthCheckRequest(), timeout=90, wait_for_ready=True)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING

@@ -11,8 +11,8 @@ package ``inference`` and another client in the suite does too.
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -20,10 +20,12 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.servers import HOST, SERVICE, Server, free_port, running_server
+from bench.servers import Server
 from tests.app.conftest import publish_version, tamper_sample
-from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
+from tests.app.test_grpc import client_answer, grpc_server, rpc_error
+from tests.paths import SHIPPED_MODEL_BASE
 
 pytestmark = pytest.mark.e2e
 
@@ -42,18 +44,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
     publish_version(base, smallest, 1)
     publish_version(base, smallest, 2)
     publish_version(base, smallest, 3, tamper_sample)  # fails its card check: END
-    grpc_port = free_port()
-    env = {
-        "SENTIMENT_MODEL_BASE_PATH": str(base),
-        "SENTIMENT_RELOAD_INTERVAL_SECONDS": "0",
-        "SENTIMENT_WORKERS": "1",
-        "SENTIMENT_GRPC_PORT": str(grpc_port),
+    settings = {
         "SENTIMENT_MODEL_VERSION_POLICY": "all",
         "SENTIMENT_MODEL_VERSION_LABELS": "stable=1,canary=2",
         "SENTIMENT_CANARY_PERCENT": str(CANARY_PERCENT),
     }
-    with running_server("grpc-versions", SERVICE, env, REPO_ROOT, "/readyz", 90) as server:
-        yield server, f"{HOST}:{grpc_port}"
+    with grpc_server("grpc-versions", base, settings) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +93,7 @@ def _rest_predict_version(url: str, request_id: str) -> str:
 @pytest.fixture(scope="module")
 def triton(served: tuple[Server, str]) -> dict[str, Any]:
     """tritonclient.grpc's answers (``triton_calls``), from a process of its own."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.app.test_grpc_versions", served[1], *CHECKED_IDS],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return answer
+    return client_answer("tests.app.test_grpc_versions", served[1], *CHECKED_IDS)
 
 
 def test_the_same_request_id_reaches_the_same_version_as_over_rest(
@@ -148,12 +135,6 @@ def _proto_json(message: Any) -> dict[str, Any]:
     return printed
 
 
-def _rpc_error(call: Any) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as raised:
-        call()
-    return raised.value.code(), str(raised.value.details())
-
-
 def test_model_status_lists_every_version_with_its_state_as_rest_does(
     served: tuple[Server, str], channel: grpc.Channel
 ) -> None:
@@ -193,12 +174,12 @@ def test_model_status_lists_every_version_with_its_state_as_rest_does(
     for path, choice in missing.items():
         rest = httpx.get(f"{url}{path}", timeout=CALL_SECONDS)
         assert rest.status_code == 404, path
-        code, details = _rpc_error(lambda choice=choice: status(**choice))
+        code, details = rpc_error(functools.partial(status, **choice))
         assert (code, details) == (grpc.StatusCode.NOT_FOUND, rest.json()["error"]), path
     other = _spec(get_model_status_pb2.GetModelStatusRequest())
     other.model_spec.name = "other"
     rest = httpx.get(f"{served[0].url}/v1/models/other", timeout=CALL_SECONDS)
-    code, details = _rpc_error(lambda: stub.GetModelStatus(other, timeout=CALL_SECONDS))
+    code, details = rpc_error(lambda: stub.GetModelStatus(other, timeout=CALL_SECONDS))
     assert (code, details) == (grpc.StatusCode.NOT_FOUND, rest.json()["error"])
 
 
@@ -225,6 +206,121 @@ def test_model_metadata_lists_every_loaded_version_as_rest_does(
     missing = httpx.get(f"{url}/versions/3", timeout=CALL_SECONDS)
     assert missing.status_code == 404
     assert triton["metadata_version_3"] == ["StatusCode.NOT_FOUND", missing.json()["error"]]
+
+
+def _samples(url: str, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """Every sample of ``name`` in the server's /metrics, by the values of ``labels``."""
+    found: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sample.labels[label] for label in labels)] = sample.value
+    return found
+
+
+def _grew(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]) -> Any:
+    return {
+        key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key)
+    }
+
+
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
+STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MODEL_READY = "/inference.GRPCInferenceService/ModelReady"
+
+
+def test_grpc_request_metrics_carry_the_version_that_answered(
+    served: tuple[Server, str], channel: grpc.Channel
+) -> None:
+    """As REST's request metrics do: the answering version, "" where no version answered."""
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        prediction_service_pb2_grpc,
+    )
+
+    from app.protocols.grpc.open_inference import load_protocol
+
+    url = served[0].url
+
+    def calls() -> dict[tuple[str, ...], float]:
+        return _samples(url, "sentiment_grpc_requests_total", "method", "code", "version")
+
+    def latencies() -> dict[tuple[str, ...], float]:
+        return _samples(url, "sentiment_grpc_request_duration_seconds_count", "method", "version")
+
+    def rest_requests() -> dict[tuple[str, ...], float]:
+        labels = ("route", "method", "status", "version")
+        return _samples(url, "sentiment_http_requests_total", *labels)
+
+    before = calls(), latencies(), rest_requests()
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    for choice in ({"version": 2}, {"version": 2}, {"label": "stable"}):
+        stub.Predict(_predict_request(["A fine film."], **choice), timeout=CALL_SECONDS)
+    with pytest.raises(grpc.RpcError):
+        stub.Predict(_predict_request(["A fine film."], version=5), timeout=CALL_SECONDS)
+    metadata = _spec(get_model_metadata_pb2.GetModelMetadataRequest(), version=2)
+    metadata.metadata_field.append("signature_def")
+    stub.GetModelMetadata(metadata, timeout=CALL_SECONDS)
+    status = _spec(get_model_status_pb2.GetModelStatusRequest())
+    model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, timeout=CALL_SECONDS)
+    # The Open Inference Protocol with the server's own message classes (tritonclient's would
+    # clash with another client's in this process).
+    v2 = load_protocol()
+    infer = channel.unary_unary(
+        MODEL_INFER,
+        request_serializer=v2.ModelInferRequest.SerializeToString,
+        response_deserializer=v2.ModelInferResponse.FromString,
+    )
+    text = v2.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=v2.InferTensorContents(bytes_contents=[b"Fine."]),
+    )
+    infer(
+        v2.ModelInferRequest(model_name="sentiment", model_version="1", inputs=[text]),
+        timeout=CALL_SECONDS,
+    )
+    ready = channel.unary_unary(
+        MODEL_READY,
+        request_serializer=v2.ModelReadyRequest.SerializeToString,
+        response_deserializer=v2.ModelReadyResponse.FromString,
+    )
+    assert ready(v2.ModelReadyRequest(name="sentiment", version="2"), timeout=CALL_SECONDS).ready
+    rest = httpx.post(
+        f"{url}/v1/models/sentiment/versions/2:predict",
+        json={"instances": ["Fine."]},
+        timeout=CALL_SECONDS,
+    )
+    assert rest.status_code == 200
+
+    assert _grew(before[0], calls()) == {
+        (PREDICT, "OK", "2"): 2,
+        (PREDICT, "OK", "1"): 1,
+        (PREDICT, "NOT_FOUND", ""): 1,
+        (METADATA, "OK", "2"): 1,
+        (STATUS, "OK", ""): 1,
+        (MODEL_INFER, "OK", "1"): 1,
+        (MODEL_READY, "OK", "2"): 1,
+    }
+    assert _grew(before[1], latencies()) == {
+        (PREDICT, "2"): 2,
+        (PREDICT, "1"): 1,
+        (PREDICT, ""): 1,
+        (METADATA, "2"): 1,
+        (STATUS, ""): 1,
+        (MODEL_INFER, "1"): 1,
+        (MODEL_READY, "2"): 1,
+    }
+    # REST's request metrics, for the same kind of answer, carry the same version.
+    rest_route = ("/v1/models/{name}/versions/{version}:predict", "POST", "200", "2")
+    rest_grew = _grew(before[2], rest_requests())
+    assert {key: n for key, n in rest_grew.items() if key[0] != "/metrics"} == {rest_route: 1}
 
 
 def triton_calls(address: str, request_ids: list[str]) -> dict[str, Any]:

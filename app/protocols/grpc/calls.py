@@ -6,16 +6,19 @@ from its service's published descriptor (``service_handler``): the request arriv
 and is parsed here, so a message that is not valid protobuf is INVALID_ARGUMENT rather than
 grpc's own INTERNAL. A ``ServiceError`` becomes its declared status code and message
 (``app.core.errors``: one table for REST and gRPC); anything else is INTERNAL with a generic
-message, logged by type only, so no client text reaches a log or a reply.
+message, logged by type only, so no client text reaches a log or a reply. A call's request
+metrics carry the model version that answered it (``answered_by``), as REST's do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 from google.protobuf import message_factory
@@ -25,6 +28,9 @@ from app.core.auth import ApiKeyCheck
 from app.core.batcher import REQUEST_PROTOCOL
 from app.core.errors import InvalidInputError, ServiceError
 from app.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from app.core.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 # With SENTIMENT_ACCESS_LOG on, one line per call beside uvicorn's lines for REST requests:
@@ -50,6 +56,19 @@ class Method(NamedTuple):
 
 Service = tuple[ServiceDescriptor, dict[str, Method]]
 """A service to register: its descriptor and its methods by name."""
+
+# The version that answered the running call ("" until one did): set by the method as it
+# answers, read by the call's metrics, as REST's metrics read the X-Model-Version header.
+_ANSWERING_VERSION: ContextVar[str] = ContextVar("grpc_answering_version", default="")
+
+
+def answered_by(predictor: Predictor) -> None:
+    """The running call is answered by ``predictor``: its request metrics carry that version.
+
+    Called as a method returns an answer a version produced (never for an error), where REST
+    names the version in the ``X-Model-Version`` header.
+    """
+    _ANSWERING_VERSION.set(predictor.version_label)
 
 
 class CallGate:
@@ -139,25 +158,9 @@ class CallRunner:
         handler: UnaryHandler = method.handler  # type: ignore[assignment]
 
         async def call(raw: bytes, context: Context) -> Message:
-            await self.gate.enter()
-            REQUEST_PROTOCOL.set("grpc")  # this call's own context: its input metrics say gRPC
-            started = self._started()
-            code = grpc.StatusCode.OK
-            try:
+            async with self._running(full_name, context):
                 request = self._admit(raw, request_class, method.guarded, context)
                 return await handler(request, context)
-            except ServiceError as error:
-                code = grpc.StatusCode[error.grpc_status]
-                await context.abort(code, error.message)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                code = grpc.StatusCode.INTERNAL
-                logger.error("unhandled %s in %s", type(exc).__name__, full_name)
-                await context.abort(code, ServiceError.default_message)
-            finally:
-                self._finished(full_name, code, started, context)
             raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
         return call
@@ -168,28 +171,38 @@ class CallRunner:
         handler: StreamHandler = method.handler  # type: ignore[assignment]
 
         async def call(raw: bytes, context: Context) -> AsyncIterator[Message]:
-            await self.gate.enter()
-            REQUEST_PROTOCOL.set("grpc")  # this call's own context: its input metrics say gRPC
-            started = self._started()
-            code = grpc.StatusCode.OK
-            try:
+            async with self._running(full_name, context):
                 request = self._admit(raw, request_class, method.guarded, context)
                 async for response in handler(request, context):
                     yield response
-            except ServiceError as error:
-                code = grpc.StatusCode[error.grpc_status]
-                await context.abort(code, error.message)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                code = grpc.StatusCode.INTERNAL
-                logger.error("unhandled %s in %s", type(exc).__name__, full_name)
-                await context.abort(code, ServiceError.default_message)
-            finally:
-                self._finished(full_name, code, started, context)
 
         return call
+
+    @contextlib.asynccontextmanager
+    async def _running(self, full_name: str, context: Context) -> AsyncIterator[None]:
+        """One call from its arrival to its status: through the gate, counted in flight, its
+        errors as status codes, then its metrics (with the version that answered, if one
+        did) and its access log line."""
+        await self.gate.enter()
+        # This call's own context: its input metrics say gRPC, and no version answered yet.
+        REQUEST_PROTOCOL.set("grpc")
+        _ANSWERING_VERSION.set("")
+        started = self._started()
+        code = grpc.StatusCode.OK
+        try:
+            yield
+        except ServiceError as error:
+            code = grpc.StatusCode[error.grpc_status]
+            await context.abort(code, error.message)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code = grpc.StatusCode.INTERNAL
+            logger.error("unhandled %s in %s", type(exc).__name__, full_name)
+            await context.abort(code, ServiceError.default_message)
+        finally:
+            self._finished(full_name, code, started, context)
 
     def _admit(
         self, raw: bytes, request_class: type[Message], guarded: bool, context: Context
@@ -217,7 +230,7 @@ class CallRunner:
     def _finished(
         self, full_name: str, code: grpc.StatusCode, started: float, context: Context
     ) -> None:
-        self._metrics.grpc_call_finished(full_name, code.name, started)
+        self._metrics.grpc_call_finished(full_name, code.name, started, _ANSWERING_VERSION.get())
         if self._access_log:
             peer = context.peer().partition(":")[2] or context.peer()
             access_logger.info('%s - "gRPC %s" %s', peer, full_name, code.name)

@@ -31,7 +31,7 @@ from app.core.errors import InvalidInputError, NotReadyError
 from app.core.predictor import Predictor
 from app.core.registry import VersionChoice
 from app.core.texts import is_blank
-from app.protocols.grpc.calls import Context, Method, Service
+from app.protocols.grpc.calls import Context, Method, Service, answered_by
 from app.protocols.grpc.server import parse_version
 from app.protocols.open_inference import NOT_FOUND, PLATFORM, decode_bytes_elements
 from app.protocols.open_inference_schemas import OUTPUT_NAMES
@@ -92,7 +92,7 @@ class InferenceServicer:
         return self._pb.ServerReadyResponse(ready=True)
 
     async def ModelReady(self, request: Any, context: Context) -> Any:
-        self._resolve(request.name, request.version)
+        answered_by(self._resolve(request.name, request.version))
         return self._pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: Any, context: Context) -> Any:
@@ -102,7 +102,11 @@ class InferenceServicer:
 
     async def ModelMetadata(self, request: Any, context: Context) -> Any:
         predictor = self._resolve(request.name, request.version)
-        versions = self._core.served() if not request.version else [predictor]
+        if request.version:
+            versions = [predictor]
+            answered_by(predictor)
+        else:  # every version: its metrics name none, as REST's bare metadata names none
+            versions = self._core.served()
         return self._pb.ModelMetadataResponse(
             name=self._core.model_name,
             versions=[served.version_label for served in versions],
@@ -118,6 +122,7 @@ class InferenceServicer:
         outputs = self._outputs(request.outputs)
         scores = await self._core.score(texts, predictor)
         values = {PROBABILITY_OUTPUT: scores.probabilities, LOGIT_OUTPUT: scores.logits}
+        answered_by(predictor)
         return self._pb.ModelInferResponse(
             model_name=self._core.model_name,
             model_version=predictor.version_label,

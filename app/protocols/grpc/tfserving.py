@@ -38,7 +38,7 @@ from app.core.predictor import Predictor
 from app.core.registry import DEFAULT_VERSION, VersionChoice
 from app.core.texts import is_blank
 from app.protocols.base import NotFoundWording
-from app.protocols.grpc.calls import Context, Method, Service
+from app.protocols.grpc.calls import Context, Method, Service, answered_by
 from app.protocols.tfserving import SERVABLE_NOT_FOUND, model_version_status
 from contract import INPUT_NAME, LOGIT_OUTPUT, PROBABILITY_OUTPUT, SIGNATURE_NAME
 
@@ -112,6 +112,7 @@ class PredictionServicer:
                     float_val=values[name],
                 )
             )
+        answered_by(predictor)
         return response  # type: ignore[no-any-return]
 
     async def _check_signature(self, predictor: Predictor, name: str) -> None:
@@ -183,6 +184,7 @@ class PredictionServicer:
             model_spec=self._model_spec(predictor)
         )
         response.metadata[_SIGNATURE_DEF_FIELD].Pack(signature_map)
+        answered_by(predictor)
         return response  # type: ignore[no-any-return]
 
     async def Classify(self, request: Any, context: Context) -> Message:
