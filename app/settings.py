@@ -68,8 +68,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None,
         description=(
-            "When set, every route except /healthz, /readyz and /metrics requires this key in "
-            "the X-API-Key header or as 'Authorization: Bearer <key>'. Unset: auth is off."
+            "When set, every REST route and gRPC method requires this key, in the X-API-Key "
+            "header (gRPC metadata x-api-key) or as 'Authorization: Bearer <key>', except the "
+            "open ones: the playground page /, /healthz, /readyz, /metrics, /v2/health/live, "
+            "/v2/health/ready, the API docs (/docs, /redoc, /openapi.json) and, over gRPC, "
+            "health, reflection, ServerLive and ServerReady. Unset: auth is off."
         ),
     )
     max_text_chars: int = Field(
