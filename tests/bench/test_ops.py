@@ -39,7 +39,7 @@ def test_op_costs_add_up_per_stage_for_a_graph_with_stages(tmp_path: Path) -> No
     import tensorflow as tf
 
     class Staged(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])  # type: ignore[untyped-decorator]
         def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.name_scope("standardize"):
                 lowered = tf.strings.regex_replace(tf.strings.lower(text), "[.,]", " ")
