@@ -24,6 +24,9 @@ from bench.wrk import run_wrk
 
 logger = logging.getLogger("bench")
 
+# A warm-up round at most this much faster than the one before: the rate stopped climbing.
+STEADY_GROWTH = 1.25
+
 
 @dataclass(frozen=True)
 class Slice:
@@ -106,6 +109,36 @@ class Bench:
             )
             self.load(spec)
 
+    def warm_up_until_steady(
+        self,
+        server: Server,
+        path: str,
+        bodies: Sequence[bytes],
+        concurrency: int,
+        round_s: float = 1.0,
+        max_rounds: int = 20,
+    ) -> list[float]:
+        """Warm-up rounds until the rate stops climbing (at most `max_rounds`); the rates.
+
+        Some servers take many seconds to reach their steady rate under concurrency: a thread
+        pool that grows one thread at a time, each thread's first TensorFlow call. A fixed
+        short warm-up would measure their ramp, not them.
+        """
+        rates: list[float] = []
+        for _ in range(max(1, max_rounds)):
+            spec = LoadSpec(HOST, server.port, path, bodies, concurrency, 10**9, round_s)
+            rates.append(self.load(spec).requests_per_s)
+            if len(rates) >= 2 and 0 < rates[-1] <= STEADY_GROWTH * rates[-2]:
+                break
+        logger.info(
+            "%s %s c=%d warm-up rates: %s req/s",
+            server.name,
+            path,
+            concurrency,
+            ", ".join(f"{rate:.0f}" for rate in rates),
+        )
+        return rates
+
     def load(self, spec: LoadSpec, count_statuses: bool = False) -> LoadResult:
         """One bounded load run with the chosen client."""
         if self.wrk is not None:
@@ -159,17 +192,38 @@ class Bench:
     def compare(
         self, servers: Sequence[Server], path: str, bodies: Sequence[bytes], concurrency: int
     ) -> list[Measured]:
-        """Warm every server, then alternate short rounds between them.
+        """Warm every server, then alternate short rounds between them (one path for all)."""
+        return self.compare_endpoints([(server, path) for server in servers], bodies, concurrency)
 
-        Alternating (A B A B A B rather than A A A B B B) exposes both servers to the same
-        background load, so their ratio stays meaningful on a busy machine.
+    def compare_endpoints(
+        self,
+        endpoints: Sequence[tuple[Server, str]],
+        bodies: Sequence[bytes],
+        concurrency: int,
+        warm_until_steady: bool = False,
+    ) -> list[Measured]:
+        """Warm every (server, path), then alternate short rounds between them.
+
+        Alternating (A B A B A B rather than A A A B B B) exposes every server to the same
+        background load, so their ratios stay meaningful on a busy machine. Each server has its
+        own path (the peers answer the same body elsewhere). `warm_until_steady`: warm each
+        until its rate stops climbing rather than for the fixed warm-up (the peers).
         """
-        for server in servers:
-            self.warm_up(server, path, bodies, concurrency)
+        for server, path in endpoints:
+            if warm_until_steady:
+                self.warm_up_until_steady(
+                    server,
+                    path,
+                    bodies,
+                    concurrency,
+                    max_rounds=max(1, round(self.options.peer_warmup_max_s)),
+                )
+            else:
+                self.warm_up(server, path, bodies, concurrency)
         rounds = self.options.rounds
-        slices: list[list[Slice]] = [[] for _ in servers]
+        slices: list[list[Slice]] = [[] for _ in endpoints]
         for _ in range(rounds):
-            for index, server in enumerate(servers):
+            for index, (server, path) in enumerate(endpoints):
                 slices[index].append(
                     self.one_round(
                         server, path, bodies, concurrency, self.options.duration_s / rounds

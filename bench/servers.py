@@ -5,7 +5,7 @@ Shared by the benchmark and the end-to-end tests (tests/app/test_app_e2e.py).
 The benchmark measures servers exactly as they are deployed, in their own processes: the
 service as `python -m app` (its settings choose workers, shared metrics, uvloop and
 httptools), the ceiling as `uvicorn <factory> --factory` with the same loop, parser and no
-access log. This module also reads the
+access log, the peers (bench.peers) from their own command lines. This module also reads the
 servers' CPU time and resident memory from /proc so the report can show where the cores went and
 whether memory stays flat under overload.
 """
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,9 +153,6 @@ def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> S
     included) or a uvicorn factory (`module:function`), run with one worker.
     """
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
-        prefix=f"bench-{name}-", suffix=".log", delete=False
-    )
     environment = _clean_environment(env)
     if target in _MODULE_TARGETS:
         command = [sys.executable, "-m", target]
@@ -182,6 +179,23 @@ def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> S
             "--log-level",
             "warning",
         ]
+    return _spawn(name, command, environment, cwd, port)
+
+
+def start_command(
+    name: str, command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Path
+) -> Server:
+    """Start any server given its command line for a port (the peers: bench.peers)."""
+    port = free_port()
+    return _spawn(name, command(port), _clean_environment(env), cwd, port)
+
+
+def _spawn(
+    name: str, command: list[str], environment: dict[str, str], cwd: Path, port: int
+) -> Server:
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix=f"bench-{name}-", suffix=".log", delete=False
+    )
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -262,6 +276,25 @@ def wait_ready(server: Server, path: str, timeout_s: float, listeners: int = 1) 
     raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f}s:\n{server.log_tail()}")
 
 
+def wait_settled(
+    server: Server, timeout_s: float = 120.0, window_s: float = 1.0, idle_cores: float = 0.3
+) -> bool:
+    """Wait until the server's process tree stops burning CPU: every worker has loaded.
+
+    For servers whose workers share one socket (the peers), readiness answered by one worker
+    says nothing of the others, which may still be loading TensorFlow; a loading worker keeps a
+    core busy, an idle server uses next to none. False (and a warning) if it never settles.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(server.pid)
+        time.sleep(window_s)
+        if (cpu_seconds(server.pid) - before) / window_s < idle_cores:
+            return True
+    logger.warning("%s still busy after %.0f s: measuring anyway", server.name, timeout_s)
+    return False
+
+
 def stop_server(server: Server, timeout_s: float = 15.0) -> None:
     """SIGTERM, then SIGKILL to the whole group (workers included) if it does not exit in time."""
     if server.process.poll() is None:
@@ -291,6 +324,26 @@ def running_server(
     server = start_server(name, target, env, cwd)
     try:
         wait_ready(server, ready_path, ready_timeout_s, listeners)
+        yield server
+    finally:
+        stop_server(server)
+
+
+@contextlib.contextmanager
+def running_command(
+    name: str,
+    command: Callable[[int], list[str]],
+    env: Mapping[str, str],
+    cwd: Path,
+    ready_path: str,
+    ready_timeout_s: float = 180.0,
+) -> Iterator[Server]:
+    """A server started from its command line, ready and settled for the block, always stopped
+    after."""
+    server = start_command(name, command, env, cwd)
+    try:
+        wait_ready(server, ready_path, ready_timeout_s)
+        wait_settled(server)
         yield server
     finally:
         stop_server(server)
