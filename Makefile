@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS  ?=
 
-.PHONY: install serve test lint format train bench bench-growth container-test playground-screenshot clean
+.PHONY: install serve test lint format train bench bench-peers bench-growth container-test playground-screenshot clean
 
 GENERATED := app/protocols/grpc/_generated/open_inference_grpc.binpb
 
@@ -26,6 +26,14 @@ lint: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . &&
 format: install ; $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 train: install ; $(PY) -m training $(ARGS)
 bench: install ; $(PY) -m bench $(ARGS)
+# Peer mode: also BentoML, LitServe and a naive FastAPI app on the same model (bench/peers), run
+# from their own venv so their pins never touch the service's.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.install-stamp
+bench-peers: install $(PEERS_STAMP) ; $(PY) -m bench --peers --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+$(PEERS_STAMP): bench/peers/requirements.txt
+	python3 -m venv $(PEERS_VENV) && $(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip \
+	  && $(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt && touch $(PEERS_STAMP)
 # Time per request by text length and batch size, REST and gRPC, at concurrency 1 (PNG plot: --plot).
 bench-growth: install ; $(PY) -m bench.growth $(ARGS)
 container-test: install ; bash scripts/container-test.sh
