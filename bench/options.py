@@ -7,15 +7,21 @@ through, and everything else is ``app.settings.Settings``' default.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import Settings, env_name
 from bench import REPO_ROOT
+from bench.peers import PEERS, peer_names
 from bench.texts import DEFAULT_DATA
 
 SHIPPED_MODEL_BASE = REPO_ROOT / "model" / "sentiment"
+# Issue 27's reference graph: the default version's serving cost is measured against it.
+BASELINE_VERSION = "7"
+# `make bench-peers` installs the peers here, apart from the service's venv.
+PEERS_VENV_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,10 @@ class Options:
     strict: bool
     client: str
     wrk_threads: int
+    compare_version: Path | None  # an older version directory, or None: no cost ratio
+    peers: list[str]  # names in bench.peers.PEERS; empty: no peer mode
+    peers_python: str  # the interpreter the peers run in
+    peer_warmup_max_s: float  # steady warm-up bound per server and concurrency in peer mode
 
 
 def _int_list(value: str) -> list[int]:
@@ -110,7 +120,41 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="load client: wrk when installed (auto), or the raw-socket Python client",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (-t)")
+    parser.add_argument(
+        "--compare-version",
+        default=None,
+        metavar="DIR|none",
+        help="an older version directory whose in-process serving cost per text the default "
+        f"version's is divided by, in this run (default: version {BASELINE_VERSION} under "
+        "--model-base when it exists; 'none' skips it)",
+    )
+    parser.add_argument(
+        "--peers",
+        nargs="?",
+        const=",".join(PEERS),
+        default="",
+        metavar="NAMES",
+        help="peer mode: also measure other servers of the same model side by side at c=64 "
+        f"and c=1 (comma-separated, default all: {', '.join(PEERS)}; `make bench-peers`)",
+    )
+    parser.add_argument(
+        "--peers-python",
+        default=None,
+        help="the interpreter the peers run in (default: .venv-peers/bin/python when it "
+        "exists, else this one)",
+    )
+    parser.add_argument(
+        "--peer-warmup",
+        type=float,
+        default=20.0,
+        help="peer mode: at most this many seconds of 1 s warm-up rounds per server and "
+        "concurrency, until its rate stops climbing",
+    )
     args = parser.parse_args(argv)
+    try:
+        peers = peer_names(args.peers) if args.peers else []
+    except ValueError as exc:
+        parser.error(str(exc))
     return Options(
         data=args.data,
         model_base=args.model_base.resolve(),
@@ -130,7 +174,27 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         strict=args.strict,
         client=args.client,
         wrk_threads=max(1, args.wrk_threads),
+        compare_version=_compare_version(args.compare_version, args.model_base.resolve()),
+        peers=peers,
+        peers_python=args.peers_python or _default_peers_python(),
+        peer_warmup_max_s=args.peer_warmup,
     )
+
+
+def _compare_version(value: str | None, model_base: Path) -> Path | None:
+    if value is None:
+        baseline = model_base / BASELINE_VERSION
+        return baseline if baseline.is_dir() else None
+    if value.lower() == "none":
+        return None
+    path = Path(value).resolve()
+    if not path.is_dir():
+        raise SystemExit(f"--compare-version: {value} is not a version directory")
+    return path
+
+
+def _default_peers_python() -> str:
+    return str(PEERS_VENV_PYTHON) if PEERS_VENV_PYTHON.exists() else sys.executable
 
 
 def service_settings(options: Options) -> Settings:

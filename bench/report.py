@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 
 from bench.loadclient import LoadResult
 from bench.options import Options
-from bench.run import Results
+from bench.peers import PEERS
+from bench.run import PEER_CONCURRENCY, PeerResults, Results, VersionCosts
 
-# Targets (issue "serving at the hardware limit"); printed beside the figures with PASS/MISS.
-TARGET_C64_RATIO = 0.6  # x the same-worker ceiling
+# Targets, printed beside the figures with PASS/MISS. Issue 27: the service within 10% of what
+# the model allows at c=64, within 0.6 ms of the ceiling at c=1, a default graph at most 0.6 x
+# the older version's cost per text, and (peer mode) 3 x every peer at c=64 and the lowest p50
+# at c=1. The service/ceiling ratio stays in the tables: with this model it cannot reach issue
+# 12's 0.6 x (the model alone caps it near there), so it is no longer a target.
 TARGET_C64_BOUND_RATIO = 0.9  # x the model-bound limit
-TARGET_C1_P50_DELTA_MS = 0.3
+TARGET_C1_P50_DELTA_MS = 0.6
+TARGET_VERSION_COST_RATIO = 0.6  # default version's in-process CPU per text / the older one's
+TARGET_PEER_RATIO = 3.0  # our c=64 req/s / each peer's
 TARGET_BATCH_RATIO = 0.9  # x in-process texts/s x workers
 TARGET_RSS_GROWTH = 0.10
 
@@ -155,16 +162,7 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
     checks: list[tuple[str, str, bool]] = []
     top = max(results.single)
     service_top, ceiling_top = results.single[top]
-    ratio_top = service_top.requests_per_s / max(ceiling_top.requests_per_s, 1e-9)
     bound_top = model_bound_rps(cores, max(ceiling_top.requests_per_s, 1e-9), cost_ms)
-    checks.append(
-        (
-            f"c={top}: service req/s ≥ {TARGET_C64_RATIO} x the same-worker ceiling",
-            f"{service_top.requests_per_s:,.0f} / {ceiling_top.requests_per_s:,.0f} = "
-            f"{ratio_top:.2f} x",
-            ratio_top >= TARGET_C64_RATIO and _clean(service_top.load),
-        )
-    )
     checks.append(
         (
             f"c={top}: service req/s ≥ {TARGET_C64_BOUND_RATIO} x the model-bound limit",
@@ -182,6 +180,19 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
             f"c={low}: service p50 ≤ ceiling p50 + {TARGET_C1_P50_DELTA_MS} ms",
             f"{service_low.p50_ms:.2f} ms vs {ceiling_low.p50_ms:.2f} ms ({delta_low:+.2f} ms)",
             delta_low <= TARGET_C1_P50_DELTA_MS and _clean(service_low.load),
+        )
+    )
+    if results.version_costs is not None:
+        checks.append(_version_check(results.version_costs))
+    phases = [service for service, _ in results.single.values()] + list(results.batch.values())
+    checks.append(
+        (
+            "no errors: every single-text and batch request to the service answered 200",
+            f"{sum(measured.load.completed for measured in phases):,} answered; non-2xx "
+            f"{sum(_non_200(measured.load) for measured in phases)}, timeouts "
+            f"{sum(measured.load.timeouts for measured in phases)}, connection errors "
+            f"{sum(measured.load.errors for measured in phases)}",
+            all(_clean(measured.load) for measured in phases),
         )
     )
     best_batch = max(results.batch.items(), key=lambda item: item[1].requests_per_s, default=None)
@@ -213,6 +224,9 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
             growth <= TARGET_RSS_GROWTH,
         )
     )
+    if results.peers is not None:
+        lines.extend(_peer_section(results.peers, workers, options))
+        checks.extend(_peer_checks(results.peers))
     add("### Targets")
     add("")
     add("| target | measured | result |")
@@ -221,6 +235,102 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
         add(f"| {name} | {measured_text} | {_verdict(ok)} |")
     add("")
     return "\n".join(lines), all(ok for _, _, ok in checks)
+
+
+def _version_check(costs: VersionCosts) -> tuple[str, str, bool]:
+    name = (
+        f"serving cost per text, version {costs.default} / version {costs.older} (in process, "
+        f"batch 64, rounds alternating) ≤ {TARGET_VERSION_COST_RATIO} x"
+    )
+    if costs.default == costs.older:
+        return name, f"the default version is version {costs.older} itself: 1.00 x", False
+    measured = (
+        f"{statistics.median(costs.default_ms):.4f} / {statistics.median(costs.older_ms):.4f} ms "
+        f"= {costs.ratio:.2f} x (median of {len(costs.default_ms)} per-round ratios)"
+    )
+    return name, measured, costs.ratio <= TARGET_VERSION_COST_RATIO
+
+
+def _peer_section(peers: PeerResults, workers: int, options: Options) -> list[str]:
+    """The peer table: our service and each peer at c=64 (req/s) and c=1 (p50), one run."""
+    high, low = PEER_CONCURRENCY
+    versions = peers.versions
+    lines = [
+        "### Peers: the same model, texts and workers, side by side (peer mode)",
+        "",
+        f"Each peer runs in `{peers.python}` with {workers} worker(s), loads the same "
+        f"SavedModel with `tf.saved_model.load` and calls `serving_default` on one text per "
+        f"request. Before measuring, each answered our service's probabilities on the same "
+        f"texts (largest difference {max(peers.largest_difference.values(), default=0.0):.2g}),"
+        f" and each server was warmed at each concurrency until its rate stopped climbing "
+        f"(1 s rounds, at most "
+        f"{max(1, round(options.peer_warmup_max_s))}). "
+        f"TensorFlow: tensorflow-cpu {versions.get('tensorflow-cpu', '?')} in the peers' "
+        f"interpreter, {peers.service_tensorflow} in the service's. Rounds alternate between "
+        f"the service and every peer at each concurrency; figures are medians over rounds.",
+        "",
+        f"| server | version | how it serves concurrent requests | c={high} req/s "
+        f"| ours / it at c={high} | c={low} p50 ms | c={low} p99 ms | answers |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    ours_high = peers.service[high]
+    ours_low = peers.service[low]
+    lines.append(
+        f"| ours (`python -m app`) | this checkout | micro-batching core, {workers} worker(s) "
+        f"| {ours_high.requests_per_s:,.0f} | 1.00 | {ours_low.p50_ms:.2f} "
+        f"| {ours_low.p99_ms:.2f} | {_statuses(ours_high.load)}; {_statuses(ours_low.load)} |"
+    )
+    for name, figures in peers.peers.items():
+        peer = PEERS[name]
+        at_high, at_low = figures[high], figures[low]
+        lines.append(
+            f"| {name} | {peer.distribution} {versions.get(peer.distribution, '?')} "
+            f"| {peer.concurrency_setup} | {at_high.requests_per_s:,.0f} "
+            f"| {ours_high.requests_per_s / max(at_high.requests_per_s, 1e-9):.2f} "
+            f"| {at_low.p50_ms:.2f} | {at_low.p99_ms:.2f} "
+            f"| {_statuses(at_high.load)}{_failures(at_high.load)}; "
+            f"{_statuses(at_low.load)}{_failures(at_low.load)} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _peer_checks(peers: PeerResults) -> list[tuple[str, str, bool]]:
+    high, low = PEER_CONCURRENCY
+    ours_high, ours_low = peers.service[high], peers.service[low]
+    checks = []
+    for name, figures in peers.peers.items():
+        theirs = figures[high]
+        ratio = ours_high.requests_per_s / max(theirs.requests_per_s, 1e-9)
+        checks.append(
+            (
+                f"peers, c={high}: ours ≥ {TARGET_PEER_RATIO:g} x {name} "
+                f"({PEERS[name].distribution} {peers.versions.get(PEERS[name].distribution, '?')})",
+                f"{ours_high.requests_per_s:,.0f} / {theirs.requests_per_s:,.0f} = {ratio:.2f} x",
+                ratio >= TARGET_PEER_RATIO and _clean(ours_high.load),
+            )
+        )
+    lowest = min(
+        ((name, figures[low].p50_ms) for name, figures in peers.peers.items()),
+        key=lambda item: item[1],
+        default=None,
+    )
+    if lowest is not None:
+        others = ", ".join(
+            f"{name} {figures[low].p50_ms:.2f}" for name, figures in peers.peers.items()
+        )
+        checks.append(
+            (
+                f"peers, c={low}: ours has the lowest p50",
+                f"ours {ours_low.p50_ms:.2f} ms; {others} ms",
+                ours_low.p50_ms < lowest[1] and _clean(ours_low.load),
+            )
+        )
+    return checks
+
+
+def _non_200(load: LoadResult) -> int:
+    return sum(count for status, count in load.status_counts.items() if status != 200)
 
 
 def _settings_text(options: Options) -> str:

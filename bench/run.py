@@ -1,12 +1,18 @@
 """The benchmark's phases: the service against its ceiling, batches against the model alone,
-and overload. Each server runs exactly as it ships (bench.servers)."""
+the peers (peer mode) and overload; before any server, the model's cost per text and the
+default version's against an older one. Each server runs exactly as it ships (bench.servers)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.metadata
+import json
 import logging
 import multiprocessing
 import statistics
+import subprocess
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +27,18 @@ from bench.inprocess import (
 )
 from bench.measure import Bench, Measured, Slice, pool
 from bench.options import Options, service_settings
-from bench.servers import CEILING, SERVICE, rss_mib, running_server
+from bench.peers import PEERS, Launch
+from bench.servers import (
+    CEILING,
+    HOST,
+    SERVICE,
+    Server,
+    post_json,
+    rss_mib,
+    running_command,
+    running_server,
+)
+from bench.versions import compare
 from bench.wrk import find_wrk
 
 logger = logging.getLogger("bench")
@@ -31,6 +48,43 @@ BATCH_PATH = "/v1/predict/batch"
 # The micro-batcher's default batch size under load: the model's cost per text at this size
 # is what a single-text request costs the model at best.
 MODEL_COST_BATCH_SIZE = 64
+# Peer mode (issue 27): throughput at c=64, latency at c=1.
+PEER_CONCURRENCY = (64, 1)
+# How closely a peer must answer our service's probability: the same model, or no comparison.
+PEER_AGREEMENT = 1e-5
+# The distributions whose versions the peer report states (in the peers' interpreter).
+PEER_DISTRIBUTIONS = ("tensorflow-cpu", "fastapi", "uvicorn", "bentoml", "litserve")
+
+
+@dataclass(frozen=True)
+class VersionCosts:
+    """In-process CPU per text of the default version and an older one, rounds alternating."""
+
+    default: str
+    older: str
+    default_ms: list[float]  # one figure per round
+    older_ms: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-round ratios (drift between rounds cancels); 1 for one version."""
+        if self.default == self.older:
+            return 1.0
+        return statistics.median(
+            new / old for new, old in zip(self.default_ms, self.older_ms, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class PeerResults:
+    """Peer mode: our service and each peer at PEER_CONCURRENCY, rounds alternating."""
+
+    service: dict[int, Measured]  # our service's rounds in this phase, by concurrency
+    peers: dict[str, dict[int, Measured]]  # peer name -> concurrency -> figures
+    versions: dict[str, str]  # distribution -> version in the peers' interpreter
+    service_tensorflow: str  # tensorflow-cpu in the service's interpreter
+    python: str
+    largest_difference: dict[str, float]  # peer -> max |its probability - ours| on smoke texts
 
 
 @dataclass(frozen=True)
@@ -48,6 +102,8 @@ class Results:
     text_count: int
     median_chars: int
     load_average: str
+    version_costs: VersionCosts | None = None
+    peers: PeerResults | None = None
 
 
 def choose_client(options: Options) -> str | None:
@@ -100,8 +156,14 @@ def run_benchmark(options: Options) -> Results:
             MODEL_COST_BATCH_SIZE,
             model_cost.median_cpu_ms_per_text,
         )
+        version_costs = None
+        if options.compare_version is not None:
+            version_costs = _version_costs(
+                tf_pool, version_dir, options.compare_version, bench.texts, options.rounds
+            )
         single: dict[int, tuple[Measured, Measured]] = {}
         batch: dict[int, Measured] = {}
+        peers = None
         inprocess_rates: list[float] = []
         inprocess_cpu: list[float] = []
         ceiling_env = {"SENTIMENT_WORKERS": str(workers), "SENTIMENT_LOG_LEVEL": "warning"}
@@ -151,6 +213,8 @@ def run_benchmark(options: Options) -> Results:
                         )
                     )
             batch = {concurrency: pool(slices) for concurrency, slices in batch_slices.items()}
+            if options.peers:
+                peers = measure_peers(bench, service, version_dir, workers)
 
         overload_env = bench.service_env(SENTIMENT_QUEUE_SIZE=str(options.overload_queue_size))
         with running_server(
@@ -190,7 +254,131 @@ def run_benchmark(options: Options) -> Results:
         text_count=len(bench.texts),
         median_chars=round(statistics.median(len(text) for text in bench.texts)),
         load_average=_load_average(),
+        version_costs=version_costs,
+        peers=peers,
     )
+
+
+def _version_costs(
+    tf_pool: ProcessPoolExecutor,
+    default_dir: Path,
+    older_dir: Path,
+    texts: list[str],
+    rounds: int,
+) -> VersionCosts:
+    """The default version's in-process cost per text against an older one's, in the pool
+    whose entry point set the service's TensorFlow threads (bench.inprocess.configure_threads).
+    """
+    if default_dir.resolve() == older_dir.resolve():
+        logger.info("the default version is %s itself: no cost ratio to measure", older_dir)
+        return VersionCosts(default_dir.name, older_dir.name, [], [])
+    figures = tf_pool.submit(
+        compare, [default_dir, older_dir], texts, MODEL_COST_BATCH_SIZE, rounds
+    ).result()
+    costs = VersionCosts(default_dir.name, older_dir.name, figures[default_dir], figures[older_dir])
+    logger.info(
+        "in process, version %s / version %s: %.3f x CPU per text",
+        costs.default,
+        costs.older,
+        costs.ratio,
+    )
+    return costs
+
+
+def measure_peers(bench: Bench, service: Server, version_dir: Path, workers: int) -> PeerResults:
+    """Peer mode: start the peers on the same model with the same workers, check they answer
+    what our service answers, then alternate rounds between the service and every peer at each
+    of PEER_CONCURRENCY with the same texts."""
+    options = bench.options
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
+        launch = Launch(options.peers_python, HOST, workers, version_dir, Path(scratch))
+        running: dict[str, Server] = {}
+        for name in options.peers:
+            peer = PEERS[name]
+            running[name] = stack.enter_context(
+                running_command(
+                    f"peer-{name}",
+                    functools.partial(peer.command, launch),
+                    peer.environment(launch),
+                    REPO_ROOT,
+                    peer.ready_path,
+                )
+            )
+        differences = {
+            name: _largest_difference(bench, service, server, PEERS[name].predict_path)
+            for name, server in running.items()
+        }
+        endpoints = [(service, PREDICT_PATH)] + [
+            (server, PEERS[name].predict_path) for name, server in running.items()
+        ]
+        service_figures: dict[int, Measured] = {}
+        peer_figures: dict[str, dict[int, Measured]] = {name: {} for name in running}
+        for concurrency in PEER_CONCURRENCY:
+            measured = bench.compare_endpoints(
+                endpoints, bench.single_bodies, concurrency, warm_until_steady=True
+            )
+            service_figures[concurrency] = measured[0]
+            for name, figures in zip(running, measured[1:], strict=True):
+                peer_figures[name][concurrency] = figures
+    return PeerResults(
+        service=service_figures,
+        peers=peer_figures,
+        versions=_distribution_versions(options.peers_python),
+        service_tensorflow=_installed_version("tensorflow-cpu"),
+        python=options.peers_python,
+        largest_difference=differences,
+    )
+
+
+def _largest_difference(bench: Bench, service: Server, peer: Server, path: str) -> float:
+    """The largest |peer - service| probability on a few texts; refuses a peer that errs or
+    answers another model (a comparison of different work would be meaningless)."""
+    largest = 0.0
+    for body in bench.single_bodies[:4]:
+        answers = []
+        for server, server_path in ((service, PREDICT_PATH), (peer, path)):
+            status, answer = post_json(server.port, server_path, body)
+            if status != 200:
+                raise RuntimeError(
+                    f"{server.name} {server_path} answered {status}: {answer[:200]!r}"
+                )
+            answers.append(float(json.loads(answer)["probability"]))
+        largest = max(largest, abs(answers[0] - answers[1]))
+    if largest > PEER_AGREEMENT:
+        raise RuntimeError(f"{peer.name} answers other probabilities (by up to {largest:.2g})")
+    return largest
+
+
+def _distribution_versions(python: str) -> dict[str, str]:
+    """The peers' versions, read in their own interpreter (absent ones: 'not installed')."""
+    script = (
+        "import importlib.metadata as m, json, sys\n"
+        "def version(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return 'not installed'\n"
+        "json.dump({name: version(name) for name in sys.argv[1:]}, sys.stdout)\n"
+    )
+    completed = subprocess.run(
+        [python, "-c", script, *PEER_DISTRIBUTIONS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    versions: dict[str, str] = json.loads(completed.stdout)
+    return versions
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _load_average() -> str:
