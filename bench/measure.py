@@ -24,8 +24,8 @@ from bench.wrk import run_wrk
 
 logger = logging.getLogger("bench")
 
-# A warm-up round at most this much faster than the one before: the rate stopped climbing.
-STEADY_GROWTH = 1.25
+# Two warm-up rounds in a row within this share of each other: the rate is steady.
+STEADY_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,19 @@ class Bench:
         round_s: float = 1.0,
         max_rounds: int = 20,
     ) -> list[float]:
-        """Warm-up rounds until the rate stops climbing (at most `max_rounds`); the rates.
+        """Warm-up rounds until two in a row agree within STEADY_TOLERANCE (at most
+        `max_rounds`); the rates.
 
-        Some servers take many seconds to reach their steady rate under concurrency: a thread
-        pool that grows one thread at a time, each thread's first TensorFlow call. A fixed
-        short warm-up would measure their ramp, not them.
+        Some servers take many seconds to reach their steady rate under concurrency, and not
+        smoothly (a thread pool that grows one thread at a time, each thread's first TensorFlow
+        call: 79 then 15 req/s before hundreds). A fixed short warm-up would measure their
+        ramp, not them.
         """
         rates: list[float] = []
         for _ in range(max(1, max_rounds)):
             spec = LoadSpec(HOST, server.port, path, bodies, concurrency, 10**9, round_s)
             rates.append(self.load(spec).requests_per_s)
-            if len(rates) >= 2 and 0 < rates[-1] <= STEADY_GROWTH * rates[-2]:
+            if len(rates) >= 2 and steady(rates[-2], rates[-1]):
                 break
         logger.info(
             "%s %s c=%d warm-up rates: %s req/s",
@@ -207,7 +209,7 @@ class Bench:
         Alternating (A B A B A B rather than A A A B B B) exposes every server to the same
         background load, so their ratios stay meaningful on a busy machine. Each server has its
         own path (the peers answer the same body elsewhere). `warm_until_steady`: warm each
-        until its rate stops climbing rather than for the fixed warm-up (the peers).
+        until its rate is steady rather than for the fixed warm-up (the peers).
         """
         for server, path in endpoints:
             if warm_until_steady:
@@ -246,6 +248,11 @@ class Bench:
         status, answer = post_json(server.port, path, body)
         if status != 200:
             raise RuntimeError(f"{server.name} {path} answered {status}: {answer[:200]!r}")
+
+
+def steady(previous: float, last: float) -> bool:
+    """Two warm-up rates that agree within STEADY_TOLERANCE (and answered something)."""
+    return last > 0 and abs(last - previous) <= STEADY_TOLERANCE * max(last, previous)
 
 
 def pool(slices: Sequence[Slice]) -> Measured:

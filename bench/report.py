@@ -7,6 +7,7 @@ import platform
 import statistics
 
 from bench.loadclient import LoadResult
+from bench.measure import STEADY_TOLERANCE
 from bench.options import Options
 from bench.peers import PEERS
 from bench.run import PEER_CONCURRENCY, PeerResults, Results, VersionCosts
@@ -262,8 +263,8 @@ def _peer_section(peers: PeerResults, workers: int, options: Options) -> list[st
         f"SavedModel with `tf.saved_model.load` and calls `serving_default` on one text per "
         f"request. Before measuring, each answered our service's probabilities on the same "
         f"texts (largest difference {max(peers.largest_difference.values(), default=0.0):.2g}),"
-        f" and each server was warmed at each concurrency until its rate stopped climbing "
-        f"(1 s rounds, at most "
+        f" and each server was warmed at each concurrency until two 1 s rounds in a row "
+        f"agreed within {STEADY_TOLERANCE:.0%} (at most "
         f"{max(1, round(options.peer_warmup_max_s))}). "
         f"TensorFlow: tensorflow-cpu {versions.get('tensorflow-cpu', '?')} in the peers' "
         f"interpreter, {peers.service_tensorflow} in the service's. Rounds alternate between "

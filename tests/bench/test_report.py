@@ -6,7 +6,7 @@ import pytest
 
 from bench.inprocess import InProcessResult
 from bench.loadclient import LoadResult
-from bench.measure import Measured
+from bench.measure import Measured, steady
 from bench.options import parse_options
 from bench.report import model_bound_rps, render
 from bench.run import PeerResults, Results, VersionCosts
@@ -165,3 +165,10 @@ def test_peer_rows_give_our_ratio_to_each_peer_and_who_has_the_lowest_p50() -> N
     assert "| naive | fastapi 0.1 |" in table and "| 1,500 | 4.00 | 1.20 | 2.40 |" in table
     assert "| bentoml | bentoml 1.4.40 |" in table and "| 2,500 | 2.40 | 0.80 | 1.60 |" in table
     assert "tensorflow-cpu 2.21.0 in the peers' interpreter, 2.21.0 in the service's" in table
+
+
+def test_a_warm_up_is_steady_when_two_rounds_agree_within_a_fifth() -> None:
+    assert not steady(79.0, 15.0), "a ramp that dips is not steady"
+    assert not steady(130.0, 670.0)
+    assert steady(700.0, 716.0) and steady(500.0, 500.0) and steady(800.0, 650.0)
+    assert not steady(0.0, 0.0), "a server that answers nothing is not warm"
