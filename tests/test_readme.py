@@ -4,7 +4,8 @@
 - the explanation example satisfies the identities docs/protocols.md states;
 - docs/protocols.md lists every route the app serves, and no route it doesn't;
 - docs/operations.md lists every error type with its status, and every metric;
-- docs/model.md's quality table has a row for every published version, matching its card;
+- docs/model.md's quality table has a row for every published version, matching its card, and
+  its per-domain table matches the served version's card;
 - every relative link (file and anchor) resolves.
 
 The configuration table and restated defaults are checked in tests/app/test_settings_defaults.py.
@@ -222,7 +223,15 @@ QUALITY_ROW = re.compile(
     re.MULTILINE,
 )
 BASELINE_ROW = re.compile(
-    r"^\| (?P<name>TF-IDF|NBSVM) [^|]* \| (?P<accuracy>[\d.]+) \| (?P<auc>[\d.]+) \|", re.MULTILINE
+    rf"^\| (?P<name>TF-IDF|NBSVM) [^|]* \| (?P<accuracy>[\d.]+) \| (?P<auc>{_FIGURE}) \|",
+    re.MULTILINE,
+)
+# The per-domain table: domain, test rows, the model's accuracy and ECE, then the baselines',
+# VADER's and the live version's accuracy on the same rows.
+DOMAIN_ROW = re.compile(
+    r"^\| (?P<domain>[a-z]+) \| (?P<rows>[\d,]+) \| (?P<model>[\d.]+) \| (?P<ece>[\d.]+) \| "
+    r"(?P<tfidf_logreg>[\d.]+) \| (?P<nbsvm>[\d.]+) \| (?P<vader>[\d.]+) \| (?P<live>[\d.]+) \|$",
+    re.MULTILINE,
 )
 KIND_ROW = re.compile(
     r"^\| [^|]+ \| `(?P<kind>[a-z_]+)` \| (?P<texts>\d+) \| (?P<accuracy>[\d.]+)% \|", re.MULTILINE
@@ -264,7 +273,21 @@ def test_model_report_quality_table_matches_every_published_card() -> None:
     assert shown.keys() == by_name.keys()
     for name, row in shown.items():
         assert float(row["accuracy"]) == pytest.approx(by_name[name]["test_accuracy"]), name
-        assert float(row["auc"]) == pytest.approx(by_name[name]["test_roc_auc"]), name
+        _check_figure(row["auc"], by_name[name].get("test_roc_auc"))
+
+
+def test_model_report_domain_table_matches_the_served_card() -> None:
+    text = _section(MODEL_REPORT.read_text().replace("*", ""), "## Quality")
+    by_domain = _card(version_dirs(SHIPPED_MODEL_BASE)[-1][0])["per_domain"]["test_by_domain"]
+    shown = {row["domain"]: row for row in DOMAIN_ROW.finditer(text)}
+    assert shown.keys() == by_domain.keys()
+    for domain, row in shown.items():
+        figures = by_domain[domain]
+        assert int(row["rows"].replace(",", "")) == figures["model"]["rows"], domain
+        assert float(row["model"]) == pytest.approx(figures["model"]["accuracy"]), domain
+        assert float(row["ece"]) == pytest.approx(figures["model"]["ece"]), domain
+        for scorer in ("tfidf_logreg", "nbsvm", "vader", "live"):
+            assert float(row[scorer]) == pytest.approx(figures[scorer]["accuracy"]), domain
 
 
 def test_model_report_behavioural_kinds_match_the_served_card() -> None:

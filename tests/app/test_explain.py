@@ -74,7 +74,7 @@ def _texts() -> list[str]:
         "Great.<br /><br />Terrible!!! Don't watch it; it's not worth it.",
         "ÉNORME film — très bien",
         f"{UNSEEN[0]} {UNSEEN[1]}",
-        "!!!",
+        "?!...",
         "a " * 300,
     ]
 
@@ -135,7 +135,7 @@ def test_explanations_are_exact_and_agree_with_predict(
             accounting["oov_count"] / max(accounting["token_count"], 1), abs=1e-6
         )
     by_text = dict(zip(texts, explanations, strict=True))
-    punctuation_only = by_text["!!!"]
+    punctuation_only = by_text["?!..."]
     assert [unit["unit"] for unit in punctuation_only["units"]] == ["[UNK]"]
     assert punctuation_only["input"]["token_count"] == 0
 
