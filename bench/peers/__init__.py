@@ -114,9 +114,9 @@ PEERS: dict[str, Peer] = {
             predict_path="/v1/predict",
             ready_path="/readyz",
             concurrency_setup=(
-                "`uvicorn --workers N` (one socket shared by N processes); each request runs "
-                "the signature in Starlette's thread pool (a `def` endpoint); TensorFlow's "
-                "default threads"
+                "`uvicorn --workers N` (N processes on one socket); the `def` endpoint runs in "
+                "Starlette's thread pool (up to 40 threads per worker, each calling TensorFlow); "
+                "TensorFlow's default threads"
             ),
             command=_module_command("bench.peers.naive_fastapi"),
             environment=_model_environment,
@@ -128,8 +128,9 @@ PEERS: dict[str, Peer] = {
             ready_path="/readyz",
             concurrency_setup=(
                 "`@bentoml.service(workers=N)` under `bentoml serve` (N worker processes on "
-                "one socket); the sync `@bentoml.api` runs in BentoML's thread pool, one text "
-                "per call (no adaptive batching); TensorFlow's default threads"
+                "one socket); the sync `@bentoml.api` runs one call at a time per worker "
+                "(BentoML's default `threads=1`), one text per call (no adaptive batching); its "
+                "default metrics on; TensorFlow's default threads"
             ),
             command=_bentoml_command,
             environment=_bentoml_environment,
@@ -141,8 +142,9 @@ PEERS: dict[str, Peer] = {
             ready_path="/health",
             concurrency_setup=(
                 "`LitServer(accelerator='cpu', workers_per_device=N)`: N inference worker "
-                "processes fed through queues by N uvicorn API server processes "
-                "(`num_api_servers` default), `max_batch_size=1`; TensorFlow's default threads"
+                "processes fed through multiprocessing queues by N uvicorn API server processes "
+                "(the default `num_api_servers`), one text per call (default "
+                "`max_batch_size=1`); TensorFlow's default threads"
             ),
             command=_module_command("bench.peers.litserve_api"),
             environment=_model_environment,

@@ -3,7 +3,8 @@
 The service as BentoML 1.4's documentation writes one: the model loaded in `__init__` (once per
 worker process) with `tf.saved_model.load`, a synchronous `@bentoml.api` taking the text (the
 body `{"text": ...}` of our `POST /v1/predict`) and answering the label and probability,
-`workers=N` from the benchmark. One text per call: no adaptive batching.
+`workers=N` from the benchmark, BentoML's defaults otherwise (`threads=1`: one call at a
+time per worker). One text per call: no adaptive batching. Access log off, as for every server.
 
 Served by `bentoml serve bench.peers.bentoml_service:SentimentService` (see bench.peers) in
 `.venv-peers`; BentoML is not installed in the service's venv, hence the ignores below.
