@@ -121,9 +121,35 @@ def choose_client(options: Options) -> str | None:
     return wrk
 
 
+def check_peers(options: Options) -> dict[str, str]:
+    """Before anything is measured: the peers' interpreter has every peer asked for and the
+    service's TensorFlow (the same runtime on the same model, or no comparison). The versions.
+    """
+    versions = _distribution_versions(options.peers_python)
+    missing = [
+        PEERS[name].distribution
+        for name in options.peers
+        if versions.get(PEERS[name].distribution) == "not installed"
+    ]
+    if missing:
+        raise RuntimeError(
+            f"{', '.join(missing)} not installed in {options.peers_python}: `make bench-peers` "
+            "installs the peers into .venv-peers"
+        )
+    ours = _installed_version("tensorflow-cpu")
+    if versions.get("tensorflow-cpu") != ours:
+        raise RuntimeError(
+            f"the peers' interpreter {options.peers_python} has tensorflow-cpu "
+            f"{versions.get('tensorflow-cpu')}, the service's {ours}: `make bench-peers` "
+            "installs the same version"
+        )
+    return versions
+
+
 def run_benchmark(options: Options) -> Results:
     context = multiprocessing.get_context("spawn")
     version_dir = newest_version_dir(options.model_base)
+    peer_versions = check_peers(options) if options.peers else {}
     settings = service_settings(options)
     wrk = choose_client(options)
     workers = settings.workers
@@ -214,7 +240,7 @@ def run_benchmark(options: Options) -> Results:
                     )
             batch = {concurrency: pool(slices) for concurrency, slices in batch_slices.items()}
             if options.peers:
-                peers = measure_peers(bench, service, version_dir, workers)
+                peers = measure_peers(bench, service, version_dir, workers, peer_versions)
 
         overload_env = bench.service_env(SENTIMENT_QUEUE_SIZE=str(options.overload_queue_size))
         with running_server(
@@ -285,7 +311,9 @@ def _version_costs(
     return costs
 
 
-def measure_peers(bench: Bench, service: Server, version_dir: Path, workers: int) -> PeerResults:
+def measure_peers(
+    bench: Bench, service: Server, version_dir: Path, workers: int, versions: dict[str, str]
+) -> PeerResults:
     """Peer mode: start the peers on the same model with the same workers, check they answer
     what our service answers, then alternate rounds between the service and every peer at each
     of PEER_CONCURRENCY with the same texts."""
@@ -326,7 +354,7 @@ def measure_peers(bench: Bench, service: Server, version_dir: Path, workers: int
     return PeerResults(
         service=service_figures,
         peers=peer_figures,
-        versions=_distribution_versions(options.peers_python),
+        versions=versions,
         service_tensorflow=_installed_version("tensorflow-cpu"),
         python=options.peers_python,
         largest_difference=differences,

@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import main
 from bench.inprocess import newest_version_dir
 from bench.measure import Bench
 from bench.options import parse_options
 from bench.peers import PEERS, peer_names
-from bench.run import PEER_AGREEMENT, PEER_CONCURRENCY, choose_client, measure_peers
+from bench.run import (
+    PEER_AGREEMENT,
+    PEER_CONCURRENCY,
+    check_peers,
+    choose_client,
+    measure_peers,
+)
 from bench.servers import SERVICE, running_server
 from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
 
@@ -61,6 +68,15 @@ def test_compare_version_defaults_to_the_issue_baseline_and_can_be_skipped() -> 
     assert parse_options(["--compare-version", older]).compare_version == Path(older)
 
 
+def test_a_peer_missing_from_the_peers_interpreter_stops_the_run_before_it_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BentoML is not in the service's venv: the run refuses at once, pointing at the fix."""
+    arguments = ["--data", str(_archive(tmp_path)), "--peers", "naive,bentoml"]
+    assert main([*arguments, "--peers-python", sys.executable]) == 2
+    assert "bentoml not installed" in caplog.text and "make bench-peers" in caplog.text
+
+
 @pytest.mark.e2e
 def test_the_naive_peer_runs_beside_the_service_and_is_measured(tmp_path: Path) -> None:
     options = parse_options(
@@ -88,7 +104,7 @@ def test_the_naive_peer_runs_beside_the_service_and_is_measured(tmp_path: Path) 
         bench = Bench(options, client_pool, choose_client(options))
         service_env = bench.service_env(SENTIMENT_WORKERS="1")
         with running_server("service", SERVICE, service_env, REPO_ROOT, "/readyz") as service:
-            results = measure_peers(bench, service, version_dir, workers=1)
+            results = measure_peers(bench, service, version_dir, 1, check_peers(options))
 
     assert list(results.peers) == ["naive"]
     assert results.largest_difference["naive"] <= PEER_AGREEMENT
