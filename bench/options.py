@@ -176,7 +176,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         wrk_threads=max(1, args.wrk_threads),
         compare_version=_compare_version(args.compare_version, args.model_base.resolve()),
         peers=peers,
-        peers_python=args.peers_python or _default_peers_python(),
+        # Absolute but not resolved: a venv's python is a symlink out of the venv.
+        peers_python=str(Path.cwd() / (args.peers_python or _default_peers_python())),
         peer_warmup_max_s=args.peer_warmup,
     )
 

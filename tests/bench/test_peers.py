@@ -59,6 +59,9 @@ def test_peer_names_default_to_every_peer_and_refuse_unknown_ones() -> None:
         peer_names("naive,tfserving")
     with pytest.raises(SystemExit):
         parse_options(["--peers", "tfserving"])
+    # Relative to where the run starts, and a venv's python is not resolved out of its venv.
+    relative = parse_options(["--peers-python", "venv/bin/python"]).peers_python
+    assert relative == str(Path.cwd() / "venv" / "bin" / "python")
 
 
 def test_compare_version_defaults_to_the_issue_baseline_and_can_be_skipped() -> None:
