@@ -169,6 +169,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._request_children: dict[_RequestKey, tuple[Counter, BulkHistogram]] = {}
+        self._prediction_children: dict[tuple[str, str], Counter] = {}
         # The tally (event loop thread only): requests in flight (REST and gRPC), and per
         # (route, method, status) or gRPC (method, code) the latencies of answered requests,
         # and predicted labels, not yet flushed.
@@ -229,10 +230,12 @@ class ServiceMetrics:
         counts[1] += negative
 
     def flush(self) -> None:
-        """Add the tally to the metrics (event loop thread only)."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        """Add the tally to the metrics (event loop thread only).
+
+        A pending flush timer stays armed: at low load every request ends idle and flushes,
+        and cancelling the timer there made the next request arm a new one; left alone, it
+        fires once within ``_FLUSH_SECONDS`` and finds little or nothing to add.
+        """
         latencies, self._latencies = self._latencies, {}
         for key, values in latencies.items():
             counter, histogram = self._request_children_of(key)
@@ -241,10 +244,19 @@ class ServiceMetrics:
         labels, self._labels = self._labels, {}
         for version, (positives, negatives) in labels.items():
             if positives:
-                self.predictions.labels("positive", version).inc(positives)
+                self._prediction_child("positive", version).inc(positives)
             if negatives:
-                self.predictions.labels("negative", version).inc(negatives)
+                self._prediction_child("negative", version).inc(negatives)
         self._storage.publish_in_flight(self.requests_in_progress, self._in_flight)
+
+    def _prediction_child(self, label: str, version: str) -> Counter:
+        """The predictions counter of (label, version), resolved once (as request children)."""
+        child = self._prediction_children.get((label, version))
+        if child is None:
+            child = self._prediction_children[label, version] = self.predictions.labels(
+                label, version
+            )
+        return child
 
     def _flush_soon(self) -> None:
         """Make sure a flush runs within ``_FLUSH_SECONDS`` (at once outside an event loop)."""
@@ -256,7 +268,11 @@ class ServiceMetrics:
         if self._flush_timer is not None and self._flush_loop is loop:
             return
         self._flush_loop = loop  # a new loop (tests run apps in several): the old timer is gone
-        self._flush_timer = loop.call_later(_FLUSH_SECONDS, self.flush)
+        self._flush_timer = loop.call_later(_FLUSH_SECONDS, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        self.flush()
 
     def _request_children_of(self, key: _RequestKey) -> tuple[Counter, BulkHistogram]:
         children = self._request_children.get(key)
@@ -308,6 +324,9 @@ class ServiceMetrics:
 
     def close(self) -> None:
         """This process is stopping: its tally is flushed and its live gauges no longer count."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.flush()
         self._storage.close()
 
@@ -362,9 +381,14 @@ class _SharedStorage:
         self._directory = directory
         self._depth: Callable[[], int] | None = None
         self._served_models: set[tuple[str, str]] = set()
+        self._published_in_flight: int | None = None
 
     def publish_in_flight(self, in_progress: Gauge, count: int) -> None:
-        in_progress.set(count)
+        # Each write is a locked write to the shared file; an idle worker flushes after
+        # every request with the same count (0) each time.
+        if count != self._published_in_flight:
+            in_progress.set(count)
+            self._published_in_flight = count
 
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
         self._depth = depth
