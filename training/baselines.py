@@ -30,9 +30,9 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from training.corpora import row_weights
 from training.data import RunData, RunRow
 from training.metrics import DomainScore, accuracy_by_group, correct
+from training.mixing import row_weights
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from contract import (
     SignatureInfo,
 )
 from training import calibration as calibration_lib
-from training import corpora
+from training import corpora, splits
 from training.config import RunConfig
 from training.data import RunData
 from training.evaluation import MODEL, Evaluation
@@ -133,11 +133,11 @@ def data_section(config: RunConfig, data: RunData, chosen: dict[str, float]) -> 
         "split_rule": {
             "key": "sha256 of the normalised text (lowercase, non-alphanumerics removed, "
             "whitespace collapsed)",
-            "salt": corpora.SPLIT_SALT.decode().rstrip("\0"),
+            "salt": splits.SPLIT_SALT.decode().rstrip("\0"),
             "fractions": {
-                "train": corpora.TRAIN_FRACTION,
-                "validation": corpora.VALIDATION_FRACTION,
-                "test": round(1 - corpora.TRAIN_FRACTION - corpora.VALIDATION_FRACTION, 2),
+                "train": splits.TRAIN_FRACTION,
+                "validation": splits.VALIDATION_FRACTION,
+                "test": round(1 - splits.TRAIN_FRACTION - splits.VALIDATION_FRACTION, 2),
             },
             "official_test_splits": "kept as published (IMDB's 25,000 test reviews)",
         },

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from training import corpora
+from training import corpora, mixing
 from training import export as export_lib
 from training import gate as gate_lib
 from training import publish as publish_lib
@@ -177,13 +177,13 @@ def hyperparameters_from(args: argparse.Namespace) -> Hyperparameters:
     return dataclasses.replace(params, **overrides)
 
 
-def mix_from(args: argparse.Namespace) -> corpora.Mix:
+def mix_from(args: argparse.Namespace) -> mixing.Mix:
     """--mix (a file or a shipped name), --data alone, or --data added to --mix."""
-    own = None if args.data is None else corpora.mix_of(args.data, args.domain)
+    own = None if args.data is None else mixing.mix_of(args.data, args.domain)
     if args.mix is None:
-        return own or corpora.default_mix(PRESET_MIXES[args.preset])
-    named = (corpora.MIXES_DIR / f"{args.mix}.json").is_file() and "/" not in args.mix
-    mix = corpora.default_mix(args.mix) if named else corpora.load_mix(Path(args.mix))
+        return own or mixing.default_mix(PRESET_MIXES[args.preset])
+    named = (mixing.MIXES_DIR / f"{args.mix}.json").is_file() and "/" not in args.mix
+    mix = mixing.default_mix(args.mix) if named else mixing.load_mix(Path(args.mix))
     return mix if own is None else mix.with_entry(own.entries[0])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training import corpora
+from training import mixing
 from training.behavioural import BEHAVIOUR_DIR
 from training.gate import GateSettings
 from training.model import DEFAULT_PRESET, PRESETS, Hyperparameters
@@ -35,7 +35,7 @@ class DataSettings:
     a directory or an http(s) base URL), where downloads are cached, and an optional `limit` of
     about that many rows per corpus (quick runs)."""
 
-    mix: corpora.Mix = field(default_factory=corpora.default_mix)
+    mix: mixing.Mix = field(default_factory=mixing.default_mix)
     datasets: str = field(default_factory=default_datasets)
     cache_dir: Path = DEFAULT_CACHE_DIR
     limit: int | None = None

@@ -32,18 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from training import corpora
-from training.corpora import (
-    IMDB_URL,
-    DataError,
-    DuplicateReport,
-    KeyIndex,
-    Mix,
-    Row,
-    Source,
-    download,
-    file_sha256,
-)
+from training import corpora, mixing
+from training.corpora import IMDB_URL, DataError, Row, download, file_sha256
+from training.mixing import Mix, Source
+from training.splits import DuplicateReport, KeyIndex, sample_position
 
 __all__ = ["IMDB_URL", "DataError", "download", "file_sha256"]
 
@@ -159,7 +151,7 @@ def prepare(
     with data.path.open("w", encoding="utf-8") as out:
         for row, split, key in index.assign(rows(), report):
             total = report.rows_by_corpus[row.corpus]
-            if limit is not None and corpora.sample_position(key) >= limit / total:
+            if limit is not None and sample_position(key) >= limit / total:
                 continue
             written = [(row.text, ROW)]
             if row.corpus in cuts and split != "test":
@@ -257,8 +249,8 @@ def load(
     domain: str | None = None,
 ) -> LabelledData:
     """Read `source` (URL, aclImdb archive or directory, CSV or JSON Lines file) into memory."""
-    mix = corpora.mix_of(source, domain)
-    (located,) = corpora.locate(mix, ".", cache_dir)
+    mix = mixing.mix_of(source, domain)
+    (located,) = mixing.locate(mix, ".", cache_dir)
     rows = list(located.rows())
     if corpora.is_imdb_layout(located.path):
         train, test = (

@@ -24,9 +24,9 @@ import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from training import augment
-from training.corpora import Mix, row_weights
 from training.data import CALIBRATION_SNIPPET, ROW, SNIPPET, RunData, RunRow
 from training.metrics import DomainScore, accuracy_by_group
+from training.mixing import Mix, row_weights
 from training.model import Hyperparameters, build_model, tie_base_ids, unit_scores
 from training.start import (
     NBSVM_START_C_GRID,
@@ -77,7 +77,7 @@ def vectorized(
 
 
 def sample_weights(counts: Counts, multipliers: dict[str, float]) -> np.ndarray:
-    """Each training text's weight: the mix's (`corpora.row_weights`) for a corpus's rows; a
+    """Each training text's weight: the mix's (`mixing.row_weights`) for a corpus's rows; a
     snippet or counterfactual weighs what a row of the long-review corpora does on average."""
     rows = counts.kinds == ROW
     pairs = list(

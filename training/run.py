@@ -17,12 +17,12 @@ from training import baselines as baselines_lib
 from training import behavioural as behavioural_lib
 from training import calibration as calibration_lib
 from training import card as card_lib
-from training import corpora
 from training import data as data_lib
 from training import evaluation as evaluation_lib
 from training import export as export_lib
 from training import fit as fit_lib
 from training import gate as gate_lib
+from training import mixing
 from training import publish as publish_lib
 from training.behavioural import BehaviouralSet
 from training.config import RunConfig
@@ -41,7 +41,7 @@ def run(config: RunConfig) -> Path:
     # scored only once the model is final.
     behavioural_sets = behavioural_lib.load_sets(config.report.behavioural_sets)
     # Every file is found (or downloaded) before any work, and all missing ones named at once.
-    sources = corpora.locate(config.data.mix, config.data.datasets, config.data.cache_dir)
+    sources = mixing.locate(config.data.mix, config.data.datasets, config.data.cache_dir)
     with tempfile.TemporaryDirectory(prefix="sentiment-rows-") as work_dir:
         data = data_lib.prepare(
             config.data.mix,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import write_jsonl
-from training import corpora, data
+from training import data, mixing
 from training.baselines import fit_baselines, vader_probabilities
 from training.data import ROW, RunData, RunRow
 
@@ -30,8 +30,8 @@ def disagreeing(tmp_path_factory: pytest.TempPathFactory) -> RunData:
     spec = {"corpora": [{"name": "fans", "path": "fans.jsonl", "domain": "a"},
                         {"name": "critics", "path": "critics.jsonl", "domain": "b"}]}  # fmt: skip
     (root / "mix.json").write_text(json.dumps(spec), encoding="utf-8")
-    mix = corpora.load_mix(root / "mix.json")
-    sources = corpora.locate(mix, str(root), root / "cache")
+    mix = mixing.load_mix(root / "mix.json")
+    sources = mixing.locate(mix, str(root), root / "cache")
     (root / "work").mkdir()
     return data.prepare(mix, sources, root / "work", 0.0, seed=1)
 

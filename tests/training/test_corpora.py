@@ -10,21 +10,23 @@ from pathlib import Path
 import pytest
 
 from tests.paths import REPO_ROOT
-from training import corpora
-from training.corpora import DuplicateReport, Mix, MixEntry, Row, assign_splits
+from training import corpora, mixing, splits
+from training.corpora import Row
 from training.data import DataError
+from training.mixing import Mix, MixEntry
+from training.splits import DuplicateReport, assign_splits
 
 DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 def test_normalise_ignores_case_spacing_and_punctuation() -> None:
     variants = ["Great phone, works well!", "great  phone works well", "GREAT-PHONE... works well?"]
-    assert len({corpora.normalise(v) for v in variants}) == 1
-    assert len({corpora.key_hash(v) for v in variants}) == 1
+    assert len({splits.normalise(v) for v in variants}) == 1
+    assert len({splits.key_hash(v) for v in variants}) == 1
 
 
 def test_texts_without_letters_or_digits_keep_distinct_keys() -> None:
-    keys = {corpora.normalise(t) for t in (":)", ":(", "👍", "👍👍", "😡")}
+    keys = {splits.normalise(t) for t in (":)", ":(", "👍", "👍👍", "😡")}
     assert len(keys) == 5
 
 
@@ -42,10 +44,10 @@ def test_a_duplicate_lands_in_one_split_across_corpora() -> None:
         for i, t in enumerate(texts)
     ]
     assigned, report = _split_rows(rows)
-    split_by_corpus = {(r.corpus, corpora.normalise(r.text)): s for r, s in assigned}
+    split_by_corpus = {(r.corpus, splits.normalise(r.text)): s for r, s in assigned}
     assert len(assigned) == 600
     for text in texts:
-        key = corpora.normalise(text)
+        key = splits.normalise(text)
         assert split_by_corpus[("reviews", key)] == split_by_corpus[("tweets", key)]
     assert set(split_by_corpus.values()) == {"train", "validation", "test"}
     assert report.shared_across_corpora == Counter({"reviews + tweets": 300})
@@ -103,12 +105,12 @@ def test_mix_file_names_corpora_weights_to_choose_from_and_a_users_file(tmp_path
                          "terms": "ours"}]}  # fmt: skip
     path = tmp_path / "mix.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
-    mix = corpora.load_mix(path)
+    mix = mixing.load_mix(path)
     assert mix.candidates() == [
         {"imdb": 2.0, "pros_cons": 1.0, "mine": 1.0},
         {"imdb": 4.0, "pros_cons": 1.0, "mine": 1.0},
     ]
-    (mine,) = corpora.locate(Mix(mix.entries[2:]), str(tmp_path / "nowhere"), tmp_path)
+    (mine,) = mixing.locate(Mix(mix.entries[2:]), str(tmp_path / "nowhere"), tmp_path)
     assert list(mine.rows()) == [Row("fast refund", 1, "mine", "support")]
     assert mine.entry.describe()["terms"] == "ours" and not mine.entry.cuts_snippets
     for bad, message in (
@@ -121,7 +123,7 @@ def test_mix_file_names_corpora_weights_to_choose_from_and_a_users_file(tmp_path
     ):
         path.write_text(json.dumps(bad), encoding="utf-8")
         with pytest.raises(DataError, match=message):
-            corpora.load_mix(path)
+            mixing.load_mix(path)
 
 
 def test_every_missing_corpus_is_named_at_once_and_imdb_is_downloaded_only_when_absent(
@@ -132,34 +134,34 @@ def test_every_missing_corpus_is_named_at_once_and_imdb_is_downloaded_only_when_
     (datasets / "pros_cons.jsonl.gz").write_bytes(b"")
     mix = Mix((MixEntry("pros_cons"), MixEntry("airline_tweets"), MixEntry("yelp_reviews_10k")))
     with pytest.raises(DataError) as error:
-        corpora.locate(mix, str(datasets), tmp_path / "cache")
+        mixing.locate(mix, str(datasets), tmp_path / "cache")
     message = str(error.value)
     assert "airline_tweets.jsonl.gz" in message and "yelp_reviews_10k.jsonl.gz" in message
     assert "pros_cons" not in message and "--datasets" in message
-    (located,) = corpora.locate(Mix((MixEntry("imdb"),)), str(DATASETS), tmp_path / "cache")
+    (located,) = mixing.locate(Mix((MixEntry("imdb"),)), str(DATASETS), tmp_path / "cache")
     assert located.path == DATASETS / corpora.IMDB_ARCHIVE, "no download when it is there"
 
 
 def test_the_shipped_mixes_name_registered_corpora() -> None:
-    default = corpora.default_mix()
+    default = mixing.default_mix()
     assert [e.name for e in default.entries] == [c.name for c in corpora.REGISTRY]
     assert {"imdb": 3.0} in [{"imdb": c["imdb"]} for c in default.candidates()]
-    assert [e.name for e in corpora.default_mix("imdb").entries] == ["imdb"]
+    assert [e.name for e in mixing.default_mix("imdb").entries] == ["imdb"]
     assert default.source == "training/mixes/default.json"
 
 
 def test_one_file_makes_a_mix_of_its_own(tmp_path: Path) -> None:
-    (imdb,) = corpora.mix_of("https://example.org/aclImdb_v1.tar.gz").entries
+    (imdb,) = mixing.mix_of("https://example.org/aclImdb_v1.tar.gz").entries
     assert (imdb.name, imdb.domain) == ("imdb", "movie")
-    (mine,) = corpora.mix_of(str(tmp_path / "tickets.csv")).entries
+    (mine,) = mixing.mix_of(str(tmp_path / "tickets.csv")).entries
     assert (mine.name, mine.domain) == ("tickets", "tickets")
-    (mine,) = corpora.mix_of(str(tmp_path / "tickets.csv"), "support").entries
+    (mine,) = mixing.mix_of(str(tmp_path / "tickets.csv"), "support").entries
     assert mine.domain == "support"
 
 
 def test_row_weights_give_each_corpus_one_share_with_balanced_labels() -> None:
     counts = Counter({("big", 1): 800, ("big", 0): 200, ("small", 1): 50, ("small", 0): 50})
-    weights = corpora.row_weights(counts, {"big": 1.0, "small": 3.0})
+    weights = mixing.row_weights(counts, {"big": 1.0, "small": 3.0})
     total = {key: weights[key] * n for key, n in counts.items()}
     assert total[("big", 1)] == pytest.approx(total[("big", 0)])
     assert total[("small", 1)] + total[("small", 0)] == pytest.approx(

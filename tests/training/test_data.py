@@ -20,7 +20,7 @@ from tests.training.conftest import (
     write_imdb_archive,
     write_jsonl,
 )
-from training import corpora, data
+from training import data, mixing, splits
 from training.data import DataError, RunData
 
 
@@ -191,8 +191,8 @@ def _reviews(n: int, word: str, label: int) -> list[tuple[str, int]]:
 def _prepared(tmp_path: Path, spec: Mapping[str, object], limit: int | None = None) -> RunData:
     mix_file = tmp_path / "mix.json"
     mix_file.write_text(json.dumps(spec), encoding="utf-8")
-    mix = corpora.load_mix(mix_file)
-    sources = corpora.locate(mix, str(tmp_path), tmp_path / "cache")
+    mix = mixing.load_mix(mix_file)
+    sources = mixing.locate(mix, str(tmp_path), tmp_path / "cache")
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     return data.prepare(mix, sources, work, snippets_per_review=0.5, seed=1, limit=limit)
@@ -213,7 +213,7 @@ def test_prepare_writes_each_kept_row_once_with_its_split_and_the_snippets(tmp_p
     corpus_rows = [r for r in everything if r.kind == data.ROW]
     assert len(corpus_rows) == 800 == prepared.size({"train", "validation", "test"})
     for row in corpus_rows:  # the split is the text's, whatever the corpus
-        assert row.split == corpora.bucket(corpora.key_hash(row.text))
+        assert row.split == splits.bucket(splits.key_hash(row.text))
     snippets = [r for r in everything if r.kind != data.ROW]
     assert snippets and {r.corpus for r in snippets} == {"long"}
     assert {r.split for r in snippets if r.kind == data.SNIPPET} == {"train", "validation"}
@@ -246,7 +246,7 @@ def test_limit_keeps_about_that_many_rows_of_each_corpus(tmp_path: Path) -> None
 def _training_only(n: int) -> list[tuple[str, int]]:
     """`n` texts whose split is train, alternating labels."""
     texts = (f"text {i}" for i in range(10_000))
-    train = [t for t in texts if corpora.bucket(corpora.key_hash(t)) == "train"]
+    train = [t for t in texts if splits.bucket(splits.key_hash(t)) == "train"]
     return [(text, i % 2) for i, text in enumerate(train[:n])]
 
 

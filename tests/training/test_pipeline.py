@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from contract import CARD_FILE
 from tests.training.conftest import write_jsonl
-from training import corpora
+from training import corpora, mixing, splits
 from training import data as data_lib
 from training import export as export_lib
 from training import publish as publish_lib
@@ -42,7 +42,7 @@ def _config(
     return RunConfig(
         params=params,
         preset=preset,
-        data=DataSettings(corpora.mix_of(str(archive)), str(output), output / "cache", limit),
+        data=DataSettings(mixing.mix_of(str(archive)), str(output), output / "cache", limit),
         output=OutputSettings(output),
         gate=FORCE,
         report=ReportSettings(verbose=0),
@@ -135,7 +135,7 @@ def test_refit_learns_from_the_validation_rows_at_the_chosen_c(tmp_path: Path) -
 
     def texts_in(split: str, template: str, n: int) -> list[str]:
         texts = (template.format(i) for i in range(100_000))
-        return [t for t in texts if corpora.bucket(corpora.key_hash(t)) == split][:n]
+        return [t for t in texts if splits.bucket(splits.key_hash(t)) == split][:n]
 
     rows = [(t, 1) for t in texts_in("train", "the film was great and superb {}", 30)]
     rows += [(t, 0) for t in texts_in("train", "the film was awful and dreadful {}", 30)]
@@ -143,8 +143,8 @@ def test_refit_learns_from_the_validation_rows_at_the_chosen_c(tmp_path: Path) -
     rows += [(t, 0) for t in texts_in("validation", "the film was awful {}", 10)]
     rows += [(t, i % 2) for i, t in enumerate(texts_in("test", "the film was fine {}", 10))]
     path = write_jsonl(tmp_path / "films.jsonl", rows, "movie")
-    mix = corpora.mix_of(str(path))
-    prepared = data_lib.prepare(mix, corpora.locate(mix, ".", tmp_path), tmp_path, 0.0, 1)
+    mix = mixing.mix_of(str(path))
+    prepared = data_lib.prepare(mix, mixing.locate(mix, ".", tmp_path), tmp_path, 0.0, 1)
     params = dataclasses.replace(
         PRESETS["default"], max_tokens=300, ngrams=1, epochs=1, snippets_per_review=0.0
     )
