@@ -8,11 +8,18 @@ same machine with the same client and texts:
 2. `POST /v1/predict/batch` with 256 texts beside the SavedModel's own serving function on
    batches of 256, in process;
 3. overload: concurrency 512 against a service with a small queue, which must answer only 200
-   or 429, never time out, and keep its memory flat.
+   or 429, never time out, and keep its memory flat;
+4. before any server starts, the default version's in-process cost per text against an older
+   version's (`--compare-version`, version 7 by default), rounds alternating;
+5. with `--peers`, the same model served by a naive FastAPI app, BentoML and LitServe
+   (`bench/peers`, run from their own venv: `make bench-peers`), alternating with the service
+   at c=64 and c=1.
 
 Modules: `options` (command line), `run` (the phases), `measure` (rounds against one server),
-`report` (tables and targets), `servers`, `loadclient`, `ceiling`, `inprocess`, `texts`.
-The results are written to stdout as Markdown tables ready for the README; progress goes to
+`report` (tables and targets), `servers`, `loadclient`, `ceiling`, `inprocess`, `texts`,
+`peers`. Other entries: `bench.growth` (time by text length and batch size, REST and gRPC),
+`bench.versions` (versions side by side in process), `bench.ops` (the graph's cost per stage).
+The results are written to stdout as Markdown tables for docs/benchmark.md; progress goes to
 the log on stderr.
 """
 
