@@ -33,8 +33,9 @@ from training import calibration as calibration_lib
 from training import corpora, splits
 from training.config import RunConfig
 from training.data import RunData
+from training.epochs import TrainingRecord
 from training.evaluation import MODEL, Evaluation
-from training.fit import Fitted, TrainingRecord
+from training.fit import Fitted
 from training.gate import GateDecision
 from training.metrics import DECISION_THRESHOLD
 

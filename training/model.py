@@ -58,7 +58,7 @@ class Hyperparameters:
     epochs: int = 10
     # None trains for exactly `epochs`; otherwise stop after this many epochs without
     # improvement: on validation accuracy, against the start's, when training starts from a
-    # linear model (`embedding_init`), else on validation loss (`training.fit.train`).
+    # linear model (`embedding_init`), else on validation loss (`training.epochs.train`).
     early_stopping_patience: int | None = 2
     seed: int = 42
     # 1 = single words (the tutorial); n = words and runs of up to n words.

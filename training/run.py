@@ -26,6 +26,7 @@ from training import mixing
 from training import publish as publish_lib
 from training.behavioural import BehaviouralSet
 from training.config import RunConfig
+from training.epochs import folded_logits
 from training.evaluation import MODEL, Scored
 from training.fit import CALIBRATION, TEST, VALIDATION
 from training.vectorize import Counts
@@ -58,7 +59,7 @@ def _scored(model: object, config: RunConfig, rows: Counts | None) -> Scored:
     if rows is None:  # no long reviews in the mix: no calibration snippets
         empty = np.zeros(0)
         return Scored(empty, empty, empty, empty.astype(str), empty.astype(str))
-    return Scored.of(fit_lib.folded_logits(model, config.params, rows.matrix), rows)
+    return Scored.of(folded_logits(model, config.params, rows.matrix), rows)
 
 
 def _train_and_publish(

@@ -13,7 +13,8 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 import tensorflow as tf
 
 from training.data import ROW, SNIPPET, RunRow
-from training.fit import CountBatches, choose_start, folded_logits, sample_weights, train
+from training.epochs import CountBatches, folded_logits, train
+from training.fit import choose_start, sample_weights
 from training.model import PRESETS, Hyperparameters, build_model, tokenize
 from training.start import naive_bayes_start
 from training.vectorize import Counts, adapt_vectorizer, count_units
