@@ -27,17 +27,10 @@ requests that already hold it finish with it. It is released when the last of th
 (``UNLOADING`` until then): a finalizer reports it, so the owner can collect its memory, and no
 request pays for any bookkeeping. ``start`` also checks what only the directory can tell
 (labels on versions that are not loaded, a policy over the memory budget) and raises
-``ConfigurationError`` rather than serving something else.
+``ConfigurationError`` rather than serving something else (``app.core.named_versions``).
 
-Publishing should be atomic (write elsewhere, rename into place), but a version copied in
-place must not be read half-written nor be refused for good. So a candidate is remembered by
-a fingerprint of its whole tree (every file's size, mtime and ctime, not only the top
-directory, which finishing a file inside ``variables/`` does not change): a refused version
-is retried as soon as anything under it changes. And while versions are serving, a candidate
-is only loaded once nothing under it has changed for ``settle_seconds`` (by ctime, which the
-kernel sets, so copies that preserve old mtimes are seen too). With nothing serving yet (start
-up) a candidate is tried at once: serving sooner matters more, and a half-written one is
-refused and retried when its files change.
+A candidate is only read once its files stop changing, and a refused one is retried when they
+change (``app.core.settling``).
 """
 
 from __future__ import annotations
@@ -45,12 +38,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from app.core.errors import (
     BrokenModelError,
@@ -60,9 +52,11 @@ from app.core.errors import (
     UnknownVersionError,
 )
 from app.core.memory import MIB, MemoryBudget, mib, resident_bytes
+from app.core.named_versions import listed, named_versions, require_loaded, require_on_disk
 from app.core.policy import CANARY_LABEL, STABLE_LABEL
 from app.core.predictor import Predictor
 from app.core.routing import CanarySplit
+from app.core.settling import TreeState, settled, tree_state
 from app.metrics import ServiceMetrics
 from app.settings import ConfigurationError, Settings
 from contract import version_dirs
@@ -106,33 +100,6 @@ class Serving:
 _NOTHING = Serving({}, {}, None)
 
 
-class TreeState(NamedTuple):
-    """What a version directory looks like now: its fingerprint and its newest change."""
-
-    fingerprint: int
-    newest_change_ns: int
-
-
-def tree_state(path: Path) -> TreeState:
-    """Fingerprint every entry under ``path`` (name, size, mtime, ctime) and the top inode.
-
-    Raises OSError if the directory disappears while it is read.
-    """
-    top = path.stat()
-    entries: list[tuple[str, int, int, int]] = []
-    newest = top.st_ctime_ns
-    for entry in sorted(path.rglob("*")):
-        stat = entry.lstat()
-        entries.append((str(entry), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
-        newest = max(newest, stat.st_ctime_ns)
-    return TreeState(hash((top.st_ino, top.st_ctime_ns, tuple(entries))), newest)
-
-
-def _listed(versions: Iterable[int]) -> str:
-    found = sorted(versions, reverse=True)
-    return ", ".join(str(version) for version in found) if found else "none"
-
-
 class ModelRegistry:
     """Holds the serving versions and applies the version policy to the model directory."""
 
@@ -143,17 +110,7 @@ class ModelRegistry:
         self.model_name = settings.model_name
         self.policy = settings.model_version_policy
         self.labels = settings.model_version_labels
-        self._named = {  # what the settings name, for start-up messages and pinning
-            **{
-                f"SENTIMENT_MODEL_VERSION_LABELS label {name}={version}": version
-                for name, version in self.labels
-            },
-            **(
-                {f"SENTIMENT_SHADOW_VERSION={settings.shadow_version}": settings.shadow_version}
-                if settings.shadow_version is not None
-                else {}
-            ),
-        }
+        self._named = named_versions(settings)  # checked by start
         self._pinned = settings.pinned_versions
         self._split = CanarySplit(settings.canary_percent) if settings.canary_percent > 0 else None
         budget = settings.memory_budget_mb
@@ -253,33 +210,9 @@ class ModelRegistry:
         the memory budget. Blocking: run it in a thread."""
         with self._lock:
             on_disk = dict(version_dirs(self.base_path))
-            candidates = set(self.policy.candidates(list(on_disk)))
-            for what, version in self._named.items():
-                if version not in on_disk:
-                    raise ConfigurationError(
-                        f"{what}: there is no version {version} under {self.base_path} "
-                        f"(found: {_listed(on_disk)})"
-                    )
-                if version not in candidates:
-                    raise ConfigurationError(
-                        f"{what}: SENTIMENT_MODEL_VERSION_POLICY={self.policy} does not load "
-                        f"version {version}"
-                    )
+            require_on_disk(self._named, on_disk, self.policy, self.base_path)
             self._apply(starting=True)
-            serving = self._serving.versions
-            for what, version in self._named.items():
-                if version in serving:
-                    continue
-                rejected = self._rejected.get(version)
-                if rejected is not None:
-                    why = f"it failed to load ({rejected[1]})"
-                else:
-                    wanted = ",".join(str(v) for v in sorted({*serving, *self._named.values()}))
-                    why = (
-                        f"SENTIMENT_MODEL_VERSION_POLICY={self.policy} loads {_listed(serving)} "
-                        f"only (specific:{wanted} would load them all)"
-                    )
-                raise ConfigurationError(f"{what}: version {version} is not loaded: {why}")
+            require_loaded(self._named, self._serving.versions, self._rejected, self.policy)
 
     def refresh(self) -> bool:
         """Apply the policy to the directory as it is now; True if what serves changed.
@@ -405,7 +338,7 @@ class ModelRegistry:
         if versions and set(versions) != previous:
             logger.info(
                 "serving model versions %s (unversioned requests: version %s)",
-                _listed(versions),
+                listed(versions),
                 default.version if default is not None else "none",
             )
 
@@ -463,19 +396,14 @@ class ModelRegistry:
             rejected = self._rejected.get(version)
             if rejected is not None and rejected[0] == state.fingerprint:
                 return None
-            if not self._serving.versions or self._settle_seconds <= 0:
+            if not self._serving.versions:
                 return state
-            quiet_for = (time.time_ns() - state.newest_change_ns) / 1e9
-            if quiet_for >= self._settle_seconds:
-                return state
-            time.sleep(self._settle_seconds - quiet_for)
-            settled = tree_state(path)
+            quiet = settled(path, state, self._settle_seconds)
         except OSError:
             return None  # vanished or unreadable mid-scan: look again next time
-        if settled.fingerprint != state.fingerprint:
+        if quiet is None:
             logger.info("model version %d is still being written; will retry", version)
-            return None
-        return settled
+        return quiet
 
     def _reject(self, version: int, state: TreeState, reason: str) -> None:
         self._rejected[version] = (state.fingerprint, reason)
