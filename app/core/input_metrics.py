@@ -21,7 +21,7 @@ and half-typed texts are not the traffic whose drift these metrics watch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,35 +88,38 @@ ObserverFactory = Callable[[str], InputObserver]
 """Makes the observer of one version (by its label in the metrics)."""
 
 
+# Every series is labelled by version and by the protocol its texts came by (``rest``/``grpc``).
+_LABEL_NAMES = ("version", "protocol")
+
+
 class InputMetrics:
     """Score drift and input accounting by version, registered in the app's own registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.probability = BulkHistogram(
+        def histogram(name: str, documentation: str, buckets: Sequence[float]) -> BulkHistogram:
+            return BulkHistogram(
+                name, documentation, _LABEL_NAMES, buckets=buckets, registry=registry
+            )
+
+        self.probability = histogram(
             "sentiment_predicted_probability",
             "Predicted P(positive) per scored text: a shift in its distribution is score drift.",
-            ["version", "protocol"],
-            buckets=PROBABILITY_BUCKETS,
-            registry=registry,
+            PROBABILITY_BUCKETS,
         )
-        self.token_count = BulkHistogram(
+        self.token_count = histogram(
             "sentiment_input_tokens",
             "Real units (words and n-grams) scored per text, at most the sequence length.",
-            ["version", "protocol"],
-            buckets=TOKEN_BUCKETS,
-            registry=registry,
+            TOKEN_BUCKETS,
         )
-        self.oov_share = BulkHistogram(
+        self.oov_share = histogram(
             "sentiment_input_oov_share",
             "Share of a text's scored units that are out of the model's vocabulary.",
-            ["version", "protocol"],
-            buckets=OOV_SHARE_BUCKETS,
-            registry=registry,
+            OOV_SHARE_BUCKETS,
         )
         self.truncated = Counter(
             "sentiment_input_truncated_texts",
             "Texts longer than the model's sequence length (their tail was not scored).",
-            ["version", "protocol"],
+            _LABEL_NAMES,
             registry=registry,
         )
 
