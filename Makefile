@@ -36,6 +36,9 @@ $(PEERS_STAMP): bench/peers/requirements.txt
 	  && $(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt && touch $(PEERS_STAMP)
 # Time per request by text length and batch size, REST and gRPC, at concurrency 1 (PNG plot: --plot).
 bench-growth: install ; $(PY) -m bench.growth $(ARGS)
+# gRPC (Open Inference ModelInfer) beside REST (/v1/predict) on the same texts, c=1 and c=64.
+.PHONY: bench-grpc
+bench-grpc: install ; $(PY) -m bench.grpc $(ARGS)
 container-test: install ; bash scripts/container-test.sh
 # The README's screenshot: the playground browser test (headless Chromium) against the newest shipped version.
 playground-screenshot: install ; $(PY) -m pytest tests/app/test_playground_browser.py --playground-screenshot=docs/playground.png
