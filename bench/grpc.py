@@ -119,6 +119,11 @@ class Cell:
         return self._median([result.client_cpu_share for result in self.rounds])
 
     @property
+    def client_cpu_us_per_request(self) -> float:
+        spent = sum(result.client_cpu_s for result in self.rounds)
+        return 1e6 * spent / self.requests if self.requests else float("nan")
+
+    @property
     def server_cpu_ms_per_request(self) -> float:
         return 1000.0 * self.server_cpu_s / self.requests if self.requests else float("nan")
 
@@ -305,14 +310,15 @@ def render(cells: Sequence[Cell], context: str) -> str:
         context,
         "",
         "| protocol | concurrency | requests | req/s | p50 ms | p99 ms | errors "
-        "| client CPU (cores) | server CPU ms per request |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU (cores) | client CPU µs per request | server CPU ms per request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
         lines.append(
             f"| {cell.protocol} | {cell.concurrency} | {cell.requests} "
             f"| {cell.requests_per_s:.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} "
-            f"| {cell.errors} | {cell.client_cores:.2f} | {cell.server_cpu_ms_per_request:.2f} |"
+            f"| {cell.errors} | {cell.client_cores:.2f} | {cell.client_cpu_us_per_request:.0f} "
+            f"| {cell.server_cpu_ms_per_request:.2f} |"
         )
     by_key = {(cell.protocol, cell.concurrency): cell for cell in cells}
     lines += [
@@ -355,7 +361,8 @@ def describe(options: Options, drivers: Drivers, workers: int) -> str:
         "requests and errors are totals (errors: any answer but 200/OK, timeouts, connection "
         f"errors). {drivers.describe_clients()} Client CPU: the load client's CPU seconds per "
         "wall second (1.00 = one core busy; the machine has "
-        f"{_cores()}). Load average at the end: {load_average}."
+        f"{_cores()}, shared by the client and the server), and per request. "
+        f"Load average at the end: {load_average}."
     )
 
 
