@@ -26,11 +26,11 @@ the log on stderr.
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Sequence
 
+from bench.cli import command_line, configure_logging
 from bench.options import parse_options
 from bench.report import render
 from bench.run import run_benchmark
@@ -39,9 +39,7 @@ logger = logging.getLogger("bench")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     options = parse_options(argv)
     started = time.monotonic()
     try:
@@ -51,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report, all_met = render(options, results)
     sys.stdout.write(report + "\n")
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "bench", *arguments])
+    command = command_line("bench", argv)
     sys.stdout.write(f"Command: `{command}` ({time.monotonic() - started:.0f} s in total)\n")
     sys.stdout.flush()
     return 1 if options.strict and not all_met else 0

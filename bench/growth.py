@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import logging
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -39,12 +38,20 @@ from typing import Protocol
 import grpc
 import orjson
 
-from app.settings import Settings, env_name
 from bench import REPO_ROOT
+from bench.cli import add_service_env, command_line, configure_logging, positive_ints
 from bench.growth_plot import plot_growth
 from bench.inprocess import newest_version_dir
 from bench.loadclient import LoadSpec, run_load
-from bench.servers import HOST, SERVICE, cpu_seconds, free_port, running_server
+from bench.servers import (
+    HOST,
+    SERVICE,
+    cpu_seconds,
+    free_port,
+    quiet_service_env,
+    running_server,
+    settings_from_env,
+)
 from bench.texts import DEFAULT_DATA, load_review_texts
 
 logger = logging.getLogger("bench.growth")
@@ -251,30 +258,12 @@ def cells(options: Options) -> list[Cell]:
     ]
 
 
-def service_env(options: Options, grpc_port: int) -> dict[str, str]:
-    env = {
-        "SENTIMENT_MODEL_BASE_PATH": str(options.model_base),
-        "SENTIMENT_LOG_LEVEL": "warning",
-        "SENTIMENT_ACCESS_LOG": "false",
-    }
-    env.update(options.service_env)
-    env["SENTIMENT_GRPC_PORT"] = str(grpc_port)
-    return env
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    """The settings the service under test sees: Settings' defaults plus `env`."""
-    return Settings.model_validate(
-        {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
-    )
-
-
 def run_growth(options: Options) -> list[CellResult]:
     """Start the service, warm every cell, then measure all cells in rounds."""
     reviews = load_review_texts(options.data, options.reviews)
     grpc_port = free_port()
-    env = service_env(options, grpc_port)
-    settings = _settings(env)
+    env = quiet_service_env(options.model_base, options.service_env, grpc_port)
+    settings = settings_from_env(env)
     measured = cells(options)
     results = {cell: CellResult(cell) for cell in measured}
     bodies = {
@@ -388,7 +377,7 @@ class RunFacts:
         return cls(
             commit=commit or "unknown",
             version=newest_version_dir(options.model_base).name,
-            workers=_settings(service_env(options, 0)).workers,
+            workers=settings_from_env(options.service_env).workers,
             load_average=load_average,
         )
 
@@ -416,25 +405,11 @@ class RunFacts:
 # Command line -------------------------------------------------------------------------------
 
 
-def _int_list(value: str) -> list[int]:
-    numbers = [int(part) for part in value.split(",") if part.strip()]
-    if not numbers or min(numbers) < 1:
-        raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
-    return numbers
-
-
 def _protocol_list(value: str) -> list[str]:
     protocols = [part.strip() for part in value.split(",") if part.strip()]
     if not protocols or set(protocols) - set(PROTOCOLS):
         raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(PROTOCOLS)}")
     return protocols
-
-
-def _key_value(pair: str) -> tuple[str, str]:
-    key, separator, value = pair.partition("=")
-    if not separator or not key.startswith("SENTIMENT_"):
-        raise argparse.ArgumentTypeError(f"SENTIMENT_NAME=VALUE, got {pair!r}")
-    return key, value
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -448,8 +423,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--reviews", type=int, default=400, help="IMDB test reviews the texts are cut from"
     )
-    parser.add_argument("--lengths", type=_int_list, default=[10, 100, 1_000, 10_000])
-    parser.add_argument("--batch-sizes", type=_int_list, default=[1, 16, 256])
+    parser.add_argument("--lengths", type=positive_ints, default=[10, 100, 1_000, 10_000])
+    parser.add_argument("--batch-sizes", type=positive_ints, default=[1, 16, 256])
     parser.add_argument("--protocols", type=_protocol_list, default=list(PROTOCOLS))
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every cell")
     parser.add_argument("--requests", type=int, default=10, help="requests per cell and round")
@@ -457,14 +432,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--cell-seconds", type=float, default=4.0, help="time budget per cell and round"
     )
     parser.add_argument("--warmup-requests", type=int, default=2, help="per cell (at least 1)")
-    parser.add_argument(
-        "--service-env",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="SENTIMENT_X=VALUE",
-        help="extra setting for the service (repeatable), e.g. SENTIMENT_WORKERS=1",
-    )
+    add_service_env(parser)
     parser.add_argument(
         "--plot", type=Path, default=DEFAULT_PLOT, help="where to write the PNG plot"
     )
@@ -488,9 +456,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     options = parse_options(argv)
     started = time.monotonic()
     try:
@@ -501,8 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     facts = RunFacts.collect(options)
     sys.stdout.write(render(options, results, facts.describe(options)) + "\n")
     plot_growth(results, options.plot, f"Cost growth: {facts.title()}")
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "bench.growth", *arguments])
+    command = command_line("bench.growth", argv)
     sys.stdout.write(
         f"\nPlot: `{options.plot}`. Command: `{command}` "
         f"({time.monotonic() - started:.0f} s in total)\n"

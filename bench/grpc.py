@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,8 @@ from pathlib import Path
 import grpc
 import orjson
 
-from app.settings import Settings, env_name
 from bench import REPO_ROOT
+from bench.cli import add_service_env, command_line, configure_logging, positive_ints
 from bench.grpc_load import OK, GrpcLoadSpec, run_grpc_load
 from bench.inprocess import newest_version_dir
 from bench.loadclient import LoadResult, LoadSpec, run_load
@@ -46,7 +45,9 @@ from bench.servers import (
     free_port,
     listening_sockets,
     post_json,
+    quiet_service_env,
     running_server,
+    settings_from_env,
 )
 from bench.texts import DEFAULT_DATA, load_review_texts
 from bench.wrk import find_wrk, run_wrk
@@ -217,24 +218,6 @@ class Drivers:
 # The run ------------------------------------------------------------------------------------
 
 
-def service_env(options: Options, grpc_port: int) -> dict[str, str]:
-    env = {
-        "SENTIMENT_MODEL_BASE_PATH": str(options.model_base),
-        "SENTIMENT_LOG_LEVEL": "warning",
-        "SENTIMENT_ACCESS_LOG": "false",
-    }
-    env.update(options.service_env)
-    env["SENTIMENT_GRPC_PORT"] = str(grpc_port)
-    return env
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    """The settings the service under test sees: Settings' defaults plus `env`."""
-    return Settings.model_validate(
-        {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
-    )
-
-
 def wait_grpc_listeners(server: Server, port: int, listeners: int) -> None:
     """Every worker listens on the gRPC port too before anything is measured."""
     deadline = time.monotonic() + _READY_TIMEOUT_S
@@ -258,8 +241,8 @@ def run_benchmark(options: Options) -> tuple[list[Cell], Drivers, int]:
     """Start the service, warm both protocols, then measure every cell in rounds."""
     texts = load_review_texts(options.data, options.reviews)
     grpc_port = free_port()
-    env = service_env(options, grpc_port)
-    settings = settings_of(env)
+    env = quiet_service_env(options.model_base, options.service_env, grpc_port)
+    settings = settings_from_env(env)
     cells = {
         (protocol, concurrency): Cell(protocol, concurrency)
         for concurrency in options.concurrency
@@ -375,20 +358,6 @@ def _cores() -> str:
 # Command line -------------------------------------------------------------------------------
 
 
-def _int_list(value: str) -> list[int]:
-    numbers = [int(part) for part in value.split(",") if part.strip()]
-    if not numbers or min(numbers) < 1:
-        raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
-    return numbers
-
-
-def _key_value(pair: str) -> tuple[str, str]:
-    key, separator, value = pair.partition("=")
-    if not separator or not key.startswith("SENTIMENT_"):
-        raise argparse.ArgumentTypeError(f"SENTIMENT_NAME=VALUE, got {pair!r}")
-    return key, value
-
-
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench.grpc",
@@ -398,7 +367,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--data", type=Path, default=REPO_ROOT / DEFAULT_DATA)
     parser.add_argument("--model-base", type=Path, default=REPO_ROOT / "model" / "sentiment")
     parser.add_argument("--reviews", type=int, default=256, help="IMDB test reviews sent")
-    parser.add_argument("--concurrency", type=_int_list, default=[1, 64])
+    parser.add_argument("--concurrency", type=positive_ints, default=[1, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=50_000, help="per run, at most")
     parser.add_argument("--seconds", type=float, default=5.0, help="per run, at most")
@@ -407,14 +376,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--grpc-processes", type=int, default=1)
     parser.add_argument("--calls-per-channel", type=int, default=16)
     parser.add_argument("--request-timeout", type=float, default=10.0)
-    parser.add_argument(
-        "--service-env",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="SENTIMENT_X=VALUE",
-        help="extra setting for the service (repeatable), e.g. SENTIMENT_WORKERS=1",
-    )
+    add_service_env(parser)
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests, args.grpc_processes, args.calls_per_channel) < 1:
         parser.error("--rounds, --requests, --grpc-processes, --calls-per-channel: at least 1")
@@ -438,9 +400,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     options = parse_options(argv)
     started = time.monotonic()
     try:
@@ -449,8 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("gRPC benchmark failed: %s", exc)
         return 2
     sys.stdout.write(render(cells, describe(options, drivers, workers)) + "\n")
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "bench.grpc", *arguments])
+    command = command_line("bench.grpc", argv)
     sys.stdout.write(f"\nCommand: `{command}` ({time.monotonic() - started:.0f} s in total)\n")
     sys.stdout.flush()
     return 0

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings, env_name
+from app.settings import Settings
 from bench import REPO_ROOT
 from bench.peers import PEERS, peer_names
+from bench.servers import settings_from_env
 from bench.texts import DEFAULT_DATA
 
 SHIPPED_MODEL_BASE = REPO_ROOT / "model" / "sentiment"
@@ -200,10 +201,4 @@ def _default_peers_python() -> str:
 
 def service_settings(options: Options) -> Settings:
     """The settings the service under test runs with: Settings' defaults plus --service-env."""
-    return Settings.model_validate(
-        {
-            field: options.service_env[env_name(field)]
-            for field in Settings.model_fields
-            if env_name(field) in options.service_env
-        }
-    )
+    return settings_from_env(options.service_env)

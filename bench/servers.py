@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.settings import Settings, env_name
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -347,3 +349,24 @@ def running_command(
         yield server
     finally:
         stop_server(server)
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """The settings a service started with `env` sees: Settings' defaults plus its
+    ``SENTIMENT_*`` variables (so a benchmark knows, e.g., how many workers to wait for)."""
+    return Settings.model_validate(
+        {field: env[env_name(field)] for field in Settings.model_fields if env_name(field) in env}
+    )
+
+
+def quiet_service_env(model_base: Path, extra: Mapping[str, str], grpc_port: int) -> dict[str, str]:
+    """The environment of a service under a cost benchmark: the model base, no access log,
+    warnings only, the caller's settings, and the gRPC port the benchmark chose."""
+    env = {
+        "SENTIMENT_MODEL_BASE_PATH": str(model_base),
+        "SENTIMENT_LOG_LEVEL": "warning",
+        "SENTIMENT_ACCESS_LOG": "false",
+    }
+    env.update(extra)
+    env["SENTIMENT_GRPC_PORT"] = str(grpc_port)
+    return env
