@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.core import explainer as explain_module
 from app.core.input_metrics import PROBABILITY_BUCKETS, InputBatch, InputMetrics
 from app.main import create_app
 from app.settings import Settings
 from contract import ModelCard
-from tests.app.conftest import publish_version
+from tests.app.conftest import metric_sum, publish_version
 from tests.app.explain_models import explain_version_dir, legacy_version_dir
 from tests.paths import REPO_ROOT
 
@@ -95,16 +94,6 @@ def _ngrams(card: ModelCard) -> int:
 def _unit_count(words: int, ngrams: int) -> int:
     """Units of a text of `words` known-or-not words: words, then pairs, then triples..."""
     return sum(max(words - width + 1, 0) for width in range(1, ngrams + 1))
-
-
-def _metric(client: TestClient, name: str, **labels: str) -> float:
-    """A sample summed over every series with these labels (so over versions, workers)."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(client.get("/metrics").text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
 
 
 def test_explanations_are_exact_and_agree_with_predict(
@@ -246,7 +235,7 @@ def test_versions_without_the_signature_answer_501(
         assert "explain" in body["error"]["message"] and "version 1" in body["error"]["message"]
         # Scoring still works, without input metrics (no score signature).
         assert client.post("/v1/predict", json={"text": "good"}).status_code == 200
-        assert _metric(client, "sentiment_input_tokens_count") == 0.0
+        assert metric_sum(client, "sentiment_input_tokens_count") == 0.0
 
 
 def test_explain_is_503_before_a_model_is_ready(
@@ -274,7 +263,7 @@ def test_input_metrics_move_with_scored_texts_only(
 
     def read() -> dict[str, float]:
         return {
-            name + str(labels): _metric(explain_client, name, version="1", **labels)
+            name + str(labels): metric_sum(explain_client, name, version="1", **labels)
             for name, labels in names
         }
 
@@ -296,7 +285,7 @@ def test_input_metrics_move_with_scored_texts_only(
     # Explanations (the playground explains as its user types) are not traffic.
     explain_client.post("/v1/explain", json={"texts": texts})
     tokens_after = after["sentiment_input_tokens_count{}"]
-    assert _metric(explain_client, "sentiment_input_tokens_count") == tokens_after
+    assert metric_sum(explain_client, "sentiment_input_tokens_count") == tokens_after
 
 
 def test_explained_texts_count_as_predictions_by_label(explain_client: TestClient) -> None:
@@ -312,7 +301,7 @@ def test_explained_texts_count_as_predictions_by_label(explain_client: TestClien
 
 
 def _metric_labelled(client: TestClient, name: str, label: str) -> float:
-    return _metric(client, name, label=label)
+    return metric_sum(client, name, label=label)
 
 
 @pytest.mark.parametrize("size", [5, 520])  # a few values go one by one, more through numpy

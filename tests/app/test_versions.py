@@ -25,7 +25,6 @@ import grpc
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from app.core import memory
@@ -34,7 +33,7 @@ from app.core.predictor import Predictor
 from app.core.registry import VersionChoice
 from app.main import create_app
 from app.settings import ConfigurationError, Settings, invalid_settings_message
-from tests.app.conftest import publish_version, wait_until
+from tests.app.conftest import metric_sum, publish_version, wait_until
 from tests.paths import REPO_ROOT, SHIPPED_MODEL_BASE
 
 TEXTS = [
@@ -67,16 +66,6 @@ def _settings(base: Path, **overrides: Any) -> Settings:
         "grpc_port": 0,
     }
     return Settings(**{**values, **overrides})
-
-
-def _metric(client: TestClient, name: str, **labels: str) -> float:
-    """A sample summed over every series that has these labels."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(client.get("/metrics").text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
 
 
 def _available(client: TestClient) -> list[str]:
@@ -256,22 +245,26 @@ def test_request_prediction_and_input_metrics_carry_the_version_that_answered(
 ) -> None:
     client, _ = routed
     route = {"route": "/v1/predict/batch", "method": "POST", "status": "200"}
-    before = {v: _metric(client, "sentiment_http_requests_total", **route, version=v) for v in "67"}
-    tokens = {v: _metric(client, "sentiment_input_tokens_count", version=v) for v in "67"}
-    labelled = {v: _metric(client, "sentiment_predictions_total", version=v) for v in "67"}
+    before = {
+        v: metric_sum(client, "sentiment_http_requests_total", **route, version=v) for v in "67"
+    }
+    tokens = {v: metric_sum(client, "sentiment_input_tokens_count", version=v) for v in "67"}
+    labelled = {v: metric_sum(client, "sentiment_predictions_total", version=v) for v in "67"}
     client.post("/v1/predict/batch?version=7", json={"texts": TEXTS})
     client.post("/v1/predict/batch?version=7", json={"texts": TEXTS})
     client.post("/v1/predict/batch", json={"texts": TEXTS})
-    after = {v: _metric(client, "sentiment_http_requests_total", **route, version=v) for v in "67"}
+    after = {
+        v: metric_sum(client, "sentiment_http_requests_total", **route, version=v) for v in "67"
+    }
     assert (after["7"] - before["7"], after["6"] - before["6"]) == (2, 1)
-    latency = _metric(
+    latency = metric_sum(
         client, "sentiment_http_request_duration_seconds_count", route="/v1/predict/batch"
     )
     assert latency >= 3
-    assert _metric(client, "sentiment_input_tokens_count", version="7") - tokens["7"] == 8
-    assert _metric(client, "sentiment_input_tokens_count", version="6") - tokens["6"] == 4
-    assert _metric(client, "sentiment_predictions_total", version="7") - labelled["7"] == 8
-    info = [f"{v}" for v in "67" if _metric(client, "sentiment_model_info", version=v) == 1]
+    assert metric_sum(client, "sentiment_input_tokens_count", version="7") - tokens["7"] == 8
+    assert metric_sum(client, "sentiment_input_tokens_count", version="6") - tokens["6"] == 4
+    assert metric_sum(client, "sentiment_predictions_total", version="7") - labelled["7"] == 8
+    info = [f"{v}" for v in "67" if metric_sum(client, "sentiment_model_info", version=v) == 1]
     assert info == ["6", "7"]
 
 
@@ -485,34 +478,34 @@ def shadowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 def _shadow(client: TestClient, outcome: str) -> float:
-    return _metric(client, "sentiment_shadow_requests_total", outcome=outcome)
+    return metric_sum(client, "sentiment_shadow_requests_total", outcome=outcome)
 
 
 def test_shadow_scores_copies_and_never_answers(shadowed: TestClient) -> None:
     primary = Predictor.load(_shipped(1), warmup_batch_sizes=())
     expected = primary.predict_probabilities(TEXTS).tolist()
     scored = _shadow(shadowed, "scored")
-    texts = _metric(shadowed, "sentiment_shadow_texts_total", primary="1", shadow="2")
+    texts = metric_sum(shadowed, "sentiment_shadow_texts_total", primary="1", shadow="2")
     for _ in range(5):
         answer = shadowed.post("/v1/predict/batch", json={"texts": TEXTS})
         assert answer.headers["x-model-version"] == answer.json()["model_version"] == "1"
         probabilities = [p["probability"] for p in answer.json()["predictions"]]
         assert probabilities == pytest.approx(expected, abs=1e-5)
     assert wait_until(lambda: _shadow(shadowed, "scored") == scored + 5, WAIT_SECONDS)
-    compared = _metric(shadowed, "sentiment_shadow_texts_total", primary="1", shadow="2")
+    compared = metric_sum(shadowed, "sentiment_shadow_texts_total", primary="1", shadow="2")
     assert compared - texts == 5 * len(TEXTS)
-    agree = _metric(shadowed, "sentiment_shadow_texts_total", agreement="agree")
-    disagree = _metric(shadowed, "sentiment_shadow_texts_total", agreement="disagree")
+    agree = metric_sum(shadowed, "sentiment_shadow_texts_total", agreement="agree")
+    disagree = metric_sum(shadowed, "sentiment_shadow_texts_total", agreement="disagree")
     assert agree > 0 and agree + disagree == compared
-    differences = _metric(
+    differences = metric_sum(
         shadowed, "sentiment_shadow_probability_difference_count", primary="1", shadow="2"
     )
     assert differences == compared
-    spread = _metric(shadowed, "sentiment_shadow_probability_difference_sum")
+    spread = metric_sum(shadowed, "sentiment_shadow_probability_difference_sum")
     assert spread > 0  # versions 1 and 2 do differ
     # The shadow answered nobody, and its copies are not its traffic.
-    assert _metric(shadowed, "sentiment_http_requests_total", version="2") == 0
-    assert _metric(shadowed, "sentiment_predictions_total", version="2") == 0
+    assert metric_sum(shadowed, "sentiment_http_requests_total", version="2") == 0
+    assert metric_sum(shadowed, "sentiment_predictions_total", version="2") == 0
 
 
 def _latencies(client: TestClient, count: int) -> list[float]:
