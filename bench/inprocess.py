@@ -1,10 +1,11 @@
 """In-process throughput of the SavedModel's serving function: the batch endpoint's yardstick.
 
 The batch endpoint can at best approach what the model itself does with a batch of the same
-size in the same machine, without HTTP, JSON or queueing. This loads the SavedModel exactly as
-`contract` says (`tf.saved_model.load`, its signature, input and output names) and times
-repeated calls of the signature the service scores with (`score` when the version has it,
-else `serving_default`), with the service's TensorFlow thread settings (one intra-op and one
+size in the same machine, without HTTP, JSON or queueing. This loads the SavedModel as the
+service does (in an inline session, `app.core.inline_session`, where its graph allows, else
+`tf.saved_model.load`) and times repeated calls of the signature the service scores with
+(`score` when the version has it, else `serving_default`), with the service's TensorFlow
+thread settings (one intra-op and one
 inter-op thread by default: one worker's model). It runs in its own process (see
 `bench.run`) so TensorFlow's threads and memory never mix with the load client or the
 servers' measurements.
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from contract import (
     INPUT_NAME,
@@ -57,7 +60,7 @@ def newest_version_dir(model_base: Path) -> Path:
 # The worker process of the benchmark's TensorFlow pool keeps its loaded model here between
 # rounds, so each round times calls rather than a reload. This is the benchmark's own process,
 # never the service's.
-_SERVING_FUNCTIONS: dict[Path, Any] = {}
+_SERVING_FUNCTIONS: dict[tuple[Path, bool], Any] = {}
 
 
 def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
@@ -73,19 +76,35 @@ def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
 
 
-def load_serving_function(version_dir: Path) -> str:
+def load_serving_function(version_dir: Path, eager: bool = False) -> str:
     """Load the SavedModel once in this process (call in the worker before timing).
 
-    Returns the name of the signature timed: the one the service scores with.
+    Returns the name of the signature timed: the one the service scores with. ``eager``
+    loads it with ``tf.saved_model.load`` even where the service would not (the way it was
+    served before the inline session, for comparison).
     """
-    if version_dir not in _SERVING_FUNCTIONS:
+    key = (version_dir, eager)
+    if key not in _SERVING_FUNCTIONS:
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(version_dir))
+        from app.core.inline_session import load_inline, text_input
+
+        hot = (SCORE_SIGNATURE_NAME, SIGNATURE_NAME)
+        loaded: Any = None
+        if not eager:
+            loaded = load_inline(
+                version_dir,
+                hot,
+                tf.config.threading.get_intra_op_parallelism_threads(),
+                tf.config.threading.get_inter_op_parallelism_threads(),
+            )
+        as_input: Any = text_input
+        if loaded is None:
+            loaded, as_input = tf.saved_model.load(str(version_dir)), tf.constant
         name = SCORE_SIGNATURE_NAME if SCORE_SIGNATURE_NAME in loaded.signatures else SIGNATURE_NAME
         # Keep the loaded object alive: the signature's variables belong to it.
-        _SERVING_FUNCTIONS[version_dir] = (loaded, loaded.signatures[name], name)
-    signature_name: str = _SERVING_FUNCTIONS[version_dir][2]
+        _SERVING_FUNCTIONS[key] = (loaded, loaded.signatures[name], name, as_input)
+    signature_name: str = _SERVING_FUNCTIONS[key][2]
     return signature_name
 
 
@@ -96,22 +115,21 @@ def measure_serving_throughput(
     runs: int = 5,
     run_seconds: float = 0.5,
     distinct_batches: int = 8,
+    eager: bool = False,
 ) -> InProcessResult:
     """Texts/s of the service's signature on batches of `batch_size` real texts, per run.
 
     Each run lasts about `run_seconds` (as long as an HTTP round), so a lucky quiet moment on
     a shared machine cannot flatter the in-process figure.
     """
-    import tensorflow as tf
-
-    load_serving_function(version_dir)
-    serving = _SERVING_FUNCTIONS[version_dir][1]
+    load_serving_function(version_dir, eager)
+    _, serving, _, as_input = _SERVING_FUNCTIONS[(version_dir, eager)]
     batches = [
-        tf.constant([texts[(start + offset) % len(texts)] for offset in range(batch_size)])
+        as_input([texts[(start + offset) % len(texts)] for offset in range(batch_size)])
         for start in range(0, batch_size * distinct_batches, batch_size)
     ]
     for batch in batches[:3]:  # warm-up: first calls trace and allocate
-        serving(**{INPUT_NAME: batch})[PROBABILITY_OUTPUT].numpy()
+        np.asarray(serving(**{INPUT_NAME: batch})[PROBABILITY_OUTPUT])
     runs_texts_per_s = []
     runs_cpu_ms_per_text = []
     for _ in range(runs):
@@ -119,7 +137,7 @@ def measure_serving_throughput(
         cpu_started = time.process_time()
         started = time.perf_counter()
         while (elapsed := time.perf_counter() - started) < run_seconds:
-            serving(**{INPUT_NAME: batches[calls % len(batches)]})[PROBABILITY_OUTPUT].numpy()
+            np.asarray(serving(**{INPUT_NAME: batches[calls % len(batches)]})[PROBABILITY_OUTPUT])
             calls += 1
         runs_texts_per_s.append(batch_size * calls / elapsed)
         runs_cpu_ms_per_text.append(

@@ -298,10 +298,11 @@ def _version_costs(
     if default_dir.resolve() == older_dir.resolve():
         logger.info("the default version is %s itself: no cost ratio to measure", older_dir)
         return VersionCosts(default_dir.name, older_dir.name, [], [])
+    default, older = (default_dir, False), (older_dir, False)  # each as the service loads it
     figures = tf_pool.submit(
-        compare, [default_dir, older_dir], texts, MODEL_COST_BATCH_SIZE, rounds
+        compare, [default, older], texts, MODEL_COST_BATCH_SIZE, rounds
     ).result()
-    costs = VersionCosts(default_dir.name, older_dir.name, figures[default_dir], figures[older_dir])
+    costs = VersionCosts(default_dir.name, older_dir.name, figures[default], figures[older])
     logger.info(
         "in process, version %s / version %s: %.3f x CPU per text",
         costs.default,

@@ -4,7 +4,8 @@ The serving cost of a model is a property of its exported graph, so a new versio
 beside the one it replaces, in one process and one run (this machine's speed drifts between
 runs): in-process CPU per text on batches of real IMDB test reviews, with the service's
 TensorFlow threads (one), of the signature the service calls (`score` where it exists). Rounds
-alternate between the versions.
+alternate between the versions. `--eager` adds each version loaded with `tf.saved_model.load`
+(how the service ran every version before `app.core.inline_session`), as rows of their own.
 """
 
 from __future__ import annotations
@@ -22,21 +23,27 @@ from bench.texts import DEFAULT_DATA, load_review_texts
 logger = logging.getLogger("bench.versions")
 
 
+Entry = tuple[Path, bool]
+"""A version directory, and whether it is loaded eagerly instead of as the service would."""
+
+
 def compare(
-    version_dirs: Sequence[Path],
+    entries: Sequence[Entry],
     texts: Sequence[str],
     batch_size: int,
     rounds: int,
     runs: int = 3,
     run_seconds: float = 0.5,
-) -> dict[Path, list[float]]:
-    """CPU ms per text for each version, one figure (the median of `runs`) per round, rounds
+) -> dict[Entry, list[float]]:
+    """CPU ms per text for each entry, one figure (the median of `runs`) per round, rounds
     alternating. The caller sets the process's TensorFlow threads first (see `main`)."""
-    figures: dict[Path, list[float]] = {path: [] for path in version_dirs}
+    figures: dict[Entry, list[float]] = {entry: [] for entry in entries}
     for _ in range(rounds):
-        for path in version_dirs:
-            result = measure_serving_throughput(path, texts, batch_size, runs, run_seconds)
-            figures[path].append(result.median_cpu_ms_per_text)
+        for path, eager in entries:
+            result = measure_serving_throughput(
+                path, texts, batch_size, runs, run_seconds, eager=eager
+            )
+            figures[(path, eager)].append(result.median_cpu_ms_per_text)
     return figures
 
 
@@ -49,41 +56,47 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per version per round")
     parser.add_argument("--run-seconds", type=float, default=0.5)
+    parser.add_argument(
+        "--eager", action="store_true", help="also time each version loaded eagerly"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The service's thread settings, set by the process entry point before TensorFlow starts.
     configure_threads(1, 1)
     texts = load_review_texts(args.data, args.texts)
-    figures = compare(
-        args.versions, texts, args.batch_size, args.rounds, args.runs, args.run_seconds
-    )
+    entries = [(path, eager) for path in args.versions for eager in (False, True)[: 1 + args.eager]]
+    figures = compare(entries, texts, args.batch_size, args.rounds, args.runs, args.run_seconds)
     logger.info(
         "| version | signature | CPU ms per text, batch %d (median) | rounds |", args.batch_size
     )
     logger.info("|---|---|---:|---|")
-    first = args.versions[0]
-    for path, values in figures.items():
+    first = entries[0]
+    for (path, eager), values in figures.items():
         rounds = ", ".join(f"{value:.4f}" for value in values)
         logger.info(
             "| %s | %s | %.4f | %s |",
-            path,
-            load_serving_function(path),
+            _label(path, eager),
+            load_serving_function(path, eager),
             statistics.median(values),
             rounds,
         )
     # Each round's ratio to the first version, whose run came just before: machine drift
     # between rounds cancels in it.
     logger.info("")
-    logger.info("| version | per-round ratio to %s (median) | rounds |", first)
+    logger.info("| version | per-round ratio to %s (median) | rounds |", _label(*first))
     logger.info("|---|---:|---|")
-    for path, values in figures.items():
+    for (path, eager), values in figures.items():
         ratios = [value / base for value, base in zip(values, figures[first], strict=True)]
         logger.info(
             "| %s | %.3f | %s |",
-            path,
+            _label(path, eager),
             statistics.median(ratios),
             ", ".join(f"{ratio:.3f}" for ratio in ratios),
         )
+
+
+def _label(path: Path, eager: bool) -> str:
+    return f"{path} (eager)" if eager else str(path)
 
 
 if __name__ == "__main__":

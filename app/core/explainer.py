@@ -79,10 +79,8 @@ def explain_blocking(
     Everything that touches TensorFlow or loops over units runs here, off the event loop. The
     label is the predictor's rule, as for every prediction.
     """
-    import tensorflow as tf  # already imported by the predictor; deferred like there
-
-    outputs = explain(**{INPUT_NAME: tf.constant(list(texts), dtype=tf.string)})
-    values = {name: tensor.numpy() for name, tensor in outputs.items()}
+    outputs = explain(**{INPUT_NAME: predictor.text_input(list(texts))})
+    values = {name: np.asarray(tensor) for name, tensor in outputs.items()}
     count = len(texts)
     for name in (UNITS_PER_TEXT_OUTPUT, PROBABILITY_OUTPUT, RAW_LOGIT_OUTPUT):
         if values[name].reshape(-1).shape[0] != count:

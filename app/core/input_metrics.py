@@ -57,12 +57,12 @@ class InputBatch:
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> InputBatch:
-        """Read the ``score`` signature's output tensors (already computed, so cheap)."""
+        """Read the ``score`` signature's outputs (arrays or tensors, already computed: cheap)."""
         return cls(
-            probability=outputs[PROBABILITY_OUTPUT].numpy().reshape(-1),
-            token_count=outputs[TOKEN_COUNT_OUTPUT].numpy().reshape(-1),
-            oov_count=outputs[OOV_COUNT_OUTPUT].numpy().reshape(-1),
-            truncated=outputs[TRUNCATED_OUTPUT].numpy().reshape(-1),
+            probability=np.asarray(outputs[PROBABILITY_OUTPUT]).reshape(-1),
+            token_count=np.asarray(outputs[TOKEN_COUNT_OUTPUT]).reshape(-1),
+            oov_count=np.asarray(outputs[OOV_COUNT_OUTPUT]).reshape(-1),
+            truncated=np.asarray(outputs[TRUNCATED_OUTPUT]).reshape(-1),
         )
 
     def take(self, rows: npt.NDArray[np.intp]) -> InputBatch:

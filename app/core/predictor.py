@@ -22,6 +22,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from app.core.errors import BrokenModelError
+from app.core.inline_session import load_inline, return_freed_memory, text_input
 from app.core.input_metrics import ObserverFactory, observed_scoring
 from contract import (
     CARD_FILE,
@@ -112,7 +113,13 @@ class Predictor:
         import tensorflow as tf  # deferred: importing app modules must stay cheap
 
         try:
-            loaded = tf.saved_model.load(str(path))
+            inline = load_inline(
+                path,
+                hot=(SCORE_SIGNATURE_NAME, SIGNATURE_NAME),
+                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+            )
+            loaded: Any = inline if inline is not None else tf.saved_model.load(str(path))
             serving_function = loaded.signatures[SIGNATURE_NAME]
             score_function = loaded.signatures.get(SCORE_SIGNATURE_NAME)
             if score_function is not None:  # verified below like serving_default would be
@@ -122,27 +129,25 @@ class Predictor:
                 f"version {version}: SavedModel failed to load ({type(exc).__name__})"
             ) from exc
 
-        def string_constant(texts: Sequence[str]) -> Any:
-            return tf.constant(texts, dtype=tf.string)
+        string_constant: Callable[[Sequence[str]], Any] = text_input
+        if inline is None:
 
-        # The flat call skips the signature's Python argument binding and type checks on every
-        # model call; it is only used when it answers exactly like the signature (checked here
-        # on the card's samples, before the replay below verifies the probabilities).
-        serving_function = _flat_or_signature_call(
-            serving_function, string_constant([sample.text for sample in card.samples])
-        )
+            def string_constant(texts: Sequence[str]) -> Any:
+                return tf.constant(texts, dtype=tf.string)
 
         predictor = cls(
             version, card, card_document, serving_function, string_constant, loaded, path
         )
         predictor.verify_samples()
         predictor.warm_up(warmup_batch_sizes)
+        return_freed_memory()  # what loading, optimizing and warming allocated for a while
         if score_function is not None and observe_inputs is not None:
             observer = observe_inputs(predictor.version_label)
             predictor._serving_function = observed_scoring(serving_function, observer)
         logger.info(
-            "model version %d loaded, verified and warm in %.2fs",
+            "model version %d loaded (%s), verified and warm in %.2fs",
             version,
+            "inline session" if inline is not None else "eager: its graph has control flow",
             time.perf_counter() - started,
         )
         return predictor
@@ -154,6 +159,10 @@ class Predictor:
             return None
         function: Callable[..., Any] = signatures[name]
         return function
+
+    def text_input(self, texts: Sequence[str]) -> Any:
+        """``texts`` as this version's signatures take them (their outputs: ``np.asarray``)."""
+        return self._string_constant(texts)
 
     def labels_for(self, probabilities: Sequence[float]) -> list[Label]:
         """The one label rule: positive when the probability reaches the card's threshold."""
@@ -180,7 +189,7 @@ class Predictor:
         Blocking and CPU-bound: call it from a worker thread, never from the event loop.
         """
         outputs = self._serving_function(**{INPUT_NAME: self._string_constant(texts)})
-        probabilities: Probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
+        probabilities: Probabilities = np.asarray(outputs[PROBABILITY_OUTPUT]).reshape(-1)
         if probabilities.shape[0] != len(texts):
             raise BrokenModelError(
                 f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
@@ -203,8 +212,8 @@ class Predictor:
 
     def _scores(self, function: Callable[..., Any], texts: Sequence[str]) -> Probabilities:
         outputs = function(**{INPUT_NAME: self._string_constant(texts)})
-        probabilities = outputs[PROBABILITY_OUTPUT].numpy().reshape(-1)
-        logits = outputs[LOGIT_OUTPUT].numpy().reshape(-1)
+        probabilities = np.asarray(outputs[PROBABILITY_OUTPUT]).reshape(-1)
+        logits = np.asarray(outputs[LOGIT_OUTPUT]).reshape(-1)
         if probabilities.shape[0] != len(texts) or logits.shape[0] != len(texts):
             raise BrokenModelError(
                 f"version {self.version}: {probabilities.shape[0]} outputs for {len(texts)} inputs"
@@ -244,63 +253,6 @@ class Predictor:
             raise BrokenModelError(
                 f"version {self.version}: warm-up failed ({type(exc).__name__})"
             ) from exc
-
-
-def flat_signature_call(signature: Any) -> Callable[..., dict[str, Any]] | None:
-    """A faster stand-in for calling ``signature(text=...)``, or None if it can't be made.
-
-    Calling a loaded signature binds its keyword arguments against the function type,
-    type-checks them and packs the outputs: a sizeable share of a small batch's model call,
-    all of it Python holding the GIL the event loop needs. ``_call_flat`` runs the same graph
-    with the arguments already flat. It is TensorFlow's private API (pinned in pyproject.toml):
-    anything unexpected about the signature means no fast path, and ``_flat_or_signature_call``
-    compares the two on real inputs before the fast one is used.
-    """
-    call_flat = getattr(signature, "_call_flat", None)
-    structured_outputs = getattr(signature, "structured_outputs", None)
-    input_signature = getattr(signature, "structured_input_signature", None)
-    if call_flat is None or not isinstance(structured_outputs, dict):
-        return None
-    if not (
-        isinstance(input_signature, tuple)
-        and len(input_signature) == 2
-        and input_signature[0] == ()
-        and isinstance(input_signature[1], dict)
-        and list(input_signature[1]) == [INPUT_NAME]
-    ):
-        return None
-    import tensorflow as tf
-
-    # The order of the flat outputs is tf.nest's order of the output dictionary.
-    names = tf.nest.flatten({name: name for name in structured_outputs})
-
-    def call(**inputs: Any) -> dict[str, Any]:
-        outputs = call_flat([inputs[INPUT_NAME]], signature.captured_inputs)
-        if isinstance(outputs, dict):  # a loaded signature packs its outputs itself
-            return outputs
-        return dict(zip(names, outputs, strict=True))
-
-    return call
-
-
-def _flat_or_signature_call(signature: Any, probe: Any) -> Callable[..., Any]:
-    """The flat call when it answers ``probe`` exactly like the signature, else the signature."""
-    fast = flat_signature_call(signature)
-    if fast is None:
-        return signature  # type: ignore[no-any-return]
-    try:
-        expected = signature(**{INPUT_NAME: probe})
-        actual = fast(**{INPUT_NAME: probe})
-        same = set(actual) == set(expected) and all(
-            np.array_equal(actual[name].numpy(), expected[name].numpy()) for name in expected
-        )
-    except Exception as exc:
-        logger.warning("flat signature call failed (%s); using the signature", type(exc).__name__)
-        return signature  # type: ignore[no-any-return]
-    if not same:
-        logger.warning("flat signature call differs from the signature; using the signature")
-        return signature  # type: ignore[no-any-return]
-    return fast
 
 
 def _read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:

@@ -14,7 +14,8 @@ TEXTS = ["A wonderful film, I loved it.", "Terrible acting and a dull plot."] * 
 
 
 def test_compare_gives_every_version_one_figure_per_round() -> None:
-    versions = [SHIPPED_MODEL_BASE / "1", SHIPPED_MODEL_BASE / "3"]
+    """Each version as the service loads it (inline) and, for comparison, eagerly."""
+    versions = [(SHIPPED_MODEL_BASE / "1", False), (SHIPPED_MODEL_BASE / "3", True)]
     figures = compare(versions, TEXTS, batch_size=4, rounds=2, runs=1, run_seconds=0.05)
     assert list(figures) == versions
     assert all(len(values) == 2 and min(values) > 0 for values in figures.values())
@@ -26,7 +27,7 @@ def test_main_prints_medians_and_per_round_ratios() -> None:
     if not archive.exists():
         pytest.skip(f"the IMDB archive is not at {archive}")
     version, other = str(SHIPPED_MODEL_BASE / "1"), str(SHIPPED_MODEL_BASE / "3")
-    options = ["--texts", "8", "--batch-size", "4", "--rounds", "1", "--runs", "1"]
+    options = ["--texts", "8", "--batch-size", "4", "--rounds", "1", "--runs", "1", "--eager"]
     command = [sys.executable, "-m", "bench.versions", version, other, *options]
     completed = subprocess.run(
         [*command, "--run-seconds", "0.05"],
@@ -39,3 +40,4 @@ def test_main_prints_medians_and_per_round_ratios() -> None:
     lines = completed.stderr.splitlines()
     assert any("per-round ratio" in line for line in lines)
     assert f"| {version} | 1.000 | 1.000 |" in lines, "the first version's ratio is 1"
+    assert any(line.startswith(f"| {other} (eager) |") for line in lines)
