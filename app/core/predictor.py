@@ -6,6 +6,11 @@ this export computes what training measured. A version that can't prove it is ne
 
 Each version carries its own rules: the label rule (``labels_for``, the card's decision
 threshold) and its signatures (``signature``, ``signature_defs``).
+
+A version runs in an inline session (``app.core.inline_session``: its graph on the calling
+thread, no hand-off to TensorFlow's thread pool per call) unless its scoring graph has control
+flow, which only ``tf.saved_model.load`` can run; either way its signatures take
+``text_input(texts)`` and answer arrays.
 """
 
 from __future__ import annotations
@@ -129,12 +134,10 @@ class Predictor:
                 f"version {version}: SavedModel failed to load ({type(exc).__name__})"
             ) from exc
 
-        string_constant: Callable[[Sequence[str]], Any] = text_input
-        if inline is None:
+        def eager_input(texts: Sequence[str]) -> Any:
+            return tf.constant(texts, dtype=tf.string)
 
-            def string_constant(texts: Sequence[str]) -> Any:
-                return tf.constant(texts, dtype=tf.string)
-
+        string_constant = text_input if inline is not None else eager_input
         predictor = cls(
             version, card, card_document, serving_function, string_constant, loaded, path
         )
