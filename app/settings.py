@@ -241,7 +241,11 @@ class Settings(BaseSettings):
     tf_inter_op_threads: int = Field(
         default=1,
         ge=0,
-        description="TensorFlow inter-op threads per process (0 = TensorFlow's default).",
+        description=(
+            "TensorFlow inter-op threads per process (0 = TensorFlow's default). A version in "
+            "an inline session runs its ops on the model thread and uses them only for "
+            "explain's control flow, with at least 2."
+        ),
     )
     gil_switch_interval_ms: float = Field(
         default=0.5,
