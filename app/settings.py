@@ -248,11 +248,11 @@ class Settings(BaseSettings):
         ),
     )
     gil_switch_interval_ms: float = Field(
-        default=0.5,
+        default=0.1,
         gt=0,
         description=(
             "Python's GIL switch interval (sys.setswitchinterval) for the serving process. "
-            "The model thread re-takes the GIL several times per call; with Python's 5 ms "
+            "The model thread re-takes the GIL after every model call; with Python's 5 ms "
             "default it waits behind a busy event loop, so model calls stall under load."
         ),
     )
