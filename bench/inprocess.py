@@ -85,22 +85,9 @@ def load_serving_function(version_dir: Path, eager: bool = False) -> str:
     """
     key = (version_dir, eager)
     if key not in _SERVING_FUNCTIONS:
-        import tensorflow as tf
+        from app.core.inline_session import load_saved_model
 
-        from app.core.inline_session import load_inline, text_input
-
-        hot = (SCORE_SIGNATURE_NAME, SIGNATURE_NAME)
-        loaded: Any = None
-        if not eager:
-            loaded = load_inline(
-                version_dir,
-                hot,
-                tf.config.threading.get_intra_op_parallelism_threads(),
-                tf.config.threading.get_inter_op_parallelism_threads(),
-            )
-        as_input: Any = text_input
-        if loaded is None:
-            loaded, as_input = tf.saved_model.load(str(version_dir)), tf.constant
+        loaded, as_input = load_saved_model(version_dir, eager=eager)
         name = SCORE_SIGNATURE_NAME if SCORE_SIGNATURE_NAME in loaded.signatures else SIGNATURE_NAME
         # Keep the loaded object alive: the signature's variables belong to it.
         _SERVING_FUNCTIONS[key] = (loaded, loaded.signatures[name], name, as_input)

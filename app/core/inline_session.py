@@ -18,8 +18,9 @@ control flow: the predictor then loads that version eagerly, as before. The othe
 
 Memory: the loader's usual ``session.run`` of the table initializer would keep that run's
 executor, and with it the initializer's constants (the whole vocabulary), cached for the
-session's life. The initializer runs through a callable released at once instead, and the
-freed heap is handed back to the system (``malloc_trim``, where the C library has it).
+session's life. The initializer runs through a callable released at once instead; the
+predictor hands the freed heap back to the system once the version is warm
+(``return_freed_memory``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from contract import SCORE_SIGNATURE_NAME, SIGNATURE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +110,35 @@ class InlineModel:
         self.session = session  # owns the graph, the tables and the callables
         self.signatures = signatures
 
-    def close(self) -> None:
-        """Free the session's memory now rather than when it is collected."""
-        self.session.close()
-
 
 def text_input(texts: Sequence[str]) -> npt.NDArray[np.object_]:
     """A batch of texts as the Session feeds it (a string tensor [N])."""
     return np.array(list(texts), dtype=object).reshape(len(texts))
+
+
+def load_saved_model(path: Path, eager: bool = False) -> tuple[Any, Callable[[Sequence[str]], Any]]:
+    """The version in ``path`` as the service runs it, and what turns texts into its input.
+
+    An ``InlineModel`` where its scoring signatures allow, else ``tf.saved_model.load`` (or
+    that in any case with ``eager``, to compare); both have ``signatures`` by name. TensorFlow's
+    thread settings are the process's (``tf.config.threading``, set by its entry point).
+    """
+    import tensorflow as tf
+
+    if not eager:
+        inline = load_inline(
+            path,
+            hot=(SCORE_SIGNATURE_NAME, SIGNATURE_NAME),
+            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+            inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+        )
+        if inline is not None:
+            return inline, text_input
+
+    def eager_input(texts: Sequence[str]) -> Any:
+        return tf.constant(list(texts), dtype=tf.string)
+
+    return tf.saved_model.load(str(path)), eager_input
 
 
 def load_inline(
@@ -164,8 +188,6 @@ def load_inline(
     signatures = {
         name: InlineSignature(session, signature) for name, signature in signature_defs.items()
     }
-    del meta_graph, loader
-    return_freed_memory()
     return InlineModel(session, signatures)
 
 

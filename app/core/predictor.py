@@ -27,7 +27,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from app.core.errors import BrokenModelError
-from app.core.inline_session import load_inline, return_freed_memory, text_input
+from app.core.inline_session import InlineModel, load_saved_model, return_freed_memory
 from app.core.input_metrics import ObserverFactory, observed_scoring
 from contract import (
     CARD_FILE,
@@ -115,16 +115,8 @@ class Predictor:
         if not (path / "saved_model.pb").is_file():
             raise BrokenModelError(f"version {version}: saved_model.pb is missing")
 
-        import tensorflow as tf  # deferred: importing app modules must stay cheap
-
         try:
-            inline = load_inline(
-                path,
-                hot=(SCORE_SIGNATURE_NAME, SIGNATURE_NAME),
-                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
-                inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-            )
-            loaded: Any = inline if inline is not None else tf.saved_model.load(str(path))
+            loaded, string_constant = load_saved_model(path)
             serving_function = loaded.signatures[SIGNATURE_NAME]
             score_function = loaded.signatures.get(SCORE_SIGNATURE_NAME)
             if score_function is not None:  # verified below like serving_default would be
@@ -134,10 +126,6 @@ class Predictor:
                 f"version {version}: SavedModel failed to load ({type(exc).__name__})"
             ) from exc
 
-        def eager_input(texts: Sequence[str]) -> Any:
-            return tf.constant(texts, dtype=tf.string)
-
-        string_constant = text_input if inline is not None else eager_input
         predictor = cls(
             version, card, card_document, serving_function, string_constant, loaded, path
         )
@@ -150,7 +138,9 @@ class Predictor:
         logger.info(
             "model version %d loaded (%s), verified and warm in %.2fs",
             version,
-            "inline session" if inline is not None else "eager: its graph has control flow",
+            "inline session"
+            if isinstance(loaded, InlineModel)
+            else "eager: its graph has control flow",
             time.perf_counter() - started,
         )
         return predictor
