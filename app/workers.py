@@ -17,19 +17,24 @@ worker has stopped accepting, so no client reconnects into a listener about to c
 The gRPC port (``SENTIMENT_GRPC_PORT``) is shared the same way: each worker's grpc server
 binds it with ``SO_REUSEPORT``, and the supervisor holds it too, so a port in use by another
 program fails at start rather than in a worker.
+
+When the process may run on exactly as many CPUs as it has workers, each worker is bound to
+one of them (``SENTIMENT_WORKER_CPU_AFFINITY``, see ``worker_cpus``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -127,6 +132,46 @@ class WorkerListener:
         return any(self._flags)
 
 
+def allowed_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity mask; empty where it can't be read)."""
+    get_affinity = getattr(os, "sched_getaffinity", None)
+    return set(get_affinity(0)) if get_affinity is not None else set()
+
+
+def worker_cpus(affinity: str, workers: int, allowed: Collection[int]) -> list[int | None]:
+    """The CPU each worker slot is bound to, None for none.
+
+    A worker's event loop hands every batch to its model thread and the model thread hands
+    the answers back: two wake-ups per batch. Where the kernel puts the two threads on
+    different CPUs, each wake-up must reach the other CPU (on a VM, an interrupt through the
+    hypervisor), and at low load a request waits for both. Bound to one CPU, the worker's
+    threads wake each other where they are. A worker then can't borrow an idle CPU, so this is
+    done only when the workers have a CPU each and nothing more to borrow: the process may
+    run on exactly as many CPUs as it has workers (``auto``), never with ``off``.
+    """
+    if affinity == "off" or workers < 2 or len(allowed) != workers:
+        return [None] * workers
+    return list(sorted(allowed))
+
+
+def _run_worker(cpu: int | None, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """A worker process's entry: bound to its CPU first, so every thread it starts later (the
+    model thread, TensorFlow's, gRPC's) inherits the binding."""
+    if cpu is not None:
+        _bind_process(cpu)
+    target(*args)
+
+
+def _bind_process(cpu: int) -> None:
+    """Bind every thread of this process to ``cpu``: importing the worker's modules already
+    started a few (numpy's BLAS pool), and a binding only passes to threads started after it."""
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpu})
+    except OSError as exc:  # no /proc, or the CPU left the process's cpuset meanwhile
+        logger.warning("worker cannot bind to CPU %d (%s); running unbound", cpu, exc)
+
+
 def serve_worker(settings: Settings, coordinator: ListenerCoordinator | None = None) -> None:
     """A worker process: tuned, its own socket, then uvicorn until it is told to stop."""
     tune_process(settings)
@@ -158,6 +203,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._listeners = SharedListenerFlags(self._context, settings.workers)
         self._workers: list[BaseProcess] = []
+        self._cpus = worker_cpus(settings.worker_cpu_affinity, settings.workers, allowed_cpus())
         self._stopping = threading.Event()
         self._failed = False
 
@@ -176,6 +222,8 @@ class Supervisor:
             signal.signal(signum, self._request_stop)
         count = self._settings.workers
         logger.info("starting %d workers on %s:%d", count, self._settings.host, port)
+        if self._cpus[0] is not None:
+            logger.info("each worker bound to one CPU: %s", ", ".join(map(str, self._cpus)))
         try:
             self._workers = [self._start_worker(slot) for slot in range(count)]
             while not self._stopping.wait(_SUPERVISE_INTERVAL_SECONDS):
@@ -196,7 +244,9 @@ class Supervisor:
             args: tuple[Any, ...] = (self._settings, self._listeners.for_slot(slot))
         else:
             target, args = self._worker, (self._settings,)
-        worker = self._context.Process(target=target, args=args, name="sentiment-worker")
+        worker = self._context.Process(
+            target=_run_worker, args=(self._cpus[slot], target, args), name="sentiment-worker"
+        )
         worker.start()
         return worker
 

@@ -143,6 +143,28 @@ def _worker_pids(exposition: str) -> set[int]:
     }
 
 
+def _worker_cpus(pids: set[int]) -> dict[int, frozenset[int]]:
+    """The CPUs each worker's threads may run on (every thread of a worker must agree)."""
+    cpus = {}
+    for pid in pids:
+        masks = {
+            frozenset(os.sched_getaffinity(int(task.name)))
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        }
+        assert len(masks) == 1, f"worker {pid}'s threads disagree on their CPUs: {masks}"
+        [cpus[pid]] = masks
+    return cpus
+
+
+def _assert_bound_as_settings_say(cpus: dict[int, frozenset[int]]) -> None:
+    """Two workers on a 2-CPU machine (the CI's): one CPU each; anywhere else: unbound."""
+    allowed = frozenset(os.sched_getaffinity(0))
+    if len(allowed) == 2:
+        assert sorted(cpus.values(), key=sorted) == [frozenset({cpu}) for cpu in sorted(allowed)]
+    else:
+        assert set(cpus.values()) == {allowed}
+
+
 def _connections_per_process(port: int, pids: set[int]) -> dict[int, int]:
     """Established server-side connections on ``port`` held by each process, from /proc."""
     inodes = set()
@@ -205,6 +227,8 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
         assert values["sentiment_model_ready"] == 1
         pids = _worker_pids(exposition)
         assert len(pids) == 2
+        cpus = _worker_cpus(pids)
+        _assert_bound_as_settings_say(cpus)
 
         # Keep-alive clients connect in bursts; with one shared listening socket the first
         # worker to wake took them all. Each worker's own socket lets the kernel spread them.
@@ -230,6 +254,8 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
             if len(current) == 2 and killed not in current:
                 break
             time.sleep(0.2)
+        # The replacement takes the CPU of the worker it replaces.
+        assert sorted(_worker_cpus(current).values()) == sorted(cpus.values())
         assert _metric_values(exposition)[predicted] == requests
 
         server.process.send_signal(signal.SIGTERM)
