@@ -12,7 +12,7 @@ Run it like the service: `python -m bench.ceiling` takes the service's `SENTIMEN
 supervisor (`app.workers.Supervisor`), each on its own `SO_REUSEPORT` socket, so connections
 spread over the workers as they do for the service. A one-worker ceiling against a two-worker
 service would compare one core with two. Each worker is plain uvicorn (uvloop, httptools, no
-access log): no TensorFlow, no connection guards.
+access log): no TensorFlow, no connection guards, and never bound to a CPU per worker.
 """
 
 from __future__ import annotations
@@ -74,8 +74,13 @@ def serve_ceiling_worker(settings: Settings) -> None:
 
 
 def main() -> int:
-    """``python -m bench.ceiling``: ``SENTIMENT_WORKERS`` ceiling workers until SIGTERM."""
-    settings = Settings()
+    """``python -m bench.ceiling``: ``SENTIMENT_WORKERS`` ceiling workers until SIGTERM.
+
+    Never bound to a CPU per worker (``SENTIMENT_WORKER_CPU_AFFINITY``): the binding pays
+    for the service's two threads per worker, and the ceiling, with one, measured a little
+    slower bound (docs/benchmark.md), so the yardstick keeps the kernel's placement.
+    """
+    settings = Settings().model_copy(update={"worker_cpu_affinity": "off"})
     if settings.workers == 1:
         serve_ceiling_worker(settings)
         return 0
