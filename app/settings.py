@@ -23,6 +23,7 @@ from app.core.policy import CANARY_LABEL, STABLE_LABEL, VersionLabels, VersionPo
 
 ENV_PREFIX = "SENTIMENT_"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+WorkerCpuAffinity = Literal["auto", "off"]
 
 
 def _unset_if_blank(value: object) -> object:
@@ -279,7 +280,7 @@ class Settings(BaseSettings):
             "benchmark)."
         ),
     )
-    worker_cpu_affinity: Literal["auto", "off"] = Field(
+    worker_cpu_affinity: WorkerCpuAffinity = Field(
         default="auto",
         description=(
             "auto binds each worker of `python -m app` to a CPU of its own when the process "

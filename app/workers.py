@@ -50,7 +50,7 @@ from app.http.connections import (
 )
 from app.main import create_app
 from app.process import refreeze_heap, tune_process
-from app.settings import Settings
+from app.settings import Settings, WorkerCpuAffinity
 
 # uvicorn's logging configuration gives this logger a handler in the parent process too.
 logger = logging.getLogger("uvicorn.error")
@@ -138,7 +138,9 @@ def allowed_cpus() -> set[int]:
     return set(get_affinity(0)) if get_affinity is not None else set()
 
 
-def worker_cpus(affinity: str, workers: int, allowed: Collection[int]) -> list[int | None]:
+def worker_cpus(
+    affinity: WorkerCpuAffinity, workers: int, allowed: Collection[int]
+) -> list[int | None]:
     """The CPU each worker slot is bound to, None for none.
 
     A worker's event loop hands every batch to its model thread and the model thread hands

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.settings import WorkerCpuAffinity
 from app.workers import worker_cpus
 
 
@@ -23,5 +24,7 @@ def test_each_worker_gets_a_cpu_of_its_own_when_the_process_has_exactly_that_man
         ("auto", 2, set()),  # the mask can't be read here
     ],
 )
-def test_workers_stay_unbound_otherwise(affinity: str, workers: int, allowed: set[int]) -> None:
+def test_workers_stay_unbound_otherwise(
+    affinity: WorkerCpuAffinity, workers: int, allowed: set[int]
+) -> None:
     assert worker_cpus(affinity, workers, allowed) == [None] * workers
