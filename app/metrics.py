@@ -17,11 +17,17 @@ in bulk (``flush``): when the worker goes idle (no request in flight), before ev
 and otherwise within ``_FLUSH_SECONDS``. Each value written one at a time cost the event loop
 a sizeable share of a request under load (several locked writes to the shared files, the pid
 check in each, the bucket walk); in bulk that cost is paid once per flush.
+
+What the model thread observes (each batch's size and duration, the input metrics) goes the
+same way: it only queues the values (``DeferredObservations``) and the event loop's flush
+writes them. Written on the model thread, they sat between the model's answer and the response:
+at concurrency 1 every request waited for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import re
 import time
@@ -41,7 +47,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "BulkHistogram", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "BulkHistogram", "DeferredObservations", "ServiceMetrics"]
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -82,6 +88,45 @@ class BulkHistogram(Histogram):  # type: ignore[misc]
         self._sum.inc(float(exact.sum()))
         for index in np.flatnonzero(counts):
             self._buckets[int(index)].inc(int(counts[index]))
+
+
+class DeferredObservations:
+    """Values observed on any thread, added to their metrics by ``flush`` on the event loop.
+
+    ``observe`` and ``inc`` only append to a deque (atomic in CPython, so no lock), which keeps
+    the model thread's share to a few appends per batch. ``flush`` drains the deque and writes
+    each metric once, however many batches it holds: one ``observe_many`` per histogram and
+    one ``inc`` per counter.
+    """
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[
+            tuple[BulkHistogram, npt.NDArray[Any] | float] | tuple[Counter, int]
+        ] = collections.deque()
+
+    def observe(self, histogram: BulkHistogram, values: npt.NDArray[Any] | float) -> None:
+        """Queue one value or an array of them for ``histogram`` (any thread)."""
+        self._pending.append((histogram, values))
+
+    def inc(self, counter: Counter, amount: int) -> None:
+        """Queue an increment of ``counter`` (any thread)."""
+        self._pending.append((counter, amount))
+
+    def flush(self) -> None:
+        """Write what is queued, each metric once (one thread at a time: the event loop)."""
+        values_of: dict[BulkHistogram, list[npt.NDArray[Any] | float]] = {}
+        amount_of: dict[Counter, int] = {}
+        pending = self._pending
+        while pending:
+            metric, value = pending.popleft()
+            if isinstance(metric, BulkHistogram):
+                values_of.setdefault(metric, []).append(value)
+            else:
+                amount_of[metric] = amount_of.get(metric, 0) + int(value)
+        for histogram, parts in values_of.items():
+            histogram.observe_many(np.concatenate([np.ravel(part) for part in parts]))
+        for counter, amount in amount_of.items():
+            counter.inc(amount)
 
 
 class ServiceMetrics:
@@ -156,13 +201,13 @@ class ServiceMetrics:
         )
         self.reload_successes = self.reloads.labels("success")
         self.reload_failures = self.reloads.labels("failure")
-        self.batch_size = Histogram(
+        self.batch_size = BulkHistogram(
             "sentiment_batch_size_texts",
             "Texts per model call after micro-batching.",
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.inference_latency = Histogram(
+        self.inference_latency = BulkHistogram(
             "sentiment_inference_duration_seconds",
             "Duration of one model call (one micro-batch).",
             buckets=_LATENCY_BUCKETS,
@@ -176,6 +221,8 @@ class ServiceMetrics:
         self._in_flight = 0
         self._latencies: dict[_RequestKey, list[float]] = {}
         self._labels: dict[str, list[int]] = {}  # version -> [positives, negatives]
+        # What the model thread observed (batches, input metrics), written by flush.
+        self.deferred = DeferredObservations()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.queue_depth = Gauge(
@@ -247,7 +294,9 @@ class ServiceMetrics:
                 self._prediction_child("positive", version).inc(positives)
             if negatives:
                 self._prediction_child("negative", version).inc(negatives)
+        self.deferred.flush()
         self._storage.publish_in_flight(self.requests_in_progress, self._in_flight)
+        self._storage.publish_queue_depth(self.queue_depth)
 
     def _prediction_child(self, label: str, version: str) -> Counter:
         """The predictions counter of (label, version), resolved once (as request children)."""
@@ -295,13 +344,12 @@ class ServiceMetrics:
         return children
 
     def observe_batch(self, texts: int, seconds: float) -> None:
-        """Record one model call (from the model thread; prometheus-client is thread-safe)."""
-        self.batch_size.observe(texts)
-        self.inference_latency.observe(seconds)
-        self._storage.after_batch(self.queue_depth)
+        """Record one model call (model thread: queued, written by the next ``flush``)."""
+        self.deferred.observe(self.batch_size, float(texts))
+        self.deferred.observe(self.inference_latency, seconds)
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
-        """Report the queue depth ``depth`` returns (at scrape time, or after each model call)."""
+        """Report the queue depth ``depth`` returns (at scrape time, or at each flush)."""
         self._storage.track_queue_depth(self.queue_depth, depth)
 
     def set_served_models(self, name: str, versions: list[str]) -> None:
@@ -336,7 +384,7 @@ class _Storage(Protocol):
 
     def publish_in_flight(self, in_progress: Gauge, count: int) -> None: ...
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None: ...
-    def after_batch(self, gauge: Gauge) -> None: ...
+    def publish_queue_depth(self, gauge: Gauge) -> None: ...
     def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None: ...
     def exposed(self, registry: CollectorRegistry) -> CollectorRegistry: ...
     def forget_dead_processes(self) -> None: ...
@@ -355,8 +403,8 @@ class _LocalStorage:
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
         gauge.set_function(lambda: float(depth()))
 
-    def after_batch(self, gauge: Gauge) -> None:
-        pass
+    def publish_queue_depth(self, gauge: Gauge) -> None:
+        pass  # the gauge reads the depth at scrape time
 
     def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None:
         info.clear()
@@ -382,6 +430,7 @@ class _SharedStorage:
         self._depth: Callable[[], int] | None = None
         self._served_models: set[tuple[str, str]] = set()
         self._published_in_flight: int | None = None
+        self._published_depth: int | None = None
 
     def publish_in_flight(self, in_progress: Gauge, count: int) -> None:
         # Each write is a locked write to the shared file; an idle worker flushes after
@@ -393,9 +442,12 @@ class _SharedStorage:
     def track_queue_depth(self, gauge: Gauge, depth: Callable[[], int]) -> None:
         self._depth = depth
 
-    def after_batch(self, gauge: Gauge) -> None:
+    def publish_queue_depth(self, gauge: Gauge) -> None:
         if self._depth is not None:
-            gauge.set(self._depth())
+            depth = self._depth()
+            if depth != self._published_depth:  # a locked write to the shared file
+                gauge.set(depth)
+                self._published_depth = depth
 
     def forget_served_models(self, info: Gauge, current: set[tuple[str, str]]) -> None:
         previous, self._served_models = self._served_models, set(current)

@@ -6,10 +6,10 @@ same graph call, so the accounting costs the model nothing extra. The predictor 
 batch with it when the live version has it (see ``observed_scoring``) and hands the outputs
 here, on the model thread.
 
-A histogram's ``observe`` walks its buckets in Python under a lock, once per value: three
-histograms times every text of a batch would be hundreds of such calls per batch on the
-thread the whole service waits for, so each batch goes in at once
-(``app.metrics.BulkHistogram.observe_many``).
+The model thread is the one every request waits for, so it writes nothing: it queues each
+batch's arrays (``app.metrics.DeferredObservations``), and the event loop's metrics flush
+bins them, many batches at once (``app.metrics.BulkHistogram.observe_many``), after the
+responses are out.
 
 Each series is labelled by version and by the protocol the texts came by (``rest`` or
 ``grpc``): a batch can mix both, and the batcher says how it splits
@@ -30,7 +30,7 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
 from app.core.batcher import REQUEST_PROTOCOL, batch_protocols
-from app.metrics import BulkHistogram
+from app.metrics import BulkHistogram, DeferredObservations
 from contract import (
     OOV_COUNT_OUTPUT,
     PROBABILITY_OUTPUT,
@@ -93,9 +93,12 @@ _LABEL_NAMES = ("version", "protocol")
 
 
 class InputMetrics:
-    """Score drift and input accounting by version, registered in the app's own registry."""
+    """Score drift and input accounting by version, registered in the app's own registry and
+    written when ``deferred`` is flushed."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, deferred: DeferredObservations) -> None:
+        self._deferred = deferred
+
         def histogram(name: str, documentation: str, buckets: Sequence[float]) -> BulkHistogram:
             return BulkHistogram(
                 name, documentation, _LABEL_NAMES, buckets=buckets, registry=registry
@@ -124,8 +127,8 @@ class InputMetrics:
         )
 
     def observer(self, version: str) -> InputObserver:
-        """What records the model calls of ``version`` (model thread; a handful of increments
-        per batch and protocol, into children resolved once per protocol)."""
+        """What records the model calls of ``version`` (model thread; a handful of queued
+        values per batch and protocol, for children resolved once per protocol)."""
         recorders: dict[str, InputObserver] = {}
 
         def recorder(protocol: str) -> InputObserver:
@@ -155,13 +158,15 @@ class InputMetrics:
         oov_share = self.oov_share.labels(version, protocol)
         truncated = self.truncated.labels(version, protocol)
 
+        deferred = self._deferred
+
         def record(batch: InputBatch) -> None:
-            probability.observe_many(batch.probability)
-            token_count.observe_many(batch.token_count)
-            oov_share.observe_many(batch.oov_share)
+            deferred.observe(probability, batch.probability)
+            deferred.observe(token_count, batch.token_count)
+            deferred.observe(oov_share, batch.oov_share)
             count = int(np.count_nonzero(batch.truncated))
             if count:
-                truncated.inc(count)
+                deferred.inc(truncated, count)
 
         return record
 

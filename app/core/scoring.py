@@ -86,7 +86,8 @@ class ScoringCore:
             metrics,
             # Drift and input metrics from each batch's score outputs (versions with ``score``).
             loader=functools.partial(
-                Predictor.load, observe_inputs=InputMetrics(metrics.registry).observer
+                Predictor.load,
+                observe_inputs=InputMetrics(metrics.registry, metrics.deferred).observer,
             ),
         )
         # Registered with or without a shadow, so the metrics an operator sees never depend

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from app.main import create_app
-from app.metrics import ServiceMetrics
+from app.metrics import BulkHistogram, DeferredObservations, ServiceMetrics
 from app.settings import Settings
 from tests.app.conftest import wait_until
 
@@ -131,6 +134,69 @@ def test_request_metrics_are_written_when_idle_at_a_scrape_or_within_the_window(
             {"route": "/v1/predict", "version": "7"},
         )
         assert latency_count == 3
+
+    asyncio.run(scenario())
+
+
+def test_deferred_observations_are_written_by_the_flush_as_one_by_one() -> None:
+    """What another thread queues reaches no metric before ``flush``; then each histogram holds
+    exactly what observing the values one by one gives, and counters their summed increments."""
+    deferred = DeferredObservations()
+    registry, reference = CollectorRegistry(), CollectorRegistry()
+    buckets = (1, 2, 4, 8, 16)
+    histogram = BulkHistogram("texts", "t", buckets=buckets, registry=registry)
+    counter = Counter("truncated", "t", registry=registry)
+    one_by_one = Histogram("texts", "t", buckets=buckets, registry=reference)
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 20, size) for size in (1, 3, 40, 7)]
+
+    def model_thread() -> None:
+        for batch in batches:
+            deferred.observe(histogram, batch)
+            deferred.observe(histogram, float(batch.size))  # one value, as a batch's size
+            deferred.inc(counter, 2)
+
+    thread = threading.Thread(target=model_thread)
+    thread.start()
+    thread.join()
+    assert registry.get_sample_value("texts_count") == 0
+    assert registry.get_sample_value("truncated_total") == 0
+    deferred.flush()
+    for batch in batches:
+        for value in [*batch.tolist(), float(batch.size)]:
+            one_by_one.observe(value)
+
+    def samples(source: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, sample.labels.get("le", "")): sample.value
+            for metric in source.collect()
+            for sample in metric.samples
+            if sample.name.startswith("texts") and not sample.name.endswith("_created")
+        }
+
+    assert samples(registry) == samples(reference)
+    assert registry.get_sample_value("truncated_total") == 2 * len(batches)
+    deferred.flush()  # drained: nothing is written twice
+    assert samples(registry) == samples(reference)
+
+
+def test_model_calls_are_written_when_their_request_ends() -> None:
+    """A model call's figures, queued by the model thread, are in the metrics once the last
+    request in flight ends (the idle flush), with no scrape and no timer."""
+    metrics = ServiceMetrics()
+
+    async def scenario() -> None:
+        metrics.request_started()
+        scored = threading.Thread(target=metrics.observe_batch, args=(5, 0.003))
+        scored.start()
+        scored.join()
+        assert metrics.registry.get_sample_value("sentiment_batch_size_texts_count") == 0
+        metrics.request_finished("/v1/predict", "POST", 200, time.perf_counter(), "7")
+        assert metrics.registry.get_sample_value("sentiment_batch_size_texts_count") == 1
+        assert metrics.registry.get_sample_value("sentiment_batch_size_texts_sum") == 5
+        assert metrics.registry.get_sample_value(
+            "sentiment_inference_duration_seconds_bucket", {"le": "0.005"}
+        )
 
     asyncio.run(scenario())
 

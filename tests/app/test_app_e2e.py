@@ -224,6 +224,10 @@ def test_workers_share_one_metrics_view_that_survives_a_crashed_worker(
             'version="1"}'
         )
         assert values[predicted] == requests
+        # The model threads' figures, written by each worker's event loop once it is idle.
+        assert values["sentiment_batch_size_texts_sum"] == requests
+        rest_tokens = 'sentiment_input_tokens_count{protocol="rest",version="1"}'
+        assert values[rest_tokens] == requests
         assert values["sentiment_model_ready"] == 1
         pids = _worker_pids(exposition)
         assert len(pids) == 2

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from app.core import explainer as explain_module
 from app.core.input_metrics import PROBABILITY_BUCKETS, InputBatch, InputMetrics
 from app.main import create_app
+from app.metrics import DeferredObservations
 from app.settings import Settings
 from contract import ModelCard
 from tests.app.conftest import metric_sum, publish_version
@@ -315,10 +316,12 @@ def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
     oov = np.minimum(rng.integers(0, 50, len(probabilities)), tokens)
     batch = InputBatch(probabilities, tokens, oov, tokens > 2000)
     bulk_registry = CollectorRegistry()
-    InputMetrics(bulk_registry).observer("7")(batch)
+    deferred = DeferredObservations()
+    InputMetrics(bulk_registry, deferred).observer("7")(batch)
+    deferred.flush()
 
     one_by_one = CollectorRegistry()
-    reference = InputMetrics(one_by_one)
+    reference = InputMetrics(one_by_one, DeferredObservations())
     for histogram, values in (
         (reference.probability, batch.probability),
         (reference.token_count, batch.token_count),

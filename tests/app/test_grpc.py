@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core.batcher import REQUEST_PROTOCOL, MicroBatcher
 from app.core.input_metrics import InputBatch, InputMetrics
 from app.main import create_app
+from app.metrics import DeferredObservations
 from app.settings import Settings
 from bench.servers import HOST, SERVICE, Server, free_port, running_server
 from tests.paths import REPO_ROOT
@@ -418,7 +419,8 @@ def test_input_metrics_carry_the_protocol(
 def test_a_batch_mixing_protocols_is_observed_by_protocol() -> None:
     """One model call holding REST and gRPC requests: each text counts under its protocol."""
     registry = CollectorRegistry()
-    observe = InputMetrics(registry).observer("1")
+    deferred = DeferredObservations()
+    observe = InputMetrics(registry, deferred).observer("1")
 
     def score(model: str, texts: list[str]) -> Any:
         count = len(texts)
@@ -449,6 +451,7 @@ def test_a_batch_mixing_protocols_is_observed_by_protocol() -> None:
         await batcher.drain(5)
 
     asyncio.run(scenario())
+    deferred.flush()
 
     def value(name: str, protocol: str) -> float | None:
         labels = {"version": "1", "protocol": protocol}
