@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
@@ -188,3 +189,14 @@ def metric_sum(client: TestClient, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and labels.items() <= sample.labels.items()
     )
+
+
+def registry_samples(registry: CollectorRegistry, prefix: str = "") -> dict[tuple[str, str], float]:
+    """Every sample of ``registry`` whose name starts with ``prefix``, by (name, ``le``): what
+    two registries that observed the same values must agree on (``_created`` times aside)."""
+    return {
+        (sample.name, sample.labels.get("le", "")): sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name.startswith(prefix) and not sample.name.endswith("_created")
+    }

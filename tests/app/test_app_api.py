@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from app.main import create_app
 from app.metrics import BulkHistogram, DeferredObservations, ServiceMetrics
 from app.settings import Settings
-from tests.app.conftest import wait_until
+from tests.app.conftest import registry_samples, wait_until
 
 SECRET_REVIEW = "zq-private-review-marker this film was fine"
 
@@ -166,18 +166,10 @@ def test_deferred_observations_are_written_by_the_flush_as_one_by_one() -> None:
         for value in [*batch.tolist(), float(batch.size)]:
             one_by_one.observe(value)
 
-    def samples(source: CollectorRegistry) -> dict[tuple[str, str], float]:
-        return {
-            (sample.name, sample.labels.get("le", "")): sample.value
-            for metric in source.collect()
-            for sample in metric.samples
-            if sample.name.startswith("texts") and not sample.name.endswith("_created")
-        }
-
-    assert samples(registry) == samples(reference)
+    assert registry_samples(registry, "texts") == registry_samples(reference, "texts")
     assert registry.get_sample_value("truncated_total") == 2 * len(batches)
     deferred.flush()  # drained: nothing is written twice
-    assert samples(registry) == samples(reference)
+    assert registry_samples(registry, "texts") == registry_samples(reference, "texts")
 
 
 def test_model_calls_are_written_when_their_request_ends() -> None:

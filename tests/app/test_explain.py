@@ -24,7 +24,7 @@ from app.main import create_app
 from app.metrics import DeferredObservations
 from app.settings import Settings
 from contract import ModelCard
-from tests.app.conftest import metric_sum, publish_version
+from tests.app.conftest import metric_sum, publish_version, registry_samples
 from tests.app.explain_models import explain_version_dir, legacy_version_dir
 from tests.paths import REPO_ROOT
 
@@ -331,15 +331,7 @@ def test_bulk_histogram_equals_observing_one_by_one(size: int) -> None:
             Histogram.observe(histogram.labels("7", "rest"), value)
     reference.truncated.labels("7", "rest").inc(int(np.count_nonzero(batch.truncated)))
 
-    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
-        return {
-            (sample.name, sample.labels.get("le", "")): sample.value
-            for metric in registry.collect()
-            for sample in metric.samples
-            if not sample.name.endswith("_created")
-        }
-
-    bulk, single = samples(bulk_registry), samples(one_by_one)
+    bulk, single = registry_samples(bulk_registry), registry_samples(one_by_one)
     assert bulk.keys() == single.keys()
     for key, value in single.items():
         assert bulk[key] == pytest.approx(value, rel=1e-9), key
