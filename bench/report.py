@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+from collections.abc import Callable
 
 from bench.loadclient import LoadResult
 from bench.measure import STEADY_TOLERANCE
@@ -35,6 +36,37 @@ def model_bound_rps(cores: int, ceiling_rps: float, model_cpu_ms_per_text: float
     if cores <= 0 or ceiling_rps <= 0 or model_cpu_ms_per_text < 0:
         raise ValueError("cores and the ceiling rate must be positive, the model cost not negative")
     return cores / (cores / ceiling_rps + model_cpu_ms_per_text / 1000.0)
+
+
+def _render_bare(add: Callable[[str], None], results: Results, cores: int, cost_ms: float) -> None:
+    """The bare batching server's table: how near this stack comes to the model-bound limit
+    with nothing but batching, and the service against it (what its own features cost)."""
+    add("### Single-text `POST /v1/predict`: the bare batching server (same stack and model)")
+    add("")
+    add(
+        "`python -m bench.bare`, in the same rounds with the same workers and settings: the "
+        "ceiling's app with the model behind the simplest greedy batcher, and nothing else (no "
+        "metrics, versions, gRPC or limits). Its share of the model-bound limit is what this "
+        "stack reaches; the service's share of its rate is what the service's own features cost."
+    )
+    add("")
+    add(
+        "| concurrency | bare req/s | p50 ms | p99 ms | bare/bound | service/bare "
+        "| p50 delta ms (service - bare) | CPU ms/req bare (loop thread) | bare answers |"
+    )
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for concurrency, bare in results.bare.items():
+        service, ceiling = results.single[concurrency]
+        bound = model_bound_rps(cores, max(ceiling.requests_per_s, 1e-9), cost_ms)
+        add(
+            f"| {concurrency} | {bare.requests_per_s:,.0f} | {bare.p50_ms:.2f} "
+            f"| {bare.p99_ms:.2f} | {bare.requests_per_s / bound:.2f} "
+            f"| {service.requests_per_s / max(bare.requests_per_s, 1e-9):.2f} "
+            f"| {service.p50_ms - bare.p50_ms:+.2f} | {bare.server_cpu_ms_per_request:.3f} "
+            f"({bare.loop_thread_cpu_ms_per_request:.3f}) "
+            f"| {_statuses(bare.load)}{_failures(bare.load)} |"
+        )
+    add("")
 
 
 def _statuses(load: LoadResult) -> str:
@@ -113,6 +145,7 @@ def render(options: Options, results: Results) -> tuple[str, bool]:
             f"{_failures(service.load)} |"
         )
     add("")
+    _render_bare(add, results, cores, cost_ms)
     add(f"### `POST /v1/predict/batch` with {options.batch_size} texts vs. the model in process")
     add("")
     inprocess = results.inprocess

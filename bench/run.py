@@ -29,6 +29,7 @@ from bench.measure import Bench, Measured, Slice, pool
 from bench.options import Options, service_settings
 from bench.peers import PEERS, Launch
 from bench.servers import (
+    BARE,
     CEILING,
     HOST,
     SERVICE,
@@ -90,6 +91,7 @@ class PeerResults:
 @dataclass(frozen=True)
 class Results:
     single: dict[int, tuple[Measured, Measured]]  # concurrency -> (service, ceiling)
+    bare: dict[int, Measured]  # the bare batching server, in the same rounds as `single`
     batch: dict[int, Measured]
     inprocess: InProcessResult  # batch size options.batch_size, alternating with batch rounds
     model_cost: InProcessResult  # batch size MODEL_COST_BATCH_SIZE: CPU per text
@@ -188,6 +190,7 @@ def run_benchmark(options: Options) -> Results:
                 tf_pool, version_dir, options.compare_version, bench.texts, options.rounds
             )
         single: dict[int, tuple[Measured, Measured]] = {}
+        bare: dict[int, Measured] = {}
         batch: dict[int, Measured] = {}
         peers = None
         inprocess_rates: list[float] = []
@@ -200,15 +203,20 @@ def run_benchmark(options: Options) -> Results:
             running_server(
                 "service", SERVICE, bench.service_env(), REPO_ROOT, "/readyz", listeners=workers
             ) as service,
+            running_server(
+                "bare", BARE, bench.service_env(), REPO_ROOT, "/readyz", listeners=workers
+            ) as bare_server,
         ):
             bench.smoke_check(ceiling, PREDICT_PATH, bench.single_bodies[0])
             bench.smoke_check(service, PREDICT_PATH, bench.single_bodies[0])
             bench.smoke_check(service, BATCH_PATH, bench.batch_bodies[0])
+            bench.smoke_check(bare_server, PREDICT_PATH, bench.single_bodies[0])
             for concurrency in options.concurrency:
-                measured_service, measured_ceiling = bench.compare(
-                    [service, ceiling], PREDICT_PATH, bench.single_bodies, concurrency
+                measured_service, measured_ceiling, measured_bare = bench.compare(
+                    [service, ceiling, bare_server], PREDICT_PATH, bench.single_bodies, concurrency
                 )
                 single[concurrency] = (measured_service, measured_ceiling)
+                bare[concurrency] = measured_bare
             # The batch endpoint alternates with the in-process serving function, for the same
             # reason the service alternates with the ceiling.
             for concurrency in options.batch_concurrency:
@@ -264,6 +272,7 @@ def run_benchmark(options: Options) -> Results:
                 rss_after.append(rss_mib(small.pid))
     return Results(
         single=single,
+        bare=bare,
         batch=batch,
         inprocess=InProcessResult(
             batch_size=options.batch_size,

@@ -145,13 +145,16 @@ SERVICE = "app"
 """The `target` that starts the service the way it ships: `python -m app`."""
 CEILING = "bench.ceiling"
 """The `target` that starts the ceiling app with the service's worker count (bench.ceiling)."""
-_MODULE_TARGETS = (SERVICE, CEILING)  # run as `python -m <target>`, configured like the service
+BARE = "bench.bare"
+"""The `target` that starts the bare batching server like the service (bench.bare)."""
+# Run as `python -m <target>`, configured like the service.
+_MODULE_TARGETS = (SERVICE, CEILING, BARE)
 
 
 def start_server(name: str, target: str, env: Mapping[str, str], cwd: Path) -> Server:
     """Start `target` on a free port; does not wait for readiness.
 
-    `target` is SERVICE, CEILING (both configured by SENTIMENT_* variables, workers
+    `target` is SERVICE, CEILING, BARE (configured by SENTIMENT_* variables, workers
     included) or a uvicorn factory (`module:function`), run with one worker.
     """
     port = free_port()

@@ -63,6 +63,7 @@ def _results(
             1: (_measured(900, c1_p50_ms), _measured(4_000, 0.5)),
             64: (_measured(9_500, 9.0), _measured(10_000, 5.0)),
         },
+        bare={1: _measured(1_000, 0.8), 64: _measured(9_800, 8.0)},
         batch={8: _measured(90, 80.0, batch_statuses)},
         inprocess=InProcessResult(256, [12_000.0], [0.08]),
         model_cost=InProcessResult(64, [20_000.0], [0.0]),
@@ -172,3 +173,13 @@ def test_a_warm_up_is_steady_when_two_rounds_agree_within_a_fifth() -> None:
     assert not steady(130.0, 670.0)
     assert steady(700.0, 716.0) and steady(500.0, 500.0) and steady(800.0, 650.0)
     assert not steady(0.0, 0.0), "a server that answers nothing is not warm"
+
+
+def test_the_bare_server_rows_give_its_share_of_the_bound_and_the_service_against_it() -> None:
+    report, _ = render(OPTIONS, _results())
+    table = report.split("the bare batching server")[1].split("###")[0]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line[:3] == "| 6"}
+    rows |= {line.split("|")[1].strip(): line for line in table.splitlines() if line[:3] == "| 1"}
+    # A free model: the bound is the ceiling's rate (10,000 at c=64, 4,000 at c=1).
+    assert rows["64"].startswith("| 64 | 9,800 | 8.00 | 16.00 | 0.98 | 0.97 | +1.00 |")
+    assert rows["1"].startswith("| 1 | 1,000 | 0.80 | 1.60 | 0.25 | 0.90 | +0.20 |")
