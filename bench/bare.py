@@ -33,7 +33,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
-import uvicorn
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -43,7 +42,7 @@ from app.http.errors import error_response
 from app.process import tune_process
 from app.protocols.native_schemas import PredictRequest, PredictResponse
 from app.settings import Settings
-from app.workers import Supervisor, reuse_port_socket
+from bench.ceiling import run_bench_workers, serve_bench_worker
 from bench.inprocess import newest_version_dir
 from contract import (
     CARD_FILE,
@@ -177,28 +176,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def serve_bare_worker(settings: Settings) -> None:
-    """One bare worker on its own ``SO_REUSEPORT`` socket (a Supervisor worker target)."""
+    """One bare worker, tuned as a service worker is (a Supervisor worker target)."""
     tune_process(settings)
-    config = uvicorn.Config(
-        APP,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
-    uvicorn.Server(config).run(sockets=[reuse_port_socket(settings.host, settings.port)])
+    serve_bench_worker(APP, settings)
 
 
 def main() -> int:
     """``python -m bench.bare``: ``SENTIMENT_WORKERS`` bare workers until SIGTERM."""
-    settings = Settings()
-    if settings.workers == 1:
-        serve_bare_worker(settings)
-        return 0
-    return Supervisor(settings, worker=serve_bare_worker).run()
+    return run_bench_workers(Settings(), serve_bare_worker)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ access log): no TensorFlow, no connection guards, and never bound to a CPU per w
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import orjson
 import uvicorn
@@ -58,10 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def serve_ceiling_worker(settings: Settings) -> None:
-    """One ceiling worker on its own ``SO_REUSEPORT`` socket (a Supervisor worker target)."""
+def serve_bench_worker(app: str, settings: Settings) -> None:
+    """One worker of a benchmark app (``module:factory``) on its own ``SO_REUSEPORT`` socket:
+    plain uvicorn with uvloop, httptools and no access log (the ceiling's and bench.bare's)."""
     config = uvicorn.Config(
-        APP,
+        app,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -73,6 +75,19 @@ def serve_ceiling_worker(settings: Settings) -> None:
     uvicorn.Server(config).run(sockets=[reuse_port_socket(settings.host, settings.port)])
 
 
+def run_bench_workers(settings: Settings, worker: Callable[[Settings], None]) -> int:
+    """``settings.workers`` workers under the service's supervisor (one runs in this process)."""
+    if settings.workers == 1:
+        worker(settings)
+        return 0
+    return Supervisor(settings, worker=worker).run()
+
+
+def serve_ceiling_worker(settings: Settings) -> None:
+    """One ceiling worker (a Supervisor worker target)."""
+    serve_bench_worker(APP, settings)
+
+
 def main() -> int:
     """``python -m bench.ceiling``: ``SENTIMENT_WORKERS`` ceiling workers until SIGTERM.
 
@@ -81,10 +96,7 @@ def main() -> int:
     slower bound (docs/benchmark.md), so the yardstick keeps the kernel's placement.
     """
     settings = Settings().model_copy(update={"worker_cpu_affinity": "off"})
-    if settings.workers == 1:
-        serve_ceiling_worker(settings)
-        return 0
-    return Supervisor(settings, worker=serve_ceiling_worker).run()
+    return run_bench_workers(settings, serve_ceiling_worker)
 
 
 if __name__ == "__main__":
