@@ -8,11 +8,12 @@ cost (request and input metrics, versions and labels, gRPC, limits, the model-ve
 
 * the ceiling's app (bench.ceiling): FastAPI, the service's request model
   (``PredictRequest``), its length check, an answer of the same shape serialised by orjson;
-* the service's newest version, loaded as the service loads it (``load_saved_model``: the
-  inline session), scored with the signature the service scores with;
+* the service's newest version, loaded, verified and scored by the service's own
+  ``Predictor`` (the inline session, the signature the service scores with, the card's label
+  rule), with no input metrics;
 * one model thread per worker and greedy batching: a request that finds the model idle starts
   a batch in the loop's next iteration, requests arriving meanwhile form the next batch,
-  which starts the moment the model is free (at most ``MAX_BATCH_TEXTS``);
+  which starts the moment the model is free (at most ``SENTIMENT_MAX_BATCH_SIZE`` texts);
 * the service's process tuning (``tune_process``: TensorFlow threads, GIL switch interval,
   garbage collector) and workers (``app.workers.Supervisor``, so also the service's binding
   of each worker to a CPU), from the same ``SENTIMENT_*`` settings.
@@ -37,24 +38,15 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from app.core.errors import InvalidInputError
-from app.core.inline_session import load_saved_model
+from app.core.predictor import Predictor
 from app.http.errors import error_response
 from app.process import tune_process
 from app.protocols.native_schemas import PredictRequest, PredictResponse
 from app.settings import Settings
 from bench.ceiling import run_bench_workers, serve_bench_worker
 from bench.inprocess import newest_version_dir
-from contract import (
-    CARD_FILE,
-    INPUT_NAME,
-    PROBABILITY_OUTPUT,
-    SCORE_SIGNATURE_NAME,
-    SIGNATURE_NAME,
-    ModelCard,
-)
 
 APP = "bench.bare:create_app"
-MAX_BATCH_TEXTS = 64  # the service's default max_batch_size
 
 _JSON = "application/json"
 
@@ -64,19 +56,18 @@ _Waiting = tuple[str, "asyncio.Future[float]"]
 class GreedyBatcher:
     """Texts in, probabilities out: one model thread, a batch whenever the model is free."""
 
-    def __init__(self, score: Callable[[list[str]], list[float]]) -> None:
+    def __init__(self, score: Callable[[list[str]], list[float]], max_batch_texts: int) -> None:
         self._score = score
+        self._max_batch_texts = max_batch_texts
         self._waiting: list[_Waiting] = []
         self._busy = False
         self._jobs: queue.SimpleQueue[list[_Waiting] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the model thread; call from the event loop that awaits the answers."""
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._work, name="bare-model", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._work, name="bare-model", daemon=True).start()
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -93,8 +84,8 @@ class GreedyBatcher:
     def _dispatch(self) -> None:
         if self._busy or not self._waiting:
             return
-        batch = self._waiting[:MAX_BATCH_TEXTS]
-        del self._waiting[:MAX_BATCH_TEXTS]
+        batch = self._waiting[: self._max_batch_texts]
+        del self._waiting[: self._max_batch_texts]
         self._busy = True
         self._jobs.put(batch)
 
@@ -113,25 +104,10 @@ class GreedyBatcher:
                 future.set_result(probability)
 
 
-class ModelScorer:
-    """The newest version under the service's model base, loaded as the service loads it:
-    texts → probabilities with the signature the service scores with (blocking), and the
-    card's decision threshold for the labels."""
-
-    def __init__(self, settings: Settings) -> None:
-        version_dir = newest_version_dir(settings.model_base_path)
-        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_bytes())
-        self.threshold = card.decision_threshold
-        self.version = version_dir.name
-        self._loaded, self._as_input = load_saved_model(version_dir)  # owns the session
-        signatures = self._loaded.signatures
-        name = SCORE_SIGNATURE_NAME if SCORE_SIGNATURE_NAME in signatures else SIGNATURE_NAME
-        self._signature = signatures[name]
-
-    def __call__(self, texts: list[str]) -> list[float]:
-        outputs = self._signature(**{INPUT_NAME: self._as_input(texts)})
-        probabilities: list[float] = outputs[PROBABILITY_OUTPUT].reshape(-1).tolist()
-        return probabilities
+def load_newest_version(settings: Settings) -> Predictor:
+    """The newest version under the service's model base, loaded, verified and warmed as the
+    service loads it (with no input metrics: nothing observes it)."""
+    return Predictor.load(newest_version_dir(settings.model_base_path))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,10 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scorer = state["scorer"] = await asyncio.to_thread(ModelScorer, settings)
-        await asyncio.to_thread(scorer, ["warm up"] * MAX_BATCH_TEXTS)
+        predictor = state["predictor"] = await asyncio.to_thread(load_newest_version, settings)
         gc.freeze()  # as the service does: TensorFlow's objects are never collected
-        batcher = state["batcher"] = GreedyBatcher(scorer)
+
+        def score(texts: list[str]) -> list[float]:
+            probabilities: list[float] = predictor.predict_probabilities(texts).tolist()
+            return probabilities
+
+        batcher = state["batcher"] = GreedyBatcher(score, settings.max_batch_size)
         batcher.start()
         yield
         batcher.stop()
@@ -166,10 +146,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def predict(body: PredictRequest) -> Response:
         if len(body.text) > max_text_chars:
             return error_response(InvalidInputError("too long"))
-        scorer: ModelScorer = state["scorer"]
+        predictor: Predictor = state["predictor"]
         probability = await state["batcher"].submit(body.text)
-        label = "positive" if probability >= scorer.threshold else "negative"
-        answer = {"label": label, "probability": probability, "model_version": scorer.version}
+        [label] = predictor.labels_for([probability])
+        answer = {
+            "label": label,
+            "probability": probability,
+            "model_version": predictor.version_label,
+        }
         return Response(orjson.dumps(answer), media_type=_JSON)
 
     return app

@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 
 from app.protocols.native_schemas import PredictResponse
 from app.settings import Settings
-from bench.bare import MAX_BATCH_TEXTS, GreedyBatcher, create_app
+from bench.bare import GreedyBatcher, create_app
 from bench.inprocess import newest_version_dir
 from contract import CARD_FILE, SAMPLE_TOLERANCE, ModelCard
 from tests.paths import SHIPPED_MODEL_BASE
 
 SETTINGS = Settings(model_base_path=SHIPPED_MODEL_BASE)
+MAX_BATCH_TEXTS = SETTINGS.max_batch_size
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_requests_that_arrive_together_share_a_model_call_and_get_their_own_answ
         return [float(len(text)) for text in texts]
 
     async def scenario() -> list[float]:
-        batcher = GreedyBatcher(score)
+        batcher = GreedyBatcher(score, MAX_BATCH_TEXTS)
         batcher.start()
         first = [batcher.submit("a" * n) for n in (1, 2)]  # one loop iteration: one batch
         while not calls:
